@@ -1,0 +1,783 @@
+// bus/broker.c - the reactor: one thread, one ROUTER socket, never blocks.
+//
+// Each loop turn waits on the socket (zmq_poll, bounded by the next tick), drains up to a
+// batch of messages without blocking, handles each, and on every tick checks liveness
+// (heartbeats out, silent peers closed) and retries stalled consumers. Connections found dead
+// while handling are closed at the end of the turn, never in the middle of a dispatch.
+#include "broker_internal.h"
+#include "util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TICK_MS     100  // liveness and stall-retry period
+#define DRAIN_BATCH 4096 // messages handled per turn before checking timers again
+#define HB_MIN      100
+#define HB_MAX      60000
+#define HB_MISSES   5 // a peer silent for this many intervals is dead
+
+static volatile sig_atomic_t s_interrupted;
+
+static void
+s_on_signal(int sig)
+{
+    (void)sig;
+    s_interrupted = 1;
+}
+
+// Creates every directory of path, like mkdir -p.
+static int
+s_mkdirs(const char *path)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof buf)
+        return -1;
+    strcpy(buf, path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+// Takes an exclusive lock on DIR/LOCK so two brokers never share a data directory.
+static int
+s_lock_data_dir(hop_broker_t *self, char *err, size_t err_size)
+{
+    if (s_mkdirs(self->data_dir) < 0) {
+        snprintf(err, err_size, "cannot create data directory %s: %s", self->data_dir,
+                 strerror(errno));
+        return -1;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/LOCK", self->data_dir);
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (self->lock_fd < 0) {
+        snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(self->lock_fd, F_SETLK, &fl) < 0) {
+        snprintf(err, err_size,
+                 "data directory %s is in use by another hopperd (lock %s is held); stop it "
+                 "or pass --data-dir",
+                 self->data_dir, path);
+        return -1;
+    }
+    return 0;
+}
+
+// Raises the open-file limit to the hard limit: every connection is a file descriptor.
+static void
+s_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            hop_log(HOP_WARN, "broker", "cannot raise open-file limit: %s", strerror(errno));
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 16384)
+        hop_log(HOP_WARN, "broker",
+                "open-file limit is %llu: at most about that many connections; raise it with "
+                "ulimit -n or LimitNOFILE=",
+                (unsigned long long)rl.rlim_cur);
+}
+
+hop_broker_t *
+hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
+{
+    assert(config);
+    hop_broker_t *self = hop_calloc(1, sizeof *self);
+    self->config = *config;
+    if (!self->config.bind)
+        self->config.bind = HOP_DEFAULT_BIND;
+    if (!self->config.heartbeat_ms)
+        self->config.heartbeat_ms = HOP_DEFAULT_HEARTBEAT;
+    if (!self->config.max_message)
+        self->config.max_message = HOP_DEFAULT_MAX_MESSAGE;
+    self->data_dir =
+        hop_strndup(config->data_dir ? config->data_dir : HOP_DEFAULT_DATA_DIR,
+                    strlen(config->data_dir ? config->data_dir : HOP_DEFAULT_DATA_DIR));
+    self->lock_fd = -1;
+    self->now = self->started_at = hop_now_ms();
+    hop_enc_init(&self->enc);
+    hop_route_init(&self->route);
+    self->conns = hop_map_new();
+    self->queues = hop_map_new();
+    self->exchanges = hop_map_new();
+    hop_topology_init(self);
+
+    if (s_lock_data_dir(self, err, err_size) < 0) {
+        hop_broker_destroy(&self);
+        return NULL;
+    }
+    s_raise_fd_limit();
+    self->ctx = zmq_ctx_new();
+    self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
+    // Mandatory routing: a send to a full or vanished peer fails instead of being dropped
+    // silently, so a delivery is never lost in the socket.
+    int one = 1, zero = 0, sndhwm = 100000, rcvhwm = 10000;
+    zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(self->router, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
+    zmq_setsockopt(self->router, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    // Port 0 means "any free port", as for any other server.
+    char bind[512];
+    snprintf(bind, sizeof bind, "%s", self->config.bind);
+    size_t blen = strlen(bind);
+    if (blen > 2 && strcmp(bind + blen - 2, ":0") == 0)
+        strcpy(bind + blen - 1, "*");
+    if (zmq_bind(self->router, bind) < 0) {
+        snprintf(err, err_size, "cannot listen on %s: %s%s", self->config.bind,
+                 zmq_strerror(zmq_errno()),
+                 zmq_errno() == EADDRINUSE ? " (another hopperd running? pass --bind)" : "");
+        hop_broker_destroy(&self);
+        return NULL;
+    }
+    size_t len = sizeof self->endpoint;
+    zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &len);
+    return self;
+}
+
+static void s_conn_close(hop_broker_t *self, hop_conn_t *conn, const char *why);
+
+void
+hop_broker_destroy(hop_broker_t **self_p)
+{
+    assert(self_p);
+    hop_broker_t *self = *self_p;
+    if (!self)
+        return;
+    // Close every connection first: that settles their entries and consumers.
+    while (hop_map_size(self->conns)) {
+        size_t cursor = 0;
+        void *value;
+        hop_map_next(self->conns, &cursor, NULL, NULL, &value);
+        s_conn_close(self, value, NULL);
+    }
+    hop_topology_fini(self);
+    hop_map_destroy(&self->conns);
+    hop_map_destroy(&self->queues);
+    hop_map_destroy(&self->exchanges);
+    hop_route_fini(&self->route);
+    hop_enc_fini(&self->enc);
+    if (self->router)
+        zmq_close(self->router);
+    if (self->ctx)
+        zmq_ctx_term(self->ctx);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd);
+    hop_records_trim();
+    free(self->data_dir);
+    free(self);
+    *self_p = NULL;
+}
+
+const char *
+hop_broker_endpoint(const hop_broker_t *self)
+{
+    return self->endpoint;
+}
+
+// Sending ---------------------------------------------------------------------------------
+
+void
+hop_broker_reply(hop_broker_t *self, hop_cmd_t cmd, uint64_t id)
+{
+    hop_enc_begin(&self->enc, cmd);
+    hop_enc_uint(&self->enc, "id", id);
+}
+
+static int
+s_send_to(hop_broker_t *self, const void *peer, size_t peer_len, zmq_msg_t *body, int *err)
+{
+    size_t size;
+    const void *header = hop_enc_end(&self->enc, &size);
+    if (zmq_send(self->router, peer, peer_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        *err = zmq_errno();
+        return -1;
+    }
+    // Once the first frame is accepted the rest of the message always is.
+    zmq_send(self->router, header, size, (body ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    if (body) {
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, body);
+        if (zmq_msg_send(&copy, self->router, ZMQ_DONTWAIT) < 0)
+            zmq_msg_close(&copy);
+    }
+    return 0;
+}
+
+int
+hop_broker_send(hop_broker_t *self, hop_conn_t *conn, zmq_msg_t *body)
+{
+    if (conn->dead)
+        return -1;
+    int err = 0;
+    if (s_send_to(self, conn->id, conn->id_len, body, &err) < 0) {
+        if (err != EAGAIN)
+            hop_broker_mark_dead(self, conn); // EHOSTUNREACH: the peer's socket is gone
+        return -1;
+    }
+    conn->last_send = self->now;
+    return 0;
+}
+
+static void
+s_error_v(hop_broker_t *self, const void *peer, size_t peer_len, hop_conn_t *conn, uint64_t id,
+          int code, const char *fmt, va_list ap)
+{
+    char text[512];
+    vsnprintf(text, sizeof text, fmt, ap);
+    hop_broker_reply(self, HOP_CMD_ERROR, id);
+    hop_enc_uint(&self->enc, "code", (uint64_t)code);
+    hop_enc_cstr(&self->enc, "text", text);
+    hop_log(HOP_DEBUG, "broker", "error conn=%s id=%llu code=%d text=\"%s\"",
+            conn ? conn->label : "-", (unsigned long long)id, code, text);
+    if (conn)
+        hop_broker_send(self, conn, NULL);
+    else {
+        int err;
+        s_send_to(self, peer, peer_len, NULL, &err);
+    }
+}
+
+void
+hop_broker_error(hop_broker_t *self, hop_conn_t *conn, uint64_t id, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_error_v(self, NULL, 0, conn, id, code, fmt, ap);
+    va_end(ap);
+}
+
+static void s_error_peer(hop_broker_t *self, const void *peer, size_t peer_len, uint64_t id,
+                         int code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void
+s_error_peer(hop_broker_t *self, const void *peer, size_t peer_len, uint64_t id, int code,
+             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_error_v(self, peer, peer_len, NULL, id, code, fmt, ap);
+    va_end(ap);
+}
+
+void
+hop_broker_mark_dead(hop_broker_t *self, hop_conn_t *conn)
+{
+    if (conn->dead)
+        return;
+    conn->dead = true;
+    // Its consumers must get nothing more: stall them until the connection is closed.
+    for (hop_consumer_t *c = conn->consumers; c; c = c->conn_next)
+        c->stalled = true;
+    self->has_dead = true;
+}
+
+// Connections -----------------------------------------------------------------------------
+
+static void
+s_conn_close(hop_broker_t *self, hop_conn_t *conn, const char *why)
+{
+    size_t unacked = conn->unacked;
+    for (hop_consumer_t *c = conn->consumers; c; c = c->conn_next)
+        c->stalled = true;
+    hop_deliver_requeue_conn(self, conn);
+    while (conn->consumers)
+        hop_deliver_end_consumer(self, conn->consumers, false);
+    while (conn->exclusive)
+        hop_topology_delete_queue(self, conn->exclusive);
+    if (why)
+        hop_log(HOP_INFO, "conn", "closed conn=%s name=%s peer=%s reason=\"%s\" requeued=%zu",
+                conn->label, conn->name ? conn->name : "", conn->peer, why, unacked);
+    hop_map_remove(self->conns, conn->id, conn->id_len);
+    hop_conn_destroy(&conn);
+}
+
+static void
+s_close_dead(hop_broker_t *self)
+{
+    if (!self->has_dead)
+        return;
+    self->has_dead = false;
+    // Collect first: closing changes the map.
+    hop_conn_t *dead[64];
+    size_t n;
+    do {
+        n = 0;
+        size_t cursor = 0;
+        void *value;
+        while (n < 64 && hop_map_next(self->conns, &cursor, NULL, NULL, &value))
+            if (((hop_conn_t *)value)->dead)
+                dead[n++] = value;
+        for (size_t i = 0; i < n; i++)
+            s_conn_close(self, dead[i], "peer unreachable or silent");
+    } while (n == 64);
+}
+
+static void
+s_hello(hop_broker_t *self, hop_conn_t *conn, const zmq_msg_t *peer, const void *id, size_t id_len,
+        const hop_wire_t *w, zmq_msg_t *header)
+{
+    if (!(w->has & HOP_F_VERSION) || w->version != HOP_PROTOCOL_VERSION) {
+        s_error_peer(self, id, id_len, w->id, HOP_CODE_NOT_IMPLEMENTED,
+                     "protocol version %llu is not supported: this broker speaks version %d",
+                     (unsigned long long)w->version, HOP_PROTOCOL_VERSION);
+        return;
+    }
+    (void)peer;
+    if (!conn) {
+        conn = hop_conn_new(id, id_len, ++self->conn_seq, self->now);
+        const char *addr = zmq_msg_gets(header, "Peer-Address");
+        if (addr)
+            snprintf(conn->peer, sizeof conn->peer, "%s", addr);
+        hop_map_put(self->conns, id, id_len, conn);
+    }
+    uint64_t hb = w->has & HOP_F_HEARTBEAT ? w->heartbeat : self->config.heartbeat_ms;
+    if (hb < HB_MIN)
+        hb = HB_MIN;
+    if (hb > HB_MAX)
+        hb = HB_MAX;
+    conn->heartbeat = (uint32_t)hb;
+    conn->timeout = (uint32_t)hb * HB_MISSES;
+    if (w->has & HOP_F_NAME) {
+        free(conn->name);
+        conn->name = hop_strndup(w->name.ptr, w->name.len);
+    }
+    hop_log(HOP_INFO, "conn", "opened conn=%s name=%s peer=%s heartbeat=%u", conn->label,
+            conn->name ? conn->name : "", conn->peer, conn->heartbeat);
+    hop_broker_reply(self, HOP_CMD_HELLO_OK, w->id);
+    hop_enc_uint(&self->enc, "version", HOP_PROTOCOL_VERSION);
+    hop_enc_cstr(&self->enc, "server", "hopperd " HOP_VERSION);
+    hop_enc_uint(&self->enc, "heartbeat", conn->heartbeat);
+    hop_enc_uint(&self->enc, "timeout", conn->timeout);
+    hop_enc_uint(&self->enc, "max_message", self->config.max_message);
+    hop_broker_send(self, conn, NULL);
+}
+
+// Inspection ------------------------------------------------------------------------------
+
+static void
+s_list_queues(hop_broker_t *self)
+{
+    hop_enc_array_begin(&self->enc, "items", (uint32_t)hop_map_size(self->queues));
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
+        hop_queue_t *q = value;
+        hop_enc_map_begin(&self->enc, NULL);
+        hop_enc_str(&self->enc, "name", q->name, q->name_len);
+        hop_enc_bool(&self->enc, "durable", q->durable);
+        hop_enc_bool(&self->enc, "exclusive", q->exclusive);
+        hop_enc_bool(&self->enc, "auto_delete", q->auto_delete);
+        hop_enc_uint(&self->enc, "messages_ready", q->ready.size);
+        hop_enc_uint(&self->enc, "messages_unacked", q->unacked.size);
+        hop_enc_uint(&self->enc, "messages", q->ready.size + q->unacked.size);
+        hop_enc_uint(&self->enc, "consumers", q->consumer_count);
+        hop_enc_uint(&self->enc, "published", q->published);
+        hop_enc_uint(&self->enc, "delivered", q->delivered);
+        hop_enc_uint(&self->enc, "acked", q->acked);
+        hop_enc_map_end(&self->enc);
+    }
+}
+
+static void
+s_list_exchanges(hop_broker_t *self)
+{
+    hop_enc_array_begin(&self->enc, "items", (uint32_t)hop_map_size(self->exchanges));
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value)) {
+        hop_xchg_t *x = value;
+        hop_enc_map_begin(&self->enc, NULL);
+        hop_enc_str(&self->enc, "name", x->name, x->name_len);
+        hop_enc_cstr(&self->enc, "type", hop_exchange_type_name(x->type));
+        hop_enc_bool(&self->enc, "durable", x->durable);
+        hop_enc_bool(&self->enc, "auto_delete", x->auto_delete);
+        hop_enc_uint(&self->enc, "bindings", x->table ? hop_exchange_binding_count(x->table) : 0);
+        hop_enc_uint(&self->enc, "published", x->published);
+        hop_enc_uint(&self->enc, "unroutable", x->unroutable);
+        hop_enc_map_end(&self->enc);
+    }
+}
+
+typedef struct {
+    hop_broker_t *broker;
+    hop_xchg_t *exchange;
+    uint32_t count;
+} s_bindings_t;
+
+static int
+s_count_binding(const char *key, size_t key_len, void *queue, void *arg)
+{
+    (void)key, (void)key_len, (void)queue;
+    ((s_bindings_t *)arg)->count++;
+    return 0;
+}
+
+static int
+s_write_binding(const char *key, size_t key_len, void *queue, void *arg)
+{
+    s_bindings_t *ctx = arg;
+    hop_enc_t *enc = &ctx->broker->enc;
+    hop_enc_map_begin(enc, NULL);
+    hop_enc_str(enc, "exchange", ctx->exchange->name, ctx->exchange->name_len);
+    hop_enc_str(enc, "queue", ((hop_queue_t *)queue)->name, ((hop_queue_t *)queue)->name_len);
+    hop_enc_str(enc, "key", key, key_len);
+    hop_enc_map_end(enc);
+    return 0;
+}
+
+static void
+s_list_bindings(hop_broker_t *self)
+{
+    s_bindings_t ctx = {.broker = self};
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value))
+        if (((hop_xchg_t *)value)->table)
+            hop_exchange_foreach(((hop_xchg_t *)value)->table, s_count_binding, &ctx);
+    hop_enc_array_begin(&self->enc, "items", ctx.count);
+    cursor = 0;
+    while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value)) {
+        ctx.exchange = value;
+        if (ctx.exchange->table)
+            hop_exchange_foreach(ctx.exchange->table, s_write_binding, &ctx);
+    }
+}
+
+static void
+s_list_consumers(hop_broker_t *self)
+{
+    uint32_t count = 0;
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value))
+        count += (uint32_t)((hop_conn_t *)value)->consumer_count;
+    hop_enc_array_begin(&self->enc, "items", count);
+    cursor = 0;
+    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value)) {
+        hop_conn_t *conn = value;
+        for (hop_consumer_t *c = conn->consumers; c; c = c->conn_next) {
+            hop_enc_map_begin(&self->enc, NULL);
+            hop_enc_str(&self->enc, "queue", c->queue->name, c->queue->name_len);
+            hop_enc_cstr(&self->enc, "consumer", c->tag);
+            hop_enc_cstr(&self->enc, "connection", conn->label);
+            hop_enc_uint(&self->enc, "prefetch", c->prefetch);
+            hop_enc_bool(&self->enc, "no_ack", c->no_ack);
+            hop_enc_bool(&self->enc, "exclusive", c->exclusive);
+            hop_enc_uint(&self->enc, "unacked", c->unacked);
+            hop_enc_uint(&self->enc, "delivered", c->delivered);
+            hop_enc_map_end(&self->enc);
+        }
+    }
+}
+
+static void
+s_list_connections(hop_broker_t *self)
+{
+    hop_enc_array_begin(&self->enc, "items", (uint32_t)hop_map_size(self->conns));
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value)) {
+        hop_conn_t *conn = value;
+        hop_enc_map_begin(&self->enc, NULL);
+        hop_enc_cstr(&self->enc, "connection", conn->label);
+        hop_enc_cstr(&self->enc, "name", conn->name);
+        hop_enc_cstr(&self->enc, "peer", conn->peer);
+        hop_enc_uint(&self->enc, "heartbeat", conn->heartbeat);
+        hop_enc_uint(&self->enc, "last_seen_ms", self->now - conn->last_recv);
+        hop_enc_uint(&self->enc, "consumers", conn->consumer_count);
+        hop_enc_uint(&self->enc, "unacked", conn->unacked);
+        hop_enc_uint(&self->enc, "connected_ms", self->now - conn->connected_at);
+        hop_enc_map_end(&self->enc);
+    }
+}
+
+static void
+s_list(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    static const struct {
+        const char *what;
+        void (*fn)(hop_broker_t *);
+    } subjects[] = {{"queues", s_list_queues},
+                    {"exchanges", s_list_exchanges},
+                    {"bindings", s_list_bindings},
+                    {"consumers", s_list_consumers},
+                    {"connections", s_list_connections}};
+    for (size_t i = 0; i < sizeof subjects / sizeof subjects[0]; i++) {
+        if (w->what.len == strlen(subjects[i].what) &&
+            memcmp(w->what.ptr, subjects[i].what, w->what.len) == 0) {
+            hop_broker_reply(self, HOP_CMD_LIST_OK, w->id);
+            subjects[i].fn(self);
+            hop_broker_send(self, conn, NULL);
+            return;
+        }
+    }
+    hop_broker_error(self, conn, w->id, HOP_CODE_COMMAND_INVALID,
+                     "cannot list '%.*s': use queues, exchanges, bindings, consumers or "
+                     "connections",
+                     (int)w->what.len, w->what.ptr ? w->what.ptr : "");
+}
+
+static void
+s_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    uint64_t ready = 0, unacked = 0, consumers = 0;
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
+        hop_queue_t *q = value;
+        ready += q->ready.size;
+        unacked += q->unacked.size;
+        consumers += q->consumer_count;
+    }
+    hop_broker_reply(self, HOP_CMD_STATUS_OK, w->id);
+    hop_enc_cstr(&self->enc, "version", HOP_VERSION);
+    hop_enc_uint(&self->enc, "uptime_ms", self->now - self->started_at);
+    hop_enc_cstr(&self->enc, "endpoint", self->endpoint);
+    hop_enc_cstr(&self->enc, "data_dir", self->data_dir);
+    hop_enc_uint(&self->enc, "connections", hop_map_size(self->conns));
+    hop_enc_uint(&self->enc, "consumers", consumers);
+    hop_enc_uint(&self->enc, "queues", hop_map_size(self->queues));
+    hop_enc_uint(&self->enc, "exchanges", hop_map_size(self->exchanges));
+    hop_enc_uint(&self->enc, "messages_ready", ready);
+    hop_enc_uint(&self->enc, "messages_unacked", unacked);
+    hop_enc_uint(&self->enc, "published", self->published);
+    hop_enc_uint(&self->enc, "delivered", self->delivered);
+    hop_enc_uint(&self->enc, "acked", self->acked);
+    hop_enc_uint(&self->enc, "unroutable", self->unroutable);
+    hop_enc_uint(&self->enc, "rss_bytes", hop_rss_bytes());
+    hop_broker_send(self, conn, NULL);
+}
+
+// Dispatch of one protocol message --------------------------------------------------------
+
+static void
+s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body, int extra)
+{
+    const void *id = zmq_msg_data(peer);
+    size_t id_len = zmq_msg_size(peer);
+    hop_conn_t *conn = hop_map_get(self->conns, id, id_len);
+    if (conn)
+        conn->last_recv = self->now;
+
+    hop_wire_t w;
+    int rc = hop_wire_decode(&w, zmq_msg_data(header), zmq_msg_size(header), self->err,
+                             sizeof self->err);
+    uint64_t rid = w.has & HOP_F_ID ? w.id : 0;
+    if (rc == 0 && extra)
+        rc = HOP_CODE_FRAME_ERROR, snprintf(self->err, sizeof self->err,
+                                            "a message has one header frame and at most one "
+                                            "body frame; got %d frames",
+                                            2 + extra);
+    if (rc == 0 && body && w.cmd != HOP_CMD_PUBLISH)
+        rc = HOP_CODE_FRAME_ERROR,
+        snprintf(self->err, sizeof self->err, "'%s' takes no body frame", hop_cmd_name(w.cmd));
+    if (rc == 0 && w.cmd == HOP_CMD_UNKNOWN)
+        rc = HOP_CODE_COMMAND_INVALID,
+        snprintf(self->err, sizeof self->err, "unknown command '%.*s'",
+                 w.cmd_name.ptr ? (int)w.cmd_name.len : 0, w.cmd_name.ptr ? w.cmd_name.ptr : "");
+    if (rc == 0 && !conn && w.cmd != HOP_CMD_HELLO && w.cmd != HOP_CMD_HEARTBEAT)
+        rc = HOP_CODE_UNEXPECTED_FRAME,
+        snprintf(self->err, sizeof self->err,
+                 "'%s' before hello: this connection is unknown to the broker (new, or closed "
+                 "after %s); send hello first",
+                 hop_cmd_name(w.cmd), "a timeout");
+    if (rc) {
+        if (conn)
+            hop_broker_error(self, conn, rid, rc, "%s", self->err);
+        else
+            s_error_peer(self, id, id_len, rid, rc, "%s", self->err);
+        return;
+    }
+
+    switch (w.cmd) {
+    case HOP_CMD_PUBLISH:
+        if (body && zmq_msg_size(body) > self->config.max_message) {
+            hop_broker_error(self, conn, rid, HOP_CODE_CONTENT_TOO_LARGE,
+                             "message body of %zu bytes is over the broker's limit of %zu "
+                             "(hopperd --max-message)",
+                             zmq_msg_size(body), self->config.max_message);
+            return;
+        }
+        hop_deliver_publish(self, conn, &w, header, body);
+        break;
+    case HOP_CMD_ACK:
+    case HOP_CMD_NACK:
+    case HOP_CMD_REJECT:
+        hop_deliver_settle(self, conn, &w);
+        break;
+    case HOP_CMD_HEARTBEAT:
+        break;
+    case HOP_CMD_HELLO:
+        s_hello(self, conn, peer, id, id_len, &w, header);
+        break;
+    case HOP_CMD_CLOSE: {
+        // Settle everything before confirming, then answer on the raw routing id.
+        uint8_t peer_id[HOP_ID_MAX];
+        memcpy(peer_id, id, id_len);
+        s_conn_close(self, conn, "closed by client");
+        hop_broker_reply(self, HOP_CMD_CLOSE_OK, rid);
+        int err;
+        s_send_to(self, peer_id, id_len, NULL, &err);
+        break;
+    }
+    case HOP_CMD_EXCHANGE_DECLARE:
+        hop_topology_exchange_declare(self, conn, &w);
+        break;
+    case HOP_CMD_EXCHANGE_DELETE:
+        hop_topology_exchange_delete(self, conn, &w);
+        break;
+    case HOP_CMD_QUEUE_DECLARE:
+        hop_topology_queue_declare(self, conn, &w);
+        break;
+    case HOP_CMD_QUEUE_DELETE:
+        hop_topology_queue_delete(self, conn, &w);
+        break;
+    case HOP_CMD_QUEUE_PURGE:
+        hop_topology_queue_purge(self, conn, &w);
+        break;
+    case HOP_CMD_QUEUE_BIND:
+    case HOP_CMD_QUEUE_UNBIND:
+        hop_topology_bind(self, conn, &w, w.cmd == HOP_CMD_QUEUE_BIND);
+        break;
+    case HOP_CMD_CONSUME:
+        hop_deliver_consume(self, conn, &w);
+        break;
+    case HOP_CMD_CANCEL:
+        hop_deliver_cancel(self, conn, &w);
+        break;
+    case HOP_CMD_GET:
+        hop_deliver_get(self, conn, &w);
+        break;
+    case HOP_CMD_LIST:
+        if (!(w.has & HOP_F_WHAT))
+            hop_broker_error(self, conn, rid, HOP_CODE_SYNTAX_ERROR,
+                             "list needs 'what' (queues, exchanges, bindings, consumers or "
+                             "connections)");
+        else
+            s_list(self, conn, &w);
+        break;
+    case HOP_CMD_STATUS:
+        s_status(self, conn, &w);
+        break;
+    default:
+        // Replies and broker-to-client commands are not requests.
+        hop_broker_error(self, conn, rid, HOP_CODE_COMMAND_INVALID,
+                         "'%s' is sent by the broker, not to it", hop_cmd_name(w.cmd));
+        break;
+    }
+}
+
+// Receives and handles up to DRAIN_BATCH messages without blocking.
+static void
+s_drain(hop_broker_t *self)
+{
+    for (int n = 0; n < DRAIN_BATCH; n++) {
+        zmq_msg_t peer, header, body;
+        zmq_msg_init(&peer);
+        if (zmq_msg_recv(&peer, self->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&peer);
+            return;
+        }
+        zmq_msg_init(&header);
+        zmq_msg_init(&body);
+        bool has_body = false;
+        int extra = 0;
+        if (zmq_msg_more(&peer) && zmq_msg_recv(&header, self->router, 0) >= 0 &&
+            zmq_msg_more(&header)) {
+            has_body = zmq_msg_recv(&body, self->router, 0) >= 0;
+            // Frames beyond the body: drain and count them, the reply is a frame-error.
+            bool more = has_body && zmq_msg_more(&body);
+            while (more) {
+                zmq_msg_t junk;
+                zmq_msg_init(&junk);
+                more = zmq_msg_recv(&junk, self->router, 0) >= 0 && zmq_msg_more(&junk);
+                zmq_msg_close(&junk);
+                extra++;
+            }
+        }
+        s_handle(self, &peer, &header, has_body ? &body : NULL, extra);
+        zmq_msg_close(&body);
+        zmq_msg_close(&header);
+        zmq_msg_close(&peer);
+    }
+}
+
+// Liveness: close silent peers, keep quiet ones informed that we are alive.
+static void
+s_tick(hop_broker_t *self)
+{
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value)) {
+        hop_conn_t *conn = value;
+        if (conn->dead)
+            continue;
+        if (self->now - conn->last_recv > conn->timeout) {
+            hop_log(HOP_WARN, "conn",
+                    "peer silent conn=%s name=%s silent_ms=%llu unacked=%zu: closing, its "
+                    "unacked messages return to their queues",
+                    conn->label, conn->name ? conn->name : "",
+                    (unsigned long long)(self->now - conn->last_recv), conn->unacked);
+            hop_broker_mark_dead(self, conn);
+        } else if (self->now - conn->last_send >= conn->heartbeat) {
+            hop_enc_begin(&self->enc, HOP_CMD_HEARTBEAT);
+            hop_broker_send(self, conn, NULL);
+        }
+    }
+    hop_deliver_tick(self);
+}
+
+int
+hop_broker_run(hop_broker_t *self)
+{
+    struct sigaction sa = {.sa_handler = s_on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    zmq_pollitem_t item = {.socket = self->router, .events = ZMQ_POLLIN};
+    self->next_tick = hop_now_ms() + TICK_MS;
+    while (!s_interrupted) {
+        self->now = hop_now_ms();
+        long wait = self->next_tick > self->now ? (long)(self->next_tick - self->now) : 0;
+        int rc = zmq_poll(&item, 1, wait);
+        if (rc < 0 && zmq_errno() != EINTR) {
+            hop_log(HOP_ERROR, "broker", "poll failed: %s", zmq_strerror(zmq_errno()));
+            break;
+        }
+        self->now = hop_now_ms();
+        if (rc > 0)
+            s_drain(self);
+        if (self->now >= self->next_tick) {
+            s_tick(self);
+            self->next_tick = self->now + TICK_MS;
+        }
+        s_close_dead(self);
+    }
+    hop_log(HOP_INFO, "broker", "shutting down: connections=%zu queues=%zu",
+            hop_map_size(self->conns), hop_map_size(self->queues));
+    return 0;
+}

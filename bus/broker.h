@@ -1,0 +1,31 @@
+// bus/broker.h - hopperd's broker: one reactor thread over a ROUTER socket.
+#ifndef HOP_BROKER_H_INCLUDED
+#define HOP_BROKER_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *bind;      // ZeroMQ endpoint; port 0 or * picks a free port
+    const char *data_dir;  // created if missing, locked while the broker runs
+    uint32_t heartbeat_ms; // default heartbeat interval offered to clients
+    size_t max_message;    // largest body accepted, bytes
+} hop_broker_config_t;
+
+#define HOP_DEFAULT_BIND        "tcp://127.0.0.1:5680"
+#define HOP_DEFAULT_DATA_DIR    "./var/hopper"
+#define HOP_DEFAULT_HEARTBEAT   1000
+#define HOP_DEFAULT_MAX_MESSAGE (8u * 1024 * 1024)
+
+typedef struct hop_broker hop_broker_t;
+
+// Binds and prepares the broker. Returns NULL with a reason in err (address in use, data
+// directory locked by another hopperd, ...).
+hop_broker_t *hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size);
+void hop_broker_destroy(hop_broker_t **self_p);
+// The endpoint actually bound (with the real port). Borrowed.
+const char *hop_broker_endpoint(const hop_broker_t *self);
+// Serves until SIGINT/SIGTERM. Returns 0.
+int hop_broker_run(hop_broker_t *self);
+
+#endif

@@ -1,0 +1,97 @@
+// bus/broker_internal.h - state and helpers shared by the broker's files: broker.c (reactor,
+// connections, inspection), topology.c (exchanges, queues, bindings) and deliver.c
+// (publish, consume, acks, dispatch).
+#ifndef HOP_BROKER_INTERNAL_H_INCLUDED
+#define HOP_BROKER_INTERNAL_H_INCLUDED
+
+#include "broker.h"
+#include "codec.h"
+#include "conn.h"
+#include "exchange.h"
+#include "hopper.h"
+#include "map.h"
+#include "queue.h"
+
+#include <stdbool.h>
+
+// A broker-level exchange: name, declared properties, and the pure routing table.
+typedef struct {
+    char *name;
+    size_t name_len;
+    hop_exchange_type_t type;
+    bool durable, auto_delete;
+    bool builtin;          // "" and amq.*: cannot be deleted
+    bool had_binding;      // auto-delete only after a first binding
+    hop_exchange_t *table; // bindings; NULL for the default exchange (routes by queue name)
+    uint64_t published, unroutable;
+} hop_xchg_t;
+
+struct hop_broker {
+    hop_broker_config_t config;
+    char endpoint[256]; // bound endpoint
+    char *data_dir;
+    int lock_fd;          // flock on data_dir/LOCK
+    void *ctx;            // ZeroMQ context
+    void *router;         // the ROUTER socket
+    hop_map_t *conns;     // routing id -> hop_conn_t
+    hop_map_t *queues;    // name -> hop_queue_t
+    hop_map_t *exchanges; // name -> hop_xchg_t
+    hop_enc_t enc;        // reused for every header we send
+    hop_route_t route;    // reused for every publish
+    uint64_t conn_seq;    // for conn-N labels
+    uint64_t started_at;  // monotonic ms
+    uint64_t now;         // monotonic ms, refreshed once per loop turn
+    uint64_t next_tick;   // when the liveness tick runs next
+    bool has_dead;        // some connection is marked dead and waits to be closed
+    uint64_t published, delivered, acked, unroutable; // totals for status
+    char err[256];                                    // scratch for error texts
+};
+
+// broker.c ---------------------------------------------------------------------------------
+// Sends the header in self->enc (and body, if not NULL: a copy sharing its buffer) to conn.
+// Returns 0, or -1 when the peer's pipe is full (EAGAIN) or the peer is gone (then conn is
+// marked dead and closed at the end of the loop turn).
+int hop_broker_send(hop_broker_t *self, hop_conn_t *conn, zmq_msg_t *body);
+// Sends error code with text (printf format) in reply to request id.
+void hop_broker_error(hop_broker_t *self, hop_conn_t *conn, uint64_t id, int code, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+// Starts a reply header: cmd and id.
+void hop_broker_reply(hop_broker_t *self, hop_cmd_t cmd, uint64_t id);
+void hop_broker_mark_dead(hop_broker_t *self, hop_conn_t *conn);
+
+// topology.c -------------------------------------------------------------------------------
+void hop_topology_init(hop_broker_t *self);
+void hop_topology_fini(hop_broker_t *self);
+hop_queue_t *hop_topology_queue(hop_broker_t *self, const hop_str_t *name);
+hop_xchg_t *hop_topology_exchange(hop_broker_t *self, const hop_str_t *name);
+// Checks that conn may use queue (exclusive queues belong to one connection); sends 405 and
+// returns -1 if not.
+int hop_topology_access(hop_broker_t *self, hop_conn_t *conn, hop_queue_t *queue, uint64_t id);
+// Deletes queue: cancels its consumers (telling their clients), removes its bindings.
+void hop_topology_delete_queue(hop_broker_t *self, hop_queue_t *queue);
+void hop_topology_exchange_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_topology_exchange_delete(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_topology_queue_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_topology_queue_delete(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_topology_queue_purge(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_topology_bind(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, bool bind);
+
+// deliver.c --------------------------------------------------------------------------------
+// Publishes: takes the header and body frames (moved out of the caller's zmq_msg_t).
+void hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w,
+                         zmq_msg_t *header, zmq_msg_t *body);
+void hop_deliver_consume(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_deliver_cancel(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_deliver_settle(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+// Sends ready messages of queue to consumers with credit.
+void hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue);
+// Ends consumer: returns its unacked deliveries to the queue, frees it, and auto-deletes the
+// queue if that was its last consumer. notify: tell the client (cancelled).
+void hop_deliver_end_consumer(hop_broker_t *self, hop_consumer_t *consumer, bool notify);
+// Returns every unacked delivery of conn to its queue (newest first, so order is kept).
+void hop_deliver_requeue_conn(hop_broker_t *self, hop_conn_t *conn);
+// Retries stalled consumers (their pipes were full).
+void hop_deliver_tick(hop_broker_t *self);
+
+#endif

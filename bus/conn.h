@@ -1,0 +1,59 @@
+// bus/conn.h - one client connection (a DEALER peer of the broker's ROUTER): its identity,
+// liveness clock, consumers, exclusive queues and the ring of its unacked delivery tags.
+#ifndef HOP_CONN_H_INCLUDED
+#define HOP_CONN_H_INCLUDED
+
+#include "queue.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HOP_ID_MAX 255 // ZeroMQ routing ids are at most 255 bytes
+
+struct hop_conn {
+    uint8_t id[HOP_ID_MAX]; // ROUTER routing id
+    size_t id_len;
+    char label[24];            // "conn-N", how operators name it
+    char *name;                // client-chosen name from hello, or NULL
+    char peer[64];             // remote address, "" if unknown
+    uint64_t connected_at;     // monotonic ms
+    uint64_t last_recv;        // monotonic ms of the last frame received
+    uint64_t last_send;        // monotonic ms of the last frame sent
+    uint32_t heartbeat;        // negotiated interval, ms
+    uint32_t timeout;          // silence after which the peer is dead, ms
+    bool dead;                 // scheduled for closing (unreachable or timed out)
+    hop_consumer_t *consumers; // list through conn_prev/conn_next
+    size_t consumer_count;
+    uint64_t next_ctag;     // for broker-named consumer tags
+    hop_queue_t *exclusive; // queues it owns, through owner_next
+    // Unacked deliveries by tag: tags are handed out in increasing order, so a ring indexed by
+    // (tag - base) finds any tag in O(1) and multiple-acks walk it in order.
+    hop_entry_t **ring; // ring_cap slots
+    size_t ring_cap;    // a power of two
+    size_t ring_head;   // slot of tag ring_base
+    uint64_t ring_base; // oldest tag that may still be unacked
+    uint64_t next_tag;  // next delivery tag to hand out
+    size_t unacked;     // entries in the ring
+};
+
+hop_conn_t *hop_conn_new(const void *id, size_t id_len, uint64_t seq, uint64_t now);
+// Frees the connection. Its consumers, queues and unacked entries must be gone already.
+void hop_conn_destroy(hop_conn_t **self_p);
+
+// Assigns the next delivery tag to entry and remembers it. Returns the tag.
+uint64_t hop_conn_track(hop_conn_t *self, hop_entry_t *entry);
+// The unacked entry with tag, or NULL.
+hop_entry_t *hop_conn_lookup(const hop_conn_t *self, uint64_t tag);
+// Uses up the next tag for a delivery that needs no ack (no-ack consumers, no-ack get).
+void hop_conn_skip_tag(hop_conn_t *self);
+// Forgets tag (after settling or requeueing its entry).
+void hop_conn_untrack(hop_conn_t *self, uint64_t tag);
+// The tags that may be unacked are [hop_conn_first_tag, self->next_tag).
+uint64_t hop_conn_first_tag(const hop_conn_t *self);
+
+hop_consumer_t *hop_conn_find_consumer(const hop_conn_t *self, const char *tag, size_t len);
+void hop_conn_add_consumer(hop_conn_t *self, hop_consumer_t *consumer);
+void hop_conn_remove_consumer(hop_conn_t *self, hop_consumer_t *consumer);
+
+#endif

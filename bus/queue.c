@@ -1,0 +1,303 @@
+// bus/queue.c - message records, queue lists and round-robin consumer selection.
+#include "queue.h"
+#include "util.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Freelists: the broker is single-threaded, so plain static lists are enough.
+static hop_msg_t *s_free_msgs;
+static hop_entry_t *s_free_entries;
+
+hop_msg_t *
+hop_msg_new(void)
+{
+    hop_msg_t *msg = s_free_msgs;
+    if (msg)
+        s_free_msgs = msg->next;
+    else
+        msg = hop_malloc(sizeof *msg);
+    memset(msg, 0, sizeof *msg);
+    zmq_msg_init(&msg->header);
+    zmq_msg_init(&msg->body);
+    return msg;
+}
+
+void
+hop_msg_release(hop_msg_t *msg)
+{
+    assert(msg);
+    if (msg->refs > 1) {
+        msg->refs--;
+        return;
+    }
+    zmq_msg_close(&msg->header);
+    zmq_msg_close(&msg->body);
+    msg->next = s_free_msgs;
+    s_free_msgs = msg;
+}
+
+hop_entry_t *
+hop_entry_new(hop_msg_t *msg)
+{
+    assert(msg);
+    hop_entry_t *entry = s_free_entries;
+    if (entry)
+        s_free_entries = entry->next;
+    else
+        entry = hop_malloc(sizeof *entry);
+    memset(entry, 0, sizeof *entry);
+    entry->msg = msg;
+    msg->refs++;
+    return entry;
+}
+
+void
+hop_entry_destroy(hop_entry_t **entry_p)
+{
+    assert(entry_p);
+    hop_entry_t *entry = *entry_p;
+    if (!entry)
+        return;
+    hop_msg_release(entry->msg);
+    entry->next = s_free_entries;
+    s_free_entries = entry;
+    *entry_p = NULL;
+}
+
+void
+hop_records_trim(void)
+{
+    while (s_free_msgs) {
+        hop_msg_t *next = s_free_msgs->next;
+        free(s_free_msgs);
+        s_free_msgs = next;
+    }
+    while (s_free_entries) {
+        hop_entry_t *next = s_free_entries->next;
+        free(s_free_entries);
+        s_free_entries = next;
+    }
+}
+
+void
+hop_list_append(hop_list_t *list, hop_entry_t *entry)
+{
+    entry->next = NULL;
+    entry->prev = list->tail;
+    if (list->tail)
+        list->tail->next = entry;
+    else
+        list->head = entry;
+    list->tail = entry;
+    list->size++;
+}
+
+void
+hop_list_remove(hop_list_t *list, hop_entry_t *entry)
+{
+    if (entry->prev)
+        entry->prev->next = entry->next;
+    else
+        list->head = entry->next;
+    if (entry->next)
+        entry->next->prev = entry->prev;
+    else
+        list->tail = entry->prev;
+    entry->prev = entry->next = NULL;
+    list->size--;
+}
+
+hop_queue_t *
+hop_queue_new(const char *name, size_t len)
+{
+    hop_queue_t *self = hop_calloc(1, sizeof *self);
+    self->name = hop_strndup(name, len);
+    self->name_len = len;
+    self->next_seq = 1;
+    return self;
+}
+
+void
+hop_queue_destroy(hop_queue_t **self_p)
+{
+    assert(self_p);
+    hop_queue_t *self = *self_p;
+    if (!self)
+        return;
+    assert(self->consumer_count == 0);
+    hop_queue_purge(self);
+    // Unacked entries stay in their connections' tag rings; orphan them there.
+    for (hop_entry_t *e = self->unacked.head, *next; e; e = next) {
+        next = e->next;
+        e->prev = e->next = NULL;
+        e->queue = NULL;
+        e->consumer = NULL;
+    }
+    free(self->name);
+    free(self);
+    *self_p = NULL;
+}
+
+hop_entry_t *
+hop_queue_push(hop_queue_t *self, hop_msg_t *msg)
+{
+    assert(self);
+    hop_entry_t *entry = hop_entry_new(msg);
+    entry->queue = self;
+    entry->seq = self->next_seq++;
+    hop_list_append(&self->ready, entry);
+    self->published++;
+    return entry;
+}
+
+hop_entry_t *
+hop_queue_take(hop_queue_t *self)
+{
+    assert(self);
+    hop_entry_t *entry = self->ready.head;
+    if (!entry)
+        return NULL;
+    hop_list_remove(&self->ready, entry);
+    hop_list_append(&self->unacked, entry);
+    entry->unacked = true;
+    entry->deliveries++;
+    self->delivered++;
+    return entry;
+}
+
+void
+hop_queue_untake(hop_queue_t *self, hop_entry_t *entry)
+{
+    assert(self);
+    assert(entry && entry->unacked && entry->queue == self);
+    hop_list_remove(&self->unacked, entry);
+    entry->unacked = false;
+    entry->deliveries--;
+    self->delivered--;
+    // It was the head when taken, and nothing older can have arrived since.
+    entry->prev = NULL;
+    entry->next = self->ready.head;
+    if (self->ready.head)
+        self->ready.head->prev = entry;
+    else
+        self->ready.tail = entry;
+    self->ready.head = entry;
+    self->ready.size++;
+}
+
+void
+hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry)
+{
+    assert(self);
+    assert(entry && entry->unacked && entry->queue == self);
+    hop_list_remove(&self->unacked, entry);
+    entry->unacked = false;
+    entry->redelivered = true;
+    entry->consumer = NULL;
+    entry->conn = NULL;
+    entry->tag = 0;
+    // Back to its original place: after every ready entry that is older. Requeues of a batch
+    // newest-first each stop at the head, so a dead consumer's window costs O(n), not O(n^2).
+    hop_entry_t *at = self->ready.head;
+    while (at && at->seq < entry->seq)
+        at = at->next;
+    if (!at) {
+        hop_list_append(&self->ready, entry);
+        return;
+    }
+    entry->next = at;
+    entry->prev = at->prev;
+    if (at->prev)
+        at->prev->next = entry;
+    else
+        self->ready.head = entry;
+    at->prev = entry;
+    self->ready.size++;
+}
+
+void
+hop_queue_settle(hop_queue_t *self, hop_entry_t *entry)
+{
+    assert(self);
+    assert(entry && entry->unacked && entry->queue == self);
+    hop_list_remove(&self->unacked, entry);
+    self->acked++;
+    hop_entry_destroy(&entry);
+}
+
+size_t
+hop_queue_purge(hop_queue_t *self)
+{
+    assert(self);
+    size_t n = 0;
+    while (self->ready.head) {
+        hop_entry_t *entry = self->ready.head;
+        hop_list_remove(&self->ready, entry);
+        hop_entry_destroy(&entry);
+        n++;
+    }
+    return n;
+}
+
+void
+hop_queue_add_consumer(hop_queue_t *self, hop_consumer_t *consumer)
+{
+    assert(self);
+    assert(consumer);
+    consumer->queue = self;
+    // Insert just before the cursor: the newcomer is served last in the current round.
+    if (!self->consumers) {
+        consumer->prev = consumer->next = consumer;
+        self->consumers = consumer;
+    } else {
+        hop_consumer_t *at = self->consumers;
+        consumer->next = at;
+        consumer->prev = at->prev;
+        at->prev->next = consumer;
+        at->prev = consumer;
+    }
+    self->consumer_count++;
+    self->had_consumer = true;
+    if (consumer->exclusive)
+        self->exclusive_consumer = true;
+}
+
+void
+hop_queue_remove_consumer(hop_queue_t *self, hop_consumer_t *consumer)
+{
+    assert(self);
+    assert(consumer && consumer->queue == self);
+    if (consumer->next == consumer)
+        self->consumers = NULL;
+    else {
+        consumer->prev->next = consumer->next;
+        consumer->next->prev = consumer->prev;
+        if (self->consumers == consumer)
+            self->consumers = consumer->next;
+    }
+    consumer->prev = consumer->next = NULL;
+    self->consumer_count--;
+    if (consumer->exclusive)
+        self->exclusive_consumer = false;
+}
+
+hop_consumer_t *
+hop_queue_next_consumer(hop_queue_t *self)
+{
+    assert(self);
+    hop_consumer_t *start = self->consumers;
+    if (!start)
+        return NULL;
+    hop_consumer_t *c = start;
+    do {
+        bool credit = c->no_ack || c->prefetch == 0 || c->unacked < c->prefetch;
+        if (credit && !c->stalled) {
+            self->consumers = c->next; // the next round starts after this one
+            return c;
+        }
+        c = c->next;
+    } while (c != start);
+    return NULL;
+}

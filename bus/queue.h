@@ -1,0 +1,126 @@
+// bus/queue.h - messages, queue entries, consumers and queues: the broker's state model.
+//
+// A published message (hop_msg_t) is stored once and shared by reference by every queue it was
+// routed to; each queue holds it through its own entry (hop_entry_t), which carries the
+// per-queue state (delivery count, redelivered flag, delivery tag while unacked). An entry is
+// always in exactly one list: its queue's ready list, or its queue's unacked list (and then in
+// its connection's tag ring as well). That is the "never lost, never delivered twice"
+// invariant made structural.
+//
+// This module holds no sockets: dispatch picks the consumer and hands the entry back to the
+// broker, which sends it. Records come from freelists, so steady-state traffic does no malloc.
+#ifndef HOP_QUEUE_H_INCLUDED
+#define HOP_QUEUE_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+typedef struct hop_conn hop_conn_t;
+typedef struct hop_queue hop_queue_t;
+typedef struct hop_consumer hop_consumer_t;
+
+// A published message. Strings point into the retained publish header frame.
+typedef struct hop_msg {
+    zmq_msg_t header;     // the publish header frame, kept for the spans below
+    zmq_msg_t body;       // the body frame, shared (zmq_msg_copy) with every delivery
+    const char *exchange; // exchange name as published
+    const char *key;      // routing key
+    const uint8_t *props; // raw msgpack props map, or NULL
+    uint32_t exchange_len, key_len, props_len;
+    uint32_t refs;        // entries (queues) still holding the message
+    struct hop_msg *next; // freelist link
+} hop_msg_t;
+
+typedef struct hop_entry {
+    hop_msg_t *msg;
+    hop_queue_t *queue;            // owning queue; NULL once the queue was deleted while unacked
+    hop_consumer_t *consumer;      // while unacked by a consumer; NULL for get or orphaned
+    hop_conn_t *conn;              // while unacked: connection holding it
+    struct hop_entry *prev, *next; // links in the queue's ready or unacked list
+    uint64_t seq;                  // queue order: ready lists stay sorted by seq
+    uint64_t tag;                  // delivery tag while unacked
+    uint32_t deliveries;           // times delivered
+    bool redelivered;
+    bool unacked; // which list the entry is in
+} hop_entry_t;
+
+typedef struct {
+    hop_entry_t *head, *tail;
+    size_t size;
+} hop_list_t;
+
+struct hop_consumer {
+    char *tag; // consumer tag, unique within the connection
+    hop_conn_t *conn;
+    hop_queue_t *queue;
+    uint32_t prefetch; // max unacked, 0 = unlimited
+    uint32_t unacked;  // entries it holds
+    bool no_ack, exclusive;
+    bool stalled;                          // its socket pipe was full; retried on the next tick
+    uint64_t delivered;                    // deliveries made to it
+    hop_consumer_t *prev, *next;           // ring of the queue's consumers
+    hop_consumer_t *conn_prev, *conn_next; // list of the connection's consumers
+};
+
+struct hop_queue {
+    char *name;
+    size_t name_len;
+    bool durable, exclusive, auto_delete;
+    hop_conn_t *owner;  // exclusive owner, or NULL
+    hop_list_t ready;   // sorted by seq
+    hop_list_t unacked; // in delivery order
+    uint64_t next_seq;
+    hop_consumer_t *consumers; // ring; also the round-robin cursor
+    size_t consumer_count;
+    bool had_consumer;                    // for auto-delete: only after a first consumer
+    bool exclusive_consumer;              // an exclusive consumer holds the queue
+    bool dispatching;                     // re-entrancy guard
+    bool deleting;                        // being deleted: no dispatch, no auto-delete
+    uint64_t published, delivered, acked; // counters for list queues
+    hop_queue_t *owner_next;              // list of queues exclusive to the owner connection
+};
+
+// Records ----------------------------------------------------------------------------------
+
+// Returns a message record with empty frames (from a freelist).
+hop_msg_t *hop_msg_new(void);
+// Drops one reference; frees the record (and its frames) at zero.
+void hop_msg_release(hop_msg_t *msg);
+hop_entry_t *hop_entry_new(hop_msg_t *msg);
+// Releases the entry's message reference and recycles the entry.
+void hop_entry_destroy(hop_entry_t **entry_p);
+// Frees the freelists (at shutdown, for leak checkers).
+void hop_records_trim(void);
+
+// Queues -----------------------------------------------------------------------------------
+
+hop_queue_t *hop_queue_new(const char *name, size_t len);
+// Frees the queue and every ready entry. Unacked entries are orphaned (queue = NULL) so that
+// their connections can still settle them; consumers must have been removed first.
+void hop_queue_destroy(hop_queue_t **self_p);
+// Appends a new ready entry for msg (takes one reference on msg).
+hop_entry_t *hop_queue_push(hop_queue_t *self, hop_msg_t *msg);
+// Takes the head ready entry into the unacked list, counting the delivery. NULL when empty.
+hop_entry_t *hop_queue_take(hop_queue_t *self);
+// Undoes hop_queue_take when the delivery could not be sent: back to the head, uncounted.
+void hop_queue_untake(hop_queue_t *self, hop_entry_t *entry);
+// Returns an unacked entry to the ready list at its original position, flagged redelivered.
+void hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry);
+// Removes an unacked entry for good (ack, drop) and destroys it.
+void hop_queue_settle(hop_queue_t *self, hop_entry_t *entry);
+// Drops every ready entry; returns how many.
+size_t hop_queue_purge(hop_queue_t *self);
+
+void hop_queue_add_consumer(hop_queue_t *self, hop_consumer_t *consumer);
+void hop_queue_remove_consumer(hop_queue_t *self, hop_consumer_t *consumer);
+// The next consumer in round-robin order that may take a message (credit left, not
+// stalled), advancing the cursor past it; NULL when none can.
+hop_consumer_t *hop_queue_next_consumer(hop_queue_t *self);
+
+// List helpers (exposed for the connection code and tests).
+void hop_list_append(hop_list_t *list, hop_entry_t *entry);
+void hop_list_remove(hop_list_t *list, hop_entry_t *entry);
+
+#endif

@@ -1,0 +1,411 @@
+// bus/topology.c - exchanges, queues and bindings: declare, delete, purge, bind, unbind.
+#include "broker_internal.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool
+s_reserved(const char *name, size_t len)
+{
+    return len >= 4 && memcmp(name, "amq.", 4) == 0;
+}
+
+static hop_xchg_t *
+s_exchange_new(hop_broker_t *self, const char *name, size_t len, hop_exchange_type_t type)
+{
+    hop_xchg_t *x = hop_calloc(1, sizeof *x);
+    x->name = hop_strndup(name, len);
+    x->name_len = len;
+    x->type = type;
+    x->table = hop_exchange_new(type);
+    hop_map_put(self->exchanges, name, len, x);
+    return x;
+}
+
+static void
+s_exchange_destroy(hop_broker_t *self, hop_xchg_t *x)
+{
+    hop_map_remove(self->exchanges, x->name, x->name_len);
+    hop_exchange_destroy(&x->table);
+    free(x->name);
+    free(x);
+}
+
+void
+hop_topology_init(hop_broker_t *self)
+{
+    // The default exchange routes by queue name itself; it has no table.
+    hop_xchg_t *def = s_exchange_new(self, "", 0, HOP_EXCHANGE_DIRECT);
+    hop_exchange_destroy(&def->table);
+    static const struct {
+        const char *name;
+        hop_exchange_type_t type;
+    } builtin[] = {{"", HOP_EXCHANGE_DIRECT},
+                   {"amq.direct", HOP_EXCHANGE_DIRECT},
+                   {"amq.fanout", HOP_EXCHANGE_FANOUT},
+                   {"amq.topic", HOP_EXCHANGE_TOPIC}};
+    for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
+        hop_xchg_t *x =
+            i ? s_exchange_new(self, builtin[i].name, strlen(builtin[i].name), builtin[i].type)
+              : def;
+        x->builtin = true;
+        x->durable = true;
+    }
+}
+
+void
+hop_topology_fini(hop_broker_t *self)
+{
+    while (hop_map_size(self->queues)) {
+        size_t cursor = 0;
+        void *value;
+        hop_map_next(self->queues, &cursor, NULL, NULL, &value);
+        hop_topology_delete_queue(self, value);
+    }
+    while (hop_map_size(self->exchanges)) {
+        size_t cursor = 0;
+        void *value;
+        hop_map_next(self->exchanges, &cursor, NULL, NULL, &value);
+        s_exchange_destroy(self, value);
+    }
+}
+
+hop_queue_t *
+hop_topology_queue(hop_broker_t *self, const hop_str_t *name)
+{
+    return hop_map_get(self->queues, name->ptr ? name->ptr : "", name->len);
+}
+
+hop_xchg_t *
+hop_topology_exchange(hop_broker_t *self, const hop_str_t *name)
+{
+    return hop_map_get(self->exchanges, name->ptr ? name->ptr : "", name->len);
+}
+
+int
+hop_topology_access(hop_broker_t *self, hop_conn_t *conn, hop_queue_t *queue, uint64_t id)
+{
+    if (queue->exclusive && queue->owner != conn) {
+        hop_broker_error(self, conn, id, HOP_CODE_RESOURCE_LOCKED,
+                         "queue '%s' is exclusive to another connection", queue->name);
+        return -1;
+    }
+    return 0;
+}
+
+// Field checks: a missing required name is a syntax error naming the field.
+static int
+s_need(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, uint32_t bit, const char *field)
+{
+    if (w->has & bit)
+        return 0;
+    hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR, "'%s' needs field '%s'",
+                     hop_cmd_name(w->cmd), field);
+    return -1;
+}
+
+static void
+s_not_found(hop_broker_t *self, hop_conn_t *conn, uint64_t id, const char *what,
+            const hop_str_t *name)
+{
+    hop_broker_error(self, conn, id, HOP_CODE_NOT_FOUND, "no %s '%.*s'", what, (int)name->len,
+                     name->ptr ? name->ptr : "");
+}
+
+static void
+s_ok(hop_broker_t *self, hop_conn_t *conn, uint64_t id)
+{
+    hop_broker_reply(self, HOP_CMD_OK, id);
+    hop_broker_send(self, conn, NULL);
+}
+
+// Reports the first property that differs from what was declared before.
+static int
+s_equivalent(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, const char *what,
+             const char *name, const char *prop, bool have, bool want)
+{
+    if (have == want)
+        return 0;
+    hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                     "inequivalent arg '%s' for %s '%s': received %s but current is %s", prop, what,
+                     name, want ? "true" : "false", have ? "true" : "false");
+    return -1;
+}
+
+void
+hop_topology_exchange_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    if (s_need(self, conn, w, HOP_F_EXCHANGE, "exchange"))
+        return;
+    hop_xchg_t *x = hop_topology_exchange(self, &w->exchange);
+    if (w->passive) {
+        if (!x)
+            s_not_found(self, conn, w->id, "exchange", &w->exchange);
+        else
+            s_ok(self, conn, w->id);
+        return;
+    }
+    if (w->exchange.len == 0 || s_reserved(w->exchange.ptr, w->exchange.len)) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_ACCESS_REFUSED,
+                         "exchange name '%.*s' is reserved (the default exchange and amq.* "
+                         "are predeclared)",
+                         (int)w->exchange.len, w->exchange.ptr);
+        return;
+    }
+    char type_name[16] = "";
+    if (w->type.len < sizeof type_name)
+        memcpy(type_name, w->type.ptr ? w->type.ptr : "", w->type.len);
+    hop_exchange_type_t type;
+    if (!(w->has & HOP_F_TYPE) || w->type.len >= sizeof type_name ||
+        hop_exchange_type_parse(type_name, &type) < 0) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_COMMAND_INVALID,
+                         "unknown exchange type '%.*s': use direct, fanout or topic",
+                         (int)w->type.len, w->type.ptr ? w->type.ptr : "");
+        return;
+    }
+    if (x) {
+        if (x->type != type) {
+            hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                             "inequivalent arg 'type' for exchange '%s': received '%s' but "
+                             "current is '%s'",
+                             x->name, type_name, hop_exchange_type_name(x->type));
+            return;
+        }
+        if (s_equivalent(self, conn, w, "exchange", x->name, "durable", x->durable, w->durable) ||
+            s_equivalent(self, conn, w, "exchange", x->name, "auto_delete", x->auto_delete,
+                         w->auto_delete))
+            return;
+    } else {
+        x = s_exchange_new(self, w->exchange.ptr, w->exchange.len, type);
+        x->durable = w->durable;
+        x->auto_delete = w->auto_delete;
+        hop_log(HOP_DEBUG, "topology", "exchange declared name=%s type=%s", x->name, type_name);
+    }
+    s_ok(self, conn, w->id);
+}
+
+void
+hop_topology_exchange_delete(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    if (s_need(self, conn, w, HOP_F_EXCHANGE, "exchange"))
+        return;
+    hop_xchg_t *x = hop_topology_exchange(self, &w->exchange);
+    if (!x) {
+        s_not_found(self, conn, w->id, "exchange", &w->exchange);
+        return;
+    }
+    if (x->builtin) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_ACCESS_REFUSED,
+                         "exchange '%s' is predeclared and cannot be deleted", x->name);
+        return;
+    }
+    if (w->if_unused && hop_exchange_binding_count(x->table) > 0) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                         "exchange '%s' has %zu bindings (if_unused)", x->name,
+                         hop_exchange_binding_count(x->table));
+        return;
+    }
+    s_exchange_destroy(self, x);
+    s_ok(self, conn, w->id);
+}
+
+// A server-chosen queue name, as RabbitMQ does: amq.gen- and 22 random characters.
+static void
+s_generate_name(char *out, size_t size)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    static uint64_t state;
+    if (!state)
+        state = hop_wall_ms() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    int n = snprintf(out, size, "amq.gen-");
+    for (int i = 0; i < 22 && (size_t)n + 1 < size; i++) {
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        out[n++] = alphabet[state & 63];
+    }
+    out[n] = '\0';
+}
+
+void
+hop_topology_queue_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    hop_str_t name = w->queue;
+    if (!name.ptr)
+        name.ptr = "";
+    hop_queue_t *q = name.len ? hop_topology_queue(self, &name) : NULL;
+    if (w->passive) {
+        if (!q) {
+            s_not_found(self, conn, w->id, "queue", &name);
+            return;
+        }
+    } else if (q) {
+        if (hop_topology_access(self, conn, q, w->id) ||
+            s_equivalent(self, conn, w, "queue", q->name, "durable", q->durable, w->durable) ||
+            s_equivalent(self, conn, w, "queue", q->name, "exclusive", q->exclusive,
+                         w->exclusive) ||
+            s_equivalent(self, conn, w, "queue", q->name, "auto_delete", q->auto_delete,
+                         w->auto_delete))
+            return;
+    } else {
+        char generated[32];
+        if (name.len == 0) {
+            do
+                s_generate_name(generated, sizeof generated);
+            while (hop_map_get(self->queues, generated, strlen(generated)));
+            name.ptr = generated;
+            name.len = (uint32_t)strlen(generated);
+        } else if (s_reserved(name.ptr, name.len)) {
+            hop_broker_error(self, conn, w->id, HOP_CODE_ACCESS_REFUSED,
+                             "queue name '%.*s' is reserved: names starting with amq. are "
+                             "chosen by the broker (declare with an empty name)",
+                             (int)name.len, name.ptr);
+            return;
+        }
+        q = hop_queue_new(name.ptr, name.len);
+        q->durable = w->durable;
+        q->exclusive = w->exclusive;
+        q->auto_delete = w->auto_delete;
+        if (q->exclusive) {
+            q->owner = conn;
+            q->owner_next = conn->exclusive;
+            conn->exclusive = q;
+        }
+        hop_map_put(self->queues, q->name, q->name_len, q);
+        hop_log(HOP_DEBUG, "topology", "queue declared name=%s conn=%s", q->name, conn->label);
+    }
+    hop_broker_reply(self, HOP_CMD_QUEUE_OK, w->id);
+    hop_enc_str(&self->enc, "queue", q->name, q->name_len);
+    hop_enc_uint(&self->enc, "messages", q->ready.size);
+    hop_enc_uint(&self->enc, "consumers", q->consumer_count);
+    hop_broker_send(self, conn, NULL);
+}
+
+void
+hop_topology_delete_queue(hop_broker_t *self, hop_queue_t *queue)
+{
+    // Consumers first: each gets 'cancelled'; their unacked entries become orphans below.
+    queue->deleting = true;
+    while (queue->consumers)
+        hop_deliver_end_consumer(self, queue->consumers, true);
+    // Bindings: every exchange may hold some. Auto-delete exchanges left empty go too.
+    bool again;
+    do {
+        again = false;
+        size_t cursor = 0;
+        void *value;
+        hop_xchg_t *empty = NULL;
+        while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value)) {
+            hop_xchg_t *x = value;
+            if (!x->table)
+                continue;
+            hop_exchange_unbind_queue(x->table, queue);
+            if (x->auto_delete && x->had_binding && hop_exchange_binding_count(x->table) == 0)
+                empty = x;
+        }
+        if (empty) {
+            s_exchange_destroy(self, empty);
+            again = true; // the map changed under the cursor: walk again
+        }
+    } while (again);
+    if (queue->owner) {
+        hop_queue_t **at = &queue->owner->exclusive;
+        while (*at && *at != queue)
+            at = &(*at)->owner_next;
+        if (*at)
+            *at = queue->owner_next;
+    }
+    hop_map_remove(self->queues, queue->name, queue->name_len);
+    hop_log(HOP_DEBUG, "topology", "queue deleted name=%s", queue->name);
+    hop_queue_destroy(&queue);
+}
+
+void
+hop_topology_queue_delete(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    if (s_need(self, conn, w, HOP_F_QUEUE, "queue"))
+        return;
+    hop_queue_t *q = hop_topology_queue(self, &w->queue);
+    if (!q) {
+        s_not_found(self, conn, w->id, "queue", &w->queue);
+        return;
+    }
+    if (hop_topology_access(self, conn, q, w->id))
+        return;
+    if (w->if_unused && q->consumer_count) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                         "queue '%s' has %zu consumers (if_unused)", q->name, q->consumer_count);
+        return;
+    }
+    size_t messages = q->ready.size + q->unacked.size;
+    if (w->if_empty && messages) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                         "queue '%s' has %zu messages (if_empty)", q->name, messages);
+        return;
+    }
+    hop_topology_delete_queue(self, q);
+    hop_broker_reply(self, HOP_CMD_OK, w->id);
+    hop_enc_uint(&self->enc, "messages", messages);
+    hop_broker_send(self, conn, NULL);
+}
+
+void
+hop_topology_queue_purge(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    if (s_need(self, conn, w, HOP_F_QUEUE, "queue"))
+        return;
+    hop_queue_t *q = hop_topology_queue(self, &w->queue);
+    if (!q) {
+        s_not_found(self, conn, w->id, "queue", &w->queue);
+        return;
+    }
+    if (hop_topology_access(self, conn, q, w->id))
+        return;
+    size_t n = hop_queue_purge(q);
+    hop_broker_reply(self, HOP_CMD_OK, w->id);
+    hop_enc_uint(&self->enc, "messages", n);
+    hop_broker_send(self, conn, NULL);
+}
+
+void
+hop_topology_bind(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, bool bind)
+{
+    if (s_need(self, conn, w, HOP_F_QUEUE, "queue") ||
+        s_need(self, conn, w, HOP_F_EXCHANGE, "exchange"))
+        return;
+    hop_queue_t *q = hop_topology_queue(self, &w->queue);
+    if (!q) {
+        s_not_found(self, conn, w->id, "queue", &w->queue);
+        return;
+    }
+    hop_xchg_t *x = hop_topology_exchange(self, &w->exchange);
+    if (!x) {
+        s_not_found(self, conn, w->id, "exchange", &w->exchange);
+        return;
+    }
+    if (hop_topology_access(self, conn, q, w->id))
+        return;
+    if (!x->table) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_ACCESS_REFUSED,
+                         "the default exchange cannot be bound or unbound: every queue is "
+                         "reachable through it by its name");
+        return;
+    }
+    const char *key = w->key.ptr ? w->key.ptr : "";
+    if (bind) {
+        if (hop_exchange_bind(x->table, key, w->key.len, q) < 0) {
+            hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
+                             "binding key '%.*s' is invalid", (int)w->key.len, key);
+            return;
+        }
+        x->had_binding = true;
+    } else {
+        hop_exchange_unbind(x->table, key, w->key.len, q);
+        if (x->auto_delete && hop_exchange_binding_count(x->table) == 0) {
+            s_exchange_destroy(self, x);
+        }
+    }
+    s_ok(self, conn, w->id);
+}

@@ -1,0 +1,770 @@
+// sdk/codec.c - the Hopper wire codec: a bounds-checked msgpack cursor, header decoding into
+// borrowed spans, and a reusable encoder. See codec.h for the contract.
+#include "codec.h"
+#include "hopper.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------
+// Cursor
+
+void
+hop_mp_init(hop_mp_t *self, const void *data, size_t size)
+{
+    assert(self);
+    self->p = (const uint8_t *)data;
+    self->end = self->p + (data ? size : 0);
+}
+
+bool
+hop_mp_at_end(const hop_mp_t *self)
+{
+    return self->p >= self->end;
+}
+
+static uint64_t
+s_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+// Length in bytes available after p.
+static size_t
+s_left(const hop_mp_t *self)
+{
+    return (size_t)(self->end - self->p);
+}
+
+int
+hop_mp_peek(const hop_mp_t *self)
+{
+    if (self->p >= self->end)
+        return -1;
+    uint8_t b = *self->p;
+    if (b <= 0x7f || (b >= 0xcc && b <= 0xcf))
+        return MSGPACK_OBJECT_POSITIVE_INTEGER;
+    if (b >= 0xe0 || (b >= 0xd0 && b <= 0xd3))
+        return MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    if ((b & 0xf0) == 0x80 || b == 0xde || b == 0xdf)
+        return MSGPACK_OBJECT_MAP;
+    if ((b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd)
+        return MSGPACK_OBJECT_ARRAY;
+    if ((b & 0xe0) == 0xa0 || (b >= 0xd9 && b <= 0xdb))
+        return MSGPACK_OBJECT_STR;
+    switch (b) {
+    case 0xc0:
+        return MSGPACK_OBJECT_NIL;
+    case 0xc2:
+    case 0xc3:
+        return MSGPACK_OBJECT_BOOLEAN;
+    case 0xc4:
+    case 0xc5:
+    case 0xc6:
+        return MSGPACK_OBJECT_BIN;
+    case 0xca:
+        return MSGPACK_OBJECT_FLOAT32;
+    case 0xcb:
+        return MSGPACK_OBJECT_FLOAT64;
+    case 0xc7:
+    case 0xc8:
+    case 0xc9:
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
+        return MSGPACK_OBJECT_EXT;
+    default:
+        return -1; // 0xc1 is never used
+    }
+}
+
+// Reads a container header: fix form in [fixlo, fixlo+15], 16-bit and 32-bit forms.
+static int
+s_container(hop_mp_t *self, uint8_t fixlo, uint8_t b16, uint8_t b32, uint32_t *count)
+{
+    if (self->p >= self->end)
+        return -1;
+    uint8_t b = *self->p;
+    if (b >= fixlo && b <= fixlo + 15) {
+        *count = b & 0x0f;
+        self->p += 1;
+    } else if (b == b16 && s_left(self) >= 3) {
+        *count = (uint32_t)s_be(self->p + 1, 2);
+        self->p += 3;
+    } else if (b == b32 && s_left(self) >= 5) {
+        *count = (uint32_t)s_be(self->p + 1, 4);
+        self->p += 5;
+    } else
+        return -1;
+    return 0;
+}
+
+int
+hop_mp_map(hop_mp_t *self, uint32_t *count)
+{
+    return s_container(self, 0x80, 0xde, 0xdf, count);
+}
+
+int
+hop_mp_array(hop_mp_t *self, uint32_t *count)
+{
+    return s_container(self, 0x90, 0xdc, 0xdd, count);
+}
+
+int
+hop_mp_str(hop_mp_t *self, const char **str, uint32_t *len)
+{
+    if (self->p >= self->end)
+        return -1;
+    uint8_t b = *self->p;
+    size_t head, n;
+    if ((b & 0xe0) == 0xa0) {
+        head = 1;
+        n = b & 0x1f;
+    } else if (b >= 0xd9 && b <= 0xdb) {
+        int w = b == 0xd9 ? 1 : b == 0xda ? 2 : 4;
+        if (s_left(self) < (size_t)(1 + w))
+            return -1;
+        head = 1 + (size_t)w;
+        n = (size_t)s_be(self->p + 1, w);
+    } else
+        return -1;
+    if (s_left(self) - head < n)
+        return -1;
+    *str = (const char *)self->p + head;
+    *len = (uint32_t)n;
+    self->p += head + n;
+    return 0;
+}
+
+int
+hop_mp_uint(hop_mp_t *self, uint64_t *value)
+{
+    if (self->p >= self->end)
+        return -1;
+    uint8_t b = *self->p;
+    if (b <= 0x7f) {
+        *value = b;
+        self->p += 1;
+        return 0;
+    }
+    int w;
+    bool is_signed = false;
+    switch (b) {
+    case 0xcc:
+    case 0xd0:
+        w = 1;
+        break;
+    case 0xcd:
+    case 0xd1:
+        w = 2;
+        break;
+    case 0xce:
+    case 0xd2:
+        w = 4;
+        break;
+    case 0xcf:
+    case 0xd3:
+        w = 8;
+        break;
+    default:
+        return -1;
+    }
+    is_signed = b >= 0xd0;
+    if (s_left(self) < (size_t)(1 + w))
+        return -1;
+    uint64_t v = s_be(self->p + 1, w);
+    // A signed encoding is accepted when its value is non-negative: some encoders use them.
+    if (is_signed && (v >> (w * 8 - 1)) & 1)
+        return -1;
+    *value = v;
+    self->p += 1 + w;
+    return 0;
+}
+
+int
+hop_mp_int(hop_mp_t *self, int64_t *value)
+{
+    if (self->p >= self->end)
+        return -1;
+    uint8_t b = *self->p;
+    if (b >= 0xe0) {
+        *value = (int8_t)b;
+        self->p += 1;
+        return 0;
+    }
+    int w = b == 0xd0 ? 1 : b == 0xd1 ? 2 : b == 0xd2 ? 4 : b == 0xd3 ? 8 : 0;
+    if (w) {
+        if (s_left(self) < (size_t)(1 + w))
+            return -1;
+        uint64_t v = s_be(self->p + 1, w);
+        int shift = 64 - w * 8;
+        // Sign-extend through an unsigned shift to stay clear of UB on negative values.
+        *value = shift ? (int64_t)(v << shift) >> shift : (int64_t)v;
+        self->p += 1 + w;
+        return 0;
+    }
+    hop_mp_t probe = *self;
+    uint64_t u;
+    if (hop_mp_uint(&probe, &u) || u > INT64_MAX)
+        return -1;
+    *value = (int64_t)u;
+    *self = probe;
+    return 0;
+}
+
+int
+hop_mp_bool(hop_mp_t *self, bool *value)
+{
+    if (self->p >= self->end || (*self->p != 0xc2 && *self->p != 0xc3))
+        return -1;
+    *value = *self->p == 0xc3;
+    self->p += 1;
+    return 0;
+}
+
+int
+hop_mp_nil(hop_mp_t *self)
+{
+    if (self->p >= self->end || *self->p != 0xc0)
+        return -1;
+    self->p += 1;
+    return 0;
+}
+
+// Skips one value; depth counts the containers we are inside of.
+static int
+s_skip(hop_mp_t *self, int depth)
+{
+    if (self->p >= self->end)
+        return -1;
+    uint8_t b = *self->p;
+    size_t head = 1, n = 0; // header bytes, then payload bytes
+    uint64_t items = 0;     // nested values to skip after the header
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+        // single byte
+    } else if ((b & 0xe0) == 0xa0) {
+        n = b & 0x1f;
+    } else if ((b & 0xf0) == 0x80) {
+        items = 2u * (b & 0x0f);
+    } else if ((b & 0xf0) == 0x90) {
+        items = b & 0x0f;
+    } else {
+        switch (b) {
+        case 0xcc:
+        case 0xd0:
+            n = 1;
+            break;
+        case 0xcd:
+        case 0xd1:
+            n = 2;
+            break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+            n = 4;
+            break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+            n = 8;
+            break;
+        case 0xd4:
+            n = 2;
+            break; // fixext: type byte + data
+        case 0xd5:
+            n = 3;
+            break;
+        case 0xd6:
+            n = 5;
+            break;
+        case 0xd7:
+            n = 9;
+            break;
+        case 0xd8:
+            n = 17;
+            break;
+        case 0xc4:
+        case 0xd9:
+        case 0xc5:
+        case 0xda:
+        case 0xc6:
+        case 0xdb:
+        case 0xc7:
+        case 0xc8:
+        case 0xc9: {
+            int w = (b == 0xc4 || b == 0xd9 || b == 0xc7)   ? 1
+                    : (b == 0xc5 || b == 0xda || b == 0xc8) ? 2
+                                                            : 4;
+            if (s_left(self) < (size_t)(1 + w))
+                return -1;
+            head = 1 + (size_t)w;
+            n = (size_t)s_be(self->p + 1, w);
+            if (b >= 0xc7 && b <= 0xc9)
+                n += 1; // ext type byte
+            break;
+        }
+        case 0xdc:
+        case 0xdd:
+        case 0xde:
+        case 0xdf: {
+            int w = (b == 0xdc || b == 0xde) ? 2 : 4;
+            if (s_left(self) < (size_t)(1 + w))
+                return -1;
+            head = 1 + (size_t)w;
+            items = s_be(self->p + 1, w);
+            if (b >= 0xde)
+                items *= 2;
+            break;
+        }
+        default:
+            return -1;
+        }
+    }
+    bool container = (b & 0xe0) == 0x80 || (b >= 0xdc && b <= 0xdf);
+    if (container && depth >= HOP_MP_DEPTH)
+        return -1;
+    if (s_left(self) < head || s_left(self) - head < n)
+        return -1;
+    self->p += head + n;
+    // Every value takes at least one byte: a count larger than what is left is a lie.
+    if (items > s_left(self))
+        return -1;
+    for (uint64_t i = 0; i < items; i++)
+        if (s_skip(self, depth + 1))
+            return -1;
+    return 0;
+}
+
+int
+hop_mp_skip(hop_mp_t *self)
+{
+    const uint8_t *start = self->p;
+    if (s_skip(self, 0)) {
+        self->p = start;
+        return -1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Commands
+
+static const char *s_cmd_names[HOP_CMD_COUNT_] = {
+    [HOP_CMD_UNKNOWN] = "?",
+    [HOP_CMD_HELLO] = "hello",
+    [HOP_CMD_HELLO_OK] = "hello-ok",
+    [HOP_CMD_HEARTBEAT] = "heartbeat",
+    [HOP_CMD_CLOSE] = "close",
+    [HOP_CMD_CLOSE_OK] = "close-ok",
+    [HOP_CMD_EXCHANGE_DECLARE] = "exchange.declare",
+    [HOP_CMD_EXCHANGE_DELETE] = "exchange.delete",
+    [HOP_CMD_QUEUE_DECLARE] = "queue.declare",
+    [HOP_CMD_QUEUE_DELETE] = "queue.delete",
+    [HOP_CMD_QUEUE_PURGE] = "queue.purge",
+    [HOP_CMD_QUEUE_BIND] = "queue.bind",
+    [HOP_CMD_QUEUE_UNBIND] = "queue.unbind",
+    [HOP_CMD_PUBLISH] = "publish",
+    [HOP_CMD_CONSUME] = "consume",
+    [HOP_CMD_CANCEL] = "cancel",
+    [HOP_CMD_ACK] = "ack",
+    [HOP_CMD_NACK] = "nack",
+    [HOP_CMD_REJECT] = "reject",
+    [HOP_CMD_GET] = "get",
+    [HOP_CMD_LIST] = "list",
+    [HOP_CMD_STATUS] = "status",
+    [HOP_CMD_OK] = "ok",
+    [HOP_CMD_QUEUE_OK] = "queue-ok",
+    [HOP_CMD_CONSUME_OK] = "consume-ok",
+    [HOP_CMD_DELIVER] = "deliver",
+    [HOP_CMD_CANCELLED] = "cancelled",
+    [HOP_CMD_GET_OK] = "get-ok",
+    [HOP_CMD_GET_EMPTY] = "get-empty",
+    [HOP_CMD_LIST_OK] = "list-ok",
+    [HOP_CMD_STATUS_OK] = "status-ok",
+    [HOP_CMD_ERROR] = "error",
+};
+
+const char *
+hop_cmd_name(hop_cmd_t cmd)
+{
+    return cmd > HOP_CMD_UNKNOWN && cmd < HOP_CMD_COUNT_ ? s_cmd_names[cmd] : "?";
+}
+
+hop_cmd_t
+hop_cmd_parse(const char *name, size_t len)
+{
+    // The hot commands come first; the table is short enough for a linear scan.
+    static const hop_cmd_t order[] = {HOP_CMD_PUBLISH, HOP_CMD_ACK, HOP_CMD_DELIVER};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const char *n = s_cmd_names[order[i]];
+        if (strlen(n) == len && memcmp(n, name, len) == 0)
+            return order[i];
+    }
+    for (int c = HOP_CMD_UNKNOWN + 1; c < HOP_CMD_COUNT_; c++) {
+        const char *n = s_cmd_names[c];
+        if (strlen(n) == len && memcmp(n, name, len) == 0)
+            return (hop_cmd_t)c;
+    }
+    return HOP_CMD_UNKNOWN;
+}
+
+// ---------------------------------------------------------------------------------------
+// Header decoding
+
+typedef enum { K_UINT, K_STR, K_BOOL, K_MAP, K_ARRAY } s_kind_t;
+
+typedef struct {
+    const char *key;
+    uint32_t bit;
+    s_kind_t kind;
+    size_t offset; // of the field inside hop_wire_t
+} s_field_t;
+
+#define F(k, b, kind, member)                                                                      \
+    {                                                                                              \
+        k, b, kind, offsetof(hop_wire_t, member)                                                   \
+    }
+static const s_field_t s_fields[] = {
+    F("id", HOP_F_ID, K_UINT, id),
+    F("exchange", HOP_F_EXCHANGE, K_STR, exchange),
+    F("key", HOP_F_KEY, K_STR, key),
+    F("props", HOP_F_PROPS, K_MAP, props),
+    F("tag", HOP_F_TAG, K_UINT, tag),
+    F("multiple", HOP_F_MULTIPLE, K_BOOL, multiple),
+    F("queue", HOP_F_QUEUE, K_STR, queue),
+    F("consumer", HOP_F_CONSUMER, K_STR, consumer),
+    F("redelivered", HOP_F_REDELIVERED, K_BOOL, redelivered),
+    F("count", HOP_F_COUNT, K_UINT, count),
+    F("requeue", HOP_F_REQUEUE, K_BOOL, requeue),
+    F("version", HOP_F_VERSION, K_UINT, version),
+    F("heartbeat", HOP_F_HEARTBEAT, K_UINT, heartbeat),
+    F("timeout", HOP_F_TIMEOUT, K_UINT, timeout),
+    F("name", HOP_F_NAME, K_STR, name),
+    F("server", HOP_F_SERVER, K_STR, server),
+    F("max_message", HOP_F_MAX_MESSAGE, K_UINT, max_message),
+    F("type", HOP_F_TYPE, K_STR, type),
+    F("durable", HOP_F_DURABLE, K_BOOL, durable),
+    F("exclusive", HOP_F_EXCLUSIVE, K_BOOL, exclusive),
+    F("auto_delete", HOP_F_AUTO_DELETE, K_BOOL, auto_delete),
+    F("passive", HOP_F_PASSIVE, K_BOOL, passive),
+    F("if_unused", HOP_F_IF_UNUSED, K_BOOL, if_unused),
+    F("if_empty", HOP_F_IF_EMPTY, K_BOOL, if_empty),
+    F("prefetch", HOP_F_PREFETCH, K_UINT, prefetch),
+    F("no_ack", HOP_F_NO_ACK, K_BOOL, no_ack),
+    F("messages", HOP_F_MESSAGES, K_UINT, messages),
+    F("consumers", HOP_F_CONSUMERS, K_UINT, consumers),
+    F("what", HOP_F_WHAT, K_STR, what),
+    F("items", HOP_F_ITEMS, K_ARRAY, items),
+    F("code", HOP_F_CODE, K_UINT, code),
+    F("text", HOP_F_TEXT, K_STR, text),
+};
+#undef F
+
+static const s_field_t *
+s_field_find(const char *key, uint32_t len)
+{
+    for (size_t i = 0; i < sizeof s_fields / sizeof s_fields[0]; i++) {
+        const char *k = s_fields[i].key;
+        if (k[0] == key[0] && strlen(k) == len && memcmp(k, key, len) == 0)
+            return &s_fields[i];
+    }
+    return NULL;
+}
+
+static int
+s_fail(char *err, size_t err_size, int code, const char *fmt, const char *arg)
+{
+    if (err && err_size)
+        snprintf(err, err_size, fmt, arg);
+    return code;
+}
+
+int
+hop_wire_decode(hop_wire_t *self, const void *data, size_t size, char *err, size_t err_size)
+{
+    assert(self);
+    memset(self, 0, sizeof *self);
+    self->requeue = true; // the protocol's default
+    if (err && err_size)
+        err[0] = '\0';
+    if (size == 0)
+        return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "empty header frame%s", "");
+    if (size > HOP_HEADER_MAX)
+        return s_fail(err, err_size, HOP_CODE_CONTENT_TOO_LARGE, "header frame over 65536 bytes%s",
+                      "");
+    hop_mp_t mp;
+    hop_mp_init(&mp, data, size);
+    uint32_t count;
+    if (hop_mp_map(&mp, &count))
+        return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "header is not a msgpack map%s", "");
+    for (uint32_t i = 0; i < count; i++) {
+        const char *key;
+        uint32_t key_len;
+        if (hop_mp_str(&mp, &key, &key_len)) {
+            // Non-string keys are not ours: skip key and value if they are well formed.
+            if (hop_mp_skip(&mp) || hop_mp_skip(&mp))
+                return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "malformed msgpack%s", "");
+            continue;
+        }
+        if (key_len == 3 && memcmp(key, "cmd", 3) == 0) {
+            const char *c;
+            uint32_t c_len;
+            if (hop_mp_str(&mp, &c, &c_len)) {
+                hop_mp_t probe = mp;
+                if (hop_mp_skip(&probe))
+                    return s_fail(err, err_size, HOP_CODE_FRAME_ERROR,
+                                  "malformed msgpack in 'cmd'%s", "");
+                return s_fail(err, err_size, HOP_CODE_SYNTAX_ERROR,
+                              "field 'cmd' must be a string%s", "");
+            }
+            self->cmd_name.ptr = c;
+            self->cmd_name.len = c_len;
+            self->cmd = hop_cmd_parse(c, c_len);
+            continue;
+        }
+        const s_field_t *f = key_len ? s_field_find(key, key_len) : NULL;
+        if (!f) {
+            if (hop_mp_skip(&mp))
+                return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "malformed msgpack%s", "");
+            continue;
+        }
+        char *at = (char *)self + f->offset;
+        const uint8_t *start = mp.p;
+        int rc = 0;
+        const char *want = "";
+        switch (f->kind) {
+        case K_UINT:
+            want = "a non-negative integer";
+            rc = hop_mp_uint(&mp, (uint64_t *)at);
+            break;
+        case K_BOOL:
+            want = "a boolean";
+            rc = hop_mp_bool(&mp, (bool *)at);
+            break;
+        case K_STR: {
+            want = "a string";
+            hop_str_t *s = (hop_str_t *)at;
+            rc = hop_mp_str(&mp, &s->ptr, &s->len);
+            if (rc == 0 && s->len > HOP_NAME_MAX && f->bit != HOP_F_TEXT && f->bit != HOP_F_SERVER)
+                return s_fail(err, err_size, HOP_CODE_SYNTAX_ERROR,
+                              "field '%s' is longer than 255 bytes", f->key);
+            break;
+        }
+        case K_MAP:
+        case K_ARRAY: {
+            want = f->kind == K_MAP ? "a map" : "an array";
+            int t = hop_mp_peek(&mp);
+            if (t != (f->kind == K_MAP ? MSGPACK_OBJECT_MAP : MSGPACK_OBJECT_ARRAY)) {
+                rc = -1;
+                break;
+            }
+            if (hop_mp_skip(&mp))
+                return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "malformed msgpack in '%s'",
+                              f->key);
+            hop_span_t *sp = (hop_span_t *)at;
+            sp->ptr = start;
+            sp->len = (uint32_t)(mp.p - start);
+            break;
+        }
+        }
+        if (rc) {
+            // Tell a type mistake from garbage: a well-formed value of another type is a
+            // syntax error, a malformed one is a frame error.
+            hop_mp_t probe = mp;
+            if (hop_mp_skip(&probe))
+                return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "malformed msgpack in '%s'",
+                              f->key);
+            if (err && err_size)
+                snprintf(err, err_size, "field '%s' must be %s", f->key, want);
+            return HOP_CODE_SYNTAX_ERROR;
+        }
+        self->has |= f->bit;
+    }
+    if (!hop_mp_at_end(&mp))
+        return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "trailing bytes after header map%s", "");
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+void
+hop_enc_init(hop_enc_t *self)
+{
+    assert(self);
+    memset(self, 0, sizeof *self);
+    msgpack_sbuffer_init(&self->buf);
+    msgpack_packer_init(&self->pk, &self->buf, msgpack_sbuffer_write);
+}
+
+void
+hop_enc_fini(hop_enc_t *self)
+{
+    if (self)
+        msgpack_sbuffer_destroy(&self->buf);
+}
+
+msgpack_packer *
+hop_enc_packer(hop_enc_t *self)
+{
+    return &self->pk;
+}
+
+void
+hop_enc_count(hop_enc_t *self)
+{
+    assert(self->depth > 0);
+    self->map_count[self->depth - 1]++;
+}
+
+// Opens a map whose size is written as map32 and patched when it closes.
+static void
+s_map_open(hop_enc_t *self)
+{
+    assert(self->depth < HOP_MP_DEPTH);
+    static const char head[5] = {(char)0xdf, 0, 0, 0, 0};
+    self->map_at[self->depth] = self->buf.size;
+    self->map_count[self->depth] = 0;
+    self->depth++;
+    msgpack_sbuffer_write(&self->buf, head, sizeof head);
+}
+
+static void
+s_key(hop_enc_t *self, const char *key)
+{
+    size_t len = strlen(key);
+    msgpack_pack_str(&self->pk, len);
+    msgpack_pack_str_body(&self->pk, key, len);
+    hop_enc_count(self);
+}
+
+void
+hop_enc_begin(hop_enc_t *self, hop_cmd_t cmd)
+{
+    assert(self);
+    msgpack_sbuffer_clear(&self->buf);
+    self->depth = 0;
+    s_map_open(self);
+    hop_enc_cstr(self, "cmd", hop_cmd_name(cmd));
+}
+
+void
+hop_enc_map_end(hop_enc_t *self)
+{
+    assert(self->depth > 0);
+    self->depth--;
+    uint32_t n = self->map_count[self->depth];
+    uint8_t *p = (uint8_t *)self->buf.data + self->map_at[self->depth] + 1;
+    p[0] = (uint8_t)(n >> 24);
+    p[1] = (uint8_t)(n >> 16);
+    p[2] = (uint8_t)(n >> 8);
+    p[3] = (uint8_t)n;
+}
+
+const void *
+hop_enc_end(hop_enc_t *self, size_t *size)
+{
+    while (self->depth > 0)
+        hop_enc_map_end(self);
+    if (size)
+        *size = self->buf.size;
+    return self->buf.data;
+}
+
+void
+hop_enc_str(hop_enc_t *self, const char *key, const char *value, size_t len)
+{
+    s_key(self, key);
+    msgpack_pack_str(&self->pk, len);
+    msgpack_pack_str_body(&self->pk, value ? value : "", len);
+}
+
+void
+hop_enc_cstr(hop_enc_t *self, const char *key, const char *value)
+{
+    hop_enc_str(self, key, value ? value : "", value ? strlen(value) : 0);
+}
+
+void
+hop_enc_uint(hop_enc_t *self, const char *key, uint64_t value)
+{
+    s_key(self, key);
+    msgpack_pack_uint64(&self->pk, value);
+}
+
+void
+hop_enc_int(hop_enc_t *self, const char *key, int64_t value)
+{
+    s_key(self, key);
+    msgpack_pack_int64(&self->pk, value);
+}
+
+void
+hop_enc_bool(hop_enc_t *self, const char *key, bool value)
+{
+    s_key(self, key);
+    if (value)
+        msgpack_pack_true(&self->pk);
+    else
+        msgpack_pack_false(&self->pk);
+}
+
+void
+hop_enc_raw(hop_enc_t *self, const char *key, const void *raw, size_t len)
+{
+    s_key(self, key);
+    msgpack_sbuffer_write(&self->buf, raw, len);
+}
+
+void
+hop_enc_map_begin(hop_enc_t *self, const char *key)
+{
+    if (key)
+        s_key(self, key);
+    s_map_open(self);
+}
+
+void
+hop_enc_array_begin(hop_enc_t *self, const char *key, uint32_t count)
+{
+    s_key(self, key);
+    msgpack_pack_array(&self->pk, count);
+}
+
+const char *
+hop_code_name(int code)
+{
+    switch (code) {
+    case HOP_CODE_CONTENT_TOO_LARGE:
+        return "content-too-large";
+    case HOP_CODE_ACCESS_REFUSED:
+        return "access-refused";
+    case HOP_CODE_NOT_FOUND:
+        return "not-found";
+    case HOP_CODE_RESOURCE_LOCKED:
+        return "resource-locked";
+    case HOP_CODE_PRECONDITION_FAILED:
+        return "precondition-failed";
+    case HOP_CODE_FRAME_ERROR:
+        return "frame-error";
+    case HOP_CODE_SYNTAX_ERROR:
+        return "syntax-error";
+    case HOP_CODE_COMMAND_INVALID:
+        return "command-invalid";
+    case HOP_CODE_UNEXPECTED_FRAME:
+        return "unexpected-frame";
+    case HOP_CODE_NOT_IMPLEMENTED:
+        return "not-implemented";
+    case HOP_CODE_INTERNAL_ERROR:
+        return "internal-error";
+    default:
+        return "error";
+    }
+}
