@@ -552,7 +552,8 @@ s_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
         consumers += q->consumer_count;
     }
     hop_broker_reply(self, HOP_CMD_STATUS_OK, w->id);
-    hop_enc_cstr(&self->enc, "version", HOP_VERSION);
+    hop_enc_uint(&self->enc, "version", HOP_PROTOCOL_VERSION);
+    hop_enc_cstr(&self->enc, "server", "hopperd " HOP_VERSION);
     hop_enc_uint(&self->enc, "uptime_ms", self->now - self->started_at);
     hop_enc_cstr(&self->enc, "endpoint", self->endpoint);
     hop_enc_cstr(&self->enc, "data_dir", self->data_dir);
@@ -597,7 +598,9 @@ s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body
         rc = HOP_CODE_COMMAND_INVALID,
         snprintf(self->err, sizeof self->err, "unknown command '%.*s'",
                  w.cmd_name.ptr ? (int)w.cmd_name.len : 0, w.cmd_name.ptr ? w.cmd_name.ptr : "");
-    if (rc == 0 && !conn && w.cmd != HOP_CMD_HELLO && w.cmd != HOP_CMD_HEARTBEAT)
+    // Even a heartbeat from an unknown peer is answered: it tells a client whose connection
+    // was closed (timeout, broker restart) to reconnect at once, not after its own timeout.
+    if (rc == 0 && !conn && w.cmd != HOP_CMD_HELLO)
         rc = HOP_CODE_UNEXPECTED_FRAME,
         snprintf(self->err, sizeof self->err,
                  "'%s' before hello: this connection is unknown to the broker (new, or closed "

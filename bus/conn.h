@@ -14,7 +14,7 @@
 struct hop_conn {
     uint8_t id[HOP_ID_MAX]; // ROUTER routing id
     size_t id_len;
-    char label[24];            // "conn-N", how operators name it
+    char label[32];            // "conn-N", how operators name it
     char *name;                // client-chosen name from hello, or NULL
     char peer[64];             // remote address, "" if unknown
     uint64_t connected_at;     // monotonic ms

@@ -36,14 +36,8 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, z
         hop_exchange_route(x->table, key, w->key.len, &self->route);
     else {
         hop_queue_t *q = hop_map_get(self->queues, key, w->key.len);
-        if (q) {
-            self->route.size = 0;
-            if (self->route.capacity == 0) {
-                self->route.capacity = 16;
-                self->route.queues = hop_malloc(16 * sizeof(void *));
-            }
-            self->route.queues[self->route.size++] = q;
-        }
+        if (q)
+            hop_route_push(&self->route, q);
     }
     x->published++;
     self->published++;
@@ -117,7 +111,7 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
         self->delivered++;
         if (c->no_ack) {
             hop_conn_skip_tag(conn);
-            hop_queue_settle(queue, e);
+            hop_queue_settle(queue, e, false);
         } else {
             e->consumer = c;
             hop_conn_track(conn, e);
@@ -142,7 +136,7 @@ s_settle_entry(hop_broker_t *self, hop_conn_t *conn, hop_entry_t *e, s_settle_t 
     if (how == SETTLE_REQUEUE)
         hop_queue_requeue(q, e);
     else {
-        hop_queue_settle(q, e);
+        hop_queue_settle(q, e, how == SETTLE_ACK);
         if (how == SETTLE_ACK)
             self->acked++;
     }
@@ -356,7 +350,7 @@ hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     self->delivered++;
     if (w->no_ack) {
         hop_conn_skip_tag(conn);
-        hop_queue_settle(q, e);
+        hop_queue_settle(q, e, false);
     } else
         hop_conn_track(conn, e);
 }

@@ -24,7 +24,7 @@ uint64_t
 hop_hash(const void *data, size_t len)
 {
     const uint8_t *p = data;
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull; // FNV-1a 64 offset basis
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];
         h *= 1099511628211ull;

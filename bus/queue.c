@@ -218,12 +218,13 @@ hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry)
 }
 
 void
-hop_queue_settle(hop_queue_t *self, hop_entry_t *entry)
+hop_queue_settle(hop_queue_t *self, hop_entry_t *entry, bool acked)
 {
     assert(self);
     assert(entry && entry->unacked && entry->queue == self);
     hop_list_remove(&self->unacked, entry);
-    self->acked++;
+    if (acked)
+        self->acked++;
     hop_entry_destroy(&entry);
 }
 

@@ -108,8 +108,9 @@ hop_entry_t *hop_queue_take(hop_queue_t *self);
 void hop_queue_untake(hop_queue_t *self, hop_entry_t *entry);
 // Returns an unacked entry to the ready list at its original position, flagged redelivered.
 void hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry);
-// Removes an unacked entry for good (ack, drop) and destroys it.
-void hop_queue_settle(hop_queue_t *self, hop_entry_t *entry);
+// Removes an unacked entry for good and destroys it; acked says whether a consumer acked it
+// (counted in `acked`) rather than it being dropped (nack/reject) or sent with no-ack.
+void hop_queue_settle(hop_queue_t *self, hop_entry_t *entry, bool acked);
 // Drops every ready entry; returns how many.
 size_t hop_queue_purge(hop_queue_t *self);
 

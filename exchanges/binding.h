@@ -46,9 +46,6 @@ void hop_bvec_push(hop_bvec_t *self, hop_binding_t *binding);
 // Removes binding, which must be in self; order is not kept.
 void hop_bvec_remove(hop_bvec_t *self, hop_binding_t *binding);
 
-// Appends queue to route, growing it; does not check for duplicates.
-void hop_route_push(hop_route_t *self, void *queue);
-
 // Appends the binding's queue unless the route stamped stamp already holds it. Returns 1 if
 // appended, else 0.
 static inline size_t

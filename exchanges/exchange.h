@@ -33,6 +33,8 @@ void hop_route_init(hop_route_t *self);
 void hop_route_clear(hop_route_t *self);
 // Frees the route's memory and leaves it empty, ready for reuse or to be dropped.
 void hop_route_fini(hop_route_t *self);
+// Appends queue, growing the vector as needed. The caller keeps the queues distinct.
+void hop_route_push(hop_route_t *self, void *queue);
 
 // Returns a new exchange with no bindings. Aborts when out of memory.
 hop_exchange_t *hop_exchange_new(hop_exchange_type_t type);

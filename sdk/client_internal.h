@@ -1,0 +1,214 @@
+// sdk/client_internal.h - private to libhopper: the client state and helpers shared by
+// client.c (connection, request core), client_topology.c (declares, bindings, inspection),
+// client_messages.c (publish, consumers, get, request/reply), client_io.c (the I/O thread and
+// the receive pump) and delivery.c (parsing deliveries).
+//
+// Threads: the user thread owns hop_client_t and the user ends of two inproc PAIR pipes; the
+// I/O thread (client_io.c) owns the DEALER socket and the other ends. Frames cross the data
+// pipe unchanged in both directions (zmq_msg moves, no copies); the control pipe carries "TERM"
+// to the I/O thread and "LOST" (broker silent past its timeout) back.
+#ifndef HOP_CLIENT_INTERNAL_H_INCLUDED
+#define HOP_CLIENT_INTERNAL_H_INCLUDED
+
+#include "codec.h"
+#include "hopper.h"
+
+#include <stdarg.h>
+#include <zmq.h>
+
+#define HOP_DEFAULT_TIMEOUT 5000 // ms, for requests and connect
+#define HOP_ERROR_MAX       1024 // bytes of error text kept
+#define HOP_TAG_GEN_SHIFT   48   // delivery tags carry the connection generation above this bit
+#define HOP_TAG_MASK        ((UINT64_C(1) << HOP_TAG_GEN_SHIFT) - 1)
+
+// One message from the broker as the user thread holds it. wire borrows the header frame's
+// bytes, which may live inside the zmq_msg_t itself (small messages): never move a hop_inmsg_t
+// while wire is in use.
+typedef struct {
+    zmq_msg_t header; // frame 1
+    zmq_msg_t body;   // frame 2, empty when absent
+    bool has_body;
+    hop_wire_t wire; // decoded header
+} hop_inmsg_t;
+
+void hop_inmsg_close(hop_inmsg_t *self);
+
+// A delivery as allocated: the public struct first (so the public pointer is the node), then the
+// body frame it points into (zero copy), then the FIFO link. Strings and the header array
+// follow in the same allocation.
+typedef struct hop_delivery_node {
+    hop_delivery_t pub;
+    zmq_msg_t body;
+    struct hop_delivery_node *next; // FIFO of buffered deliveries
+} hop_delivery_node_t;
+
+// Parses a deliver / get-ok header (wire) into an owned delivery; moves *body (may be NULL: an
+// empty body) into it. Props that are not well formed are ignored (props_raw stays NULL).
+// Never returns NULL (aborts on out of memory).
+hop_delivery_t *hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body);
+
+// A consumer this client started, re-created on reconnect.
+typedef struct hop_consumer_rec {
+    struct hop_consumer_rec *next;
+    int prefetch;
+    int flags;         // HOP_NO_ACK | HOP_EXCLUSIVE
+    bool subscription; // queue is server-named: re-declare and re-bind it on reconnect
+    char tag[HOP_NAME_MAX + 1];
+    char queue[HOP_NAME_MAX + 1];
+    char exchange[HOP_NAME_MAX + 1]; // subscription only
+    char pattern[HOP_NAME_MAX + 1];  // subscription only
+} hop_consumer_rec_t;
+
+typedef struct hop_client_io hop_client_io_t;
+
+struct hop_client {
+    // Settings
+    int timeout_ms;   // request and connect timeout
+    int heartbeat_ms; // asked for in hello; 0 = the broker's default
+    char *name;       // client name for hello, or NULL
+    bool reconnect;   // re-establish a lost connection on the next call
+    char *endpoint;   // of the last connect, or NULL before
+
+    // Connection
+    void *ctx;            // the process-wide ZeroMQ context (reference counted)
+    hop_client_io_t *io;  // I/O thread and pipes; NULL when not connected
+    void *pipe;           // user end of the data pipe (owned by io)
+    void *ctrl;           // user end of the control pipe (owned by io)
+    bool lost;            // the connection was lost (and not closed by the user)
+    uint64_t next_id;     // request id of the next request
+    uint32_t opens;       // successful hellos so far
+    uint64_t gen;         // connection generation, stamped into delivery tags
+    uint64_t max_message; // from hello-ok; 0 = unknown
+    int broker_heartbeat; // ms, in force
+    int broker_timeout;   // ms: silence after which either side gives up
+    char server[64];      // hello-ok's server string
+    hop_enc_t enc;        // reused for every header we write
+
+    // Errors
+    char error[HOP_ERROR_MAX]; // text of the last error
+    int error_code;            // broker code of the last error, 0 when local
+    int async_rc;              // pending asynchronous error (hop_err_t), 0 = none
+    int async_code;
+    unsigned async_more; // further asynchronous errors while one was pending
+    char async_text[HOP_ERROR_MAX];
+
+    // Deliveries buffered for hop_client_receive, oldest first
+    hop_delivery_node_t *head;
+    hop_delivery_node_t *tail;
+
+    // Consumers to restore on reconnect
+    hop_consumer_rec_t *consumers;
+
+    // Request/reply
+    char reply_queue[HOP_NAME_MAX + 1]; // private reply queue, "" until the first request
+    char reply_tag[HOP_NAME_MAX + 1];   // its consumer tag
+    const char *await_corr;             // correlation id hop_client_request waits for
+    hop_delivery_t *reply_slot;         // the matching reply, once it arrived
+    char corr_prefix[9];                // 8 random hex digits per client
+    uint64_t corr_seq;
+};
+
+// ---------------------------------------------------------------------------------------
+// client_io.c
+
+// Milliseconds on a monotonic clock.
+int64_t hop_client_now(void);
+// The process-wide ZeroMQ context: the first ref creates it, the last unref terminates it.
+void *hop_client_ctx_ref(void);
+void hop_client_ctx_unref(void);
+
+// Sets the error text and code; returns rc (for `return hop_client_fail(...)`).
+int hop_client_fail(hop_client_t *self, int rc, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+// Records a broker `error` header as the last error; returns the mapped hop_err_t.
+int hop_client_broker_error(hop_client_t *self, const hop_wire_t *wire);
+// Remembers an asynchronous error (the first one wins; later ones are counted).
+void hop_client_async(hop_client_t *self, int rc, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+// Returns the pending asynchronous error as the last error and clears it.
+int hop_client_take_async(hop_client_t *self);
+
+// Opens a new connection: DEALER socket, hello, I/O thread. Returns HOP_OK or an error.
+int hop_client_open(hop_client_t *self);
+// Stops the I/O thread, closes the sockets, drops buffered deliveries. Safe when not open.
+void hop_client_shut(hop_client_t *self);
+// Shuts the connection as lost; sets the error text. Returns HOP_ECONNECT.
+int hop_client_lost(hop_client_t *self, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+// Queues a header (and a body frame when has_body) for the broker. Never blocks.
+int hop_client_send(hop_client_t *self, const void *header, size_t header_size, const void *body,
+                    size_t body_size, bool has_body);
+// Waits until deadline (hop_client_now() ms; -1 = forever) for one message from the broker.
+// Returns 1 when it is the reply to request *awaited (awaited may be NULL): *msg then holds it
+// and the caller closes it. Returns 0 when a message was absorbed (a delivery buffered, an
+// asynchronous error remembered, a heartbeat or a stale reply dropped), HOP_ETIMEOUT at the
+// deadline, or HOP_ECONNECT when the connection was found lost (it is shut by then).
+int hop_client_step(hop_client_t *self, int64_t deadline, const uint64_t *awaited,
+                    hop_inmsg_t *msg);
+// Absorbs whatever the broker already sent, without waiting: buffers deliveries, notices a
+// lost connection and asynchronous errors. Cheap when there is nothing to read.
+void hop_client_drain(hop_client_t *self);
+
+// Delivery FIFO
+void hop_client_push(hop_client_t *self, hop_delivery_t *delivery);
+hop_delivery_t *hop_client_pop(hop_client_t *self);
+
+// Removes the consumer record with tag (no-op when absent).
+void hop_client_forget(hop_client_t *self, const char *tag, size_t tag_len);
+
+// ---------------------------------------------------------------------------------------
+// client.c: argument checks and the request core
+
+// HOP_EINVAL with a message when name is NULL or longer than HOP_NAME_MAX; what names it.
+int hop_client_check_name(hop_client_t *self, const char *what, const char *name);
+// HOP_EINVAL when flags has bits outside allowed.
+int hop_client_check_flags(hop_client_t *self, int flags, int allowed, const char *call);
+// Copies ptr/len to out as a C string when out is not NULL; HOP_EINVAL when it does not fit.
+int hop_client_copy_out(hop_client_t *self, char *out, size_t out_size, const char *what,
+                        const char *ptr, size_t len);
+// Makes sure a call can talk to the broker: absorbs what already arrived, reconnects a lost
+// connection when allowed, and (waits: calls that wait) reports a pending asynchronous error.
+int hop_client_ready(hop_client_t *self, bool waits);
+// Starts a request header with a fresh id in self->enc; returns the id.
+uint64_t hop_client_begin(hop_client_t *self, hop_cmd_t cmd);
+// Sends the header in self->enc (and body when has_body).
+int hop_client_send_header(hop_client_t *self, const void *body, size_t body_size, bool has_body);
+
+#define HOP_ANY_REPLY HOP_CMD_UNKNOWN // hop_client_wait: any reply but `error`
+#define HOP_RAW_REPLY HOP_CMD_COUNT_  // hop_client_wait: any reply, `error` included
+
+// Waits for the reply to request id. Returns HOP_OK with *reply open (the caller closes it), or
+// an error: an `error` reply mapped, HOP_ETIMEOUT, HOP_ECONNECT, HOP_EPROTO when the reply is
+// not expect. A 505 always means the broker forgot this connection.
+int hop_client_wait(hop_client_t *self, uint64_t id, hop_cmd_t expect, const char *what,
+                    hop_inmsg_t *reply);
+// Sends the request in self->enc and waits for its reply (as hop_client_wait).
+int hop_client_call(hop_client_t *self, uint64_t id, hop_cmd_t expect, const char *what,
+                    hop_inmsg_t *reply);
+// The same for replies that carry nothing but (optionally) `messages`.
+int hop_client_call_ok(hop_client_t *self, uint64_t id, hop_cmd_t expect, const char *what,
+                       uint64_t *messages_out);
+// A sync point's result: its own error, else a pending asynchronous error, else HOP_OK.
+int hop_client_sync(hop_client_t *self, int rc);
+
+// ---------------------------------------------------------------------------------------
+// Broker operations without argument or connection checks ("do"), for the public verbs and
+// for what the client does on its own (subscribe, request/reply, reconnect).
+
+// client_topology.c
+int hop_client_do_declare_queue(hop_client_t *self, const char *name, int flags, char *name_out,
+                                size_t name_out_size, uint64_t *messages_out,
+                                uint64_t *consumers_out);
+int hop_client_do_bind(hop_client_t *self, hop_cmd_t cmd, const char *queue, const char *exchange,
+                       const char *key);
+int hop_client_do_delete_queue(hop_client_t *self, const char *name, int flags,
+                               uint64_t *messages_out);
+
+// client_messages.c
+// Opens a new connection after a loss and re-creates the consumers.
+int hop_client_reconnect(hop_client_t *self);
+// Forgets every consumer record and the reply queue.
+void hop_client_forget_all(hop_client_t *self);
+
+#endif

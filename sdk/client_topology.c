@@ -1,0 +1,380 @@
+// sdk/client_topology.c - exchanges, queues and bindings (declare, delete, purge, bind,
+// unbind) and inspection (list, status, raw calls). See client.c for the request core and how
+// asynchronous errors are reported.
+#include "client_internal.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------
+// Operations without checks, shared by the public verbs, subscribe, request and reconnect
+
+int
+hop_client_do_declare_queue(hop_client_t *self, const char *name, int flags, char *name_out,
+                            size_t name_out_size, uint64_t *messages_out, uint64_t *consumers_out)
+{
+    uint64_t id = hop_client_begin(self, HOP_CMD_QUEUE_DECLARE);
+    hop_enc_cstr(&self->enc, "queue", name);
+    if (flags & HOP_DURABLE)
+        hop_enc_bool(&self->enc, "durable", true);
+    if (flags & HOP_EXCLUSIVE)
+        hop_enc_bool(&self->enc, "exclusive", true);
+    if (flags & HOP_AUTO_DELETE)
+        hop_enc_bool(&self->enc, "auto_delete", true);
+    if (flags & HOP_PASSIVE)
+        hop_enc_bool(&self->enc, "passive", true);
+    hop_inmsg_t reply;
+    int rc = hop_client_call(self, id, HOP_CMD_QUEUE_OK, "queue.declare", &reply);
+    if (rc)
+        return rc;
+    const hop_wire_t *w = &reply.wire;
+    if (messages_out)
+        *messages_out = w->messages;
+    if (consumers_out)
+        *consumers_out = w->consumers;
+    // A server-named queue is only known from the reply; else the name is the one we sent.
+    if (w->queue.ptr)
+        rc = hop_client_copy_out(self, name_out, name_out_size, "queue name", w->queue.ptr,
+                                 w->queue.len);
+    else
+        rc = hop_client_copy_out(self, name_out, name_out_size, "queue name", name, strlen(name));
+    hop_inmsg_close(&reply);
+    return rc;
+}
+
+int
+hop_client_do_bind(hop_client_t *self, hop_cmd_t cmd, const char *queue, const char *exchange,
+                   const char *key)
+{
+    uint64_t id = hop_client_begin(self, cmd);
+    hop_enc_cstr(&self->enc, "queue", queue);
+    hop_enc_cstr(&self->enc, "exchange", exchange);
+    hop_enc_cstr(&self->enc, "key", key);
+    return hop_client_call_ok(self, id, HOP_CMD_OK, hop_cmd_name(cmd), NULL);
+}
+
+int
+hop_client_do_delete_queue(hop_client_t *self, const char *name, int flags, uint64_t *messages_out)
+{
+    uint64_t id = hop_client_begin(self, HOP_CMD_QUEUE_DELETE);
+    hop_enc_cstr(&self->enc, "queue", name);
+    if (flags & HOP_IF_UNUSED)
+        hop_enc_bool(&self->enc, "if_unused", true);
+    if (flags & HOP_IF_EMPTY)
+        hop_enc_bool(&self->enc, "if_empty", true);
+    return hop_client_call_ok(self, id, HOP_CMD_OK, "queue.delete", messages_out);
+}
+
+// ---------------------------------------------------------------------------------------
+// Topology
+
+int
+hop_client_declare_exchange(hop_client_t *self, const char *name, const char *type, int flags)
+{
+    assert(self);
+    int rc = hop_client_check_name(self, "exchange name", name);
+    if (rc == HOP_OK)
+        rc = hop_client_check_flags(self, flags, HOP_DURABLE | HOP_AUTO_DELETE | HOP_PASSIVE,
+                                    "hop_client_declare_exchange");
+    if (rc == HOP_OK && !type && !(flags & HOP_PASSIVE))
+        rc = hop_client_fail(self, HOP_EINVAL, 0, "exchange type is NULL (direct, fanout, topic)");
+    if (rc == HOP_OK && type)
+        rc = hop_client_check_name(self, "exchange type", type);
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    uint64_t id = hop_client_begin(self, HOP_CMD_EXCHANGE_DECLARE);
+    hop_enc_cstr(&self->enc, "exchange", name);
+    if (type)
+        hop_enc_cstr(&self->enc, "type", type);
+    if (flags & HOP_DURABLE)
+        hop_enc_bool(&self->enc, "durable", true);
+    if (flags & HOP_AUTO_DELETE)
+        hop_enc_bool(&self->enc, "auto_delete", true);
+    if (flags & HOP_PASSIVE)
+        hop_enc_bool(&self->enc, "passive", true);
+    return hop_client_sync(self,
+                           hop_client_call_ok(self, id, HOP_CMD_OK, "exchange.declare", NULL));
+}
+
+int
+hop_client_delete_exchange(hop_client_t *self, const char *name, int flags)
+{
+    assert(self);
+    int rc = hop_client_check_name(self, "exchange name", name);
+    if (rc == HOP_OK)
+        rc = hop_client_check_flags(self, flags, HOP_IF_UNUSED, "hop_client_delete_exchange");
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    uint64_t id = hop_client_begin(self, HOP_CMD_EXCHANGE_DELETE);
+    hop_enc_cstr(&self->enc, "exchange", name);
+    if (flags & HOP_IF_UNUSED)
+        hop_enc_bool(&self->enc, "if_unused", true);
+    return hop_client_sync(self, hop_client_call_ok(self, id, HOP_CMD_OK, "exchange.delete", NULL));
+}
+
+int
+hop_client_declare_queue(hop_client_t *self, const char *name, int flags, char *name_out,
+                         size_t name_out_size)
+{
+    return hop_client_declare_queue_ex(self, name, flags, name_out, name_out_size, NULL, NULL);
+}
+
+int
+hop_client_declare_queue_ex(hop_client_t *self, const char *name, int flags, char *name_out,
+                            size_t name_out_size, uint64_t *messages_out, uint64_t *consumers_out)
+{
+    assert(self);
+    int rc = hop_client_check_name(self, "queue name", name);
+    if (rc == HOP_OK)
+        rc = hop_client_check_flags(self, flags,
+                                    HOP_DURABLE | HOP_EXCLUSIVE | HOP_AUTO_DELETE | HOP_PASSIVE,
+                                    "hop_client_declare_queue");
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    return hop_client_sync(self,
+                           hop_client_do_declare_queue(self, name, flags, name_out, name_out_size,
+                                                       messages_out, consumers_out));
+}
+
+int
+hop_client_delete_queue(hop_client_t *self, const char *name, int flags, uint64_t *messages_out)
+{
+    assert(self);
+    int rc = hop_client_check_name(self, "queue name", name);
+    if (rc == HOP_OK)
+        rc = hop_client_check_flags(self, flags, HOP_IF_UNUSED | HOP_IF_EMPTY,
+                                    "hop_client_delete_queue");
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    return hop_client_sync(self, hop_client_do_delete_queue(self, name, flags, messages_out));
+}
+
+int
+hop_client_purge_queue(hop_client_t *self, const char *name, uint64_t *messages_out)
+{
+    assert(self);
+    int rc = hop_client_check_name(self, "queue name", name);
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    uint64_t id = hop_client_begin(self, HOP_CMD_QUEUE_PURGE);
+    hop_enc_cstr(&self->enc, "queue", name);
+    return hop_client_sync(self,
+                           hop_client_call_ok(self, id, HOP_CMD_OK, "queue.purge", messages_out));
+}
+
+static int
+s_check_binding(hop_client_t *self, const char *queue, const char *exchange, const char *key)
+{
+    int rc = hop_client_check_name(self, "queue name", queue);
+    if (rc == HOP_OK)
+        rc = hop_client_check_name(self, "exchange name", exchange);
+    if (rc == HOP_OK && key)
+        rc = hop_client_check_name(self, "binding key", key);
+    return rc ? rc : hop_client_ready(self, true);
+}
+
+int
+hop_client_bind(hop_client_t *self, const char *queue, const char *exchange, const char *key)
+{
+    assert(self);
+    int rc = s_check_binding(self, queue, exchange, key);
+    return rc ? rc
+              : hop_client_sync(self,
+                                hop_client_do_bind(self, HOP_CMD_QUEUE_BIND, queue, exchange, key));
+}
+
+int
+hop_client_unbind(hop_client_t *self, const char *queue, const char *exchange, const char *key)
+{
+    assert(self);
+    int rc = s_check_binding(self, queue, exchange, key);
+    return rc ? rc
+              : hop_client_sync(
+                    self, hop_client_do_bind(self, HOP_CMD_QUEUE_UNBIND, queue, exchange, key));
+}
+
+// ---------------------------------------------------------------------------------------
+// Inspection
+
+static void *
+s_memdup(const void *data, size_t size)
+{
+    void *copy = malloc(size ? size : 1);
+    if (!copy)
+        abort();
+    if (size)
+        memcpy(copy, data, size);
+    return copy;
+}
+
+int
+hop_client_list(hop_client_t *self, const char *what, void **items_p, size_t *size_p)
+{
+    assert(self);
+    if (items_p)
+        *items_p = NULL;
+    if (size_p)
+        *size_p = 0;
+    if (!items_p || !size_p)
+        return hop_client_fail(self, HOP_EINVAL, 0, "items_p or size_p is NULL");
+    int rc = hop_client_check_name(self, "list subject", what);
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    uint64_t id = hop_client_begin(self, HOP_CMD_LIST);
+    hop_enc_cstr(&self->enc, "what", what);
+    hop_inmsg_t reply;
+    rc = hop_client_call(self, id, HOP_CMD_LIST_OK, "list", &reply);
+    if (rc)
+        return rc;
+    static const uint8_t empty_array = 0x90;
+    const hop_span_t *items = &reply.wire.items;
+    *size_p = items->ptr ? items->len : 1;
+    *items_p = s_memdup(items->ptr ? items->ptr : &empty_array, *size_p);
+    hop_inmsg_close(&reply);
+    if ((rc = hop_client_take_async(self))) {
+        free(*items_p);
+        *items_p = NULL;
+        *size_p = 0;
+    }
+    return rc;
+}
+
+// Copies a header map without its cmd and id entries. Returns NULL if it is malformed.
+static void *
+s_map_without_cmd_id(const void *data, size_t size, size_t *size_out)
+{
+    uint8_t *out = malloc(size + 5);
+    if (!out)
+        abort();
+    size_t used = 5; // room for the largest map header, moved into place at the end
+    hop_mp_t mp;
+    hop_mp_init(&mp, data, size);
+    uint32_t count, kept = 0;
+    if (hop_mp_map(&mp, &count))
+        goto bad;
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *start = mp.p;
+        const char *key = NULL;
+        uint32_t len = 0;
+        if (hop_mp_str(&mp, &key, &len) && hop_mp_skip(&mp))
+            goto bad;
+        if (hop_mp_skip(&mp))
+            goto bad;
+        if (key &&
+            ((len == 3 && memcmp(key, "cmd", 3) == 0) || (len == 2 && memcmp(key, "id", 2) == 0)))
+            continue;
+        memcpy(out + used, start, (size_t)(mp.p - start));
+        used += (size_t)(mp.p - start);
+        kept++;
+    }
+    uint8_t head[5];
+    size_t head_size;
+    if (kept < 16) {
+        head[0] = (uint8_t)(0x80 | kept);
+        head_size = 1;
+    } else if (kept < 65536) {
+        head[0] = 0xde;
+        head[1] = (uint8_t)(kept >> 8);
+        head[2] = (uint8_t)kept;
+        head_size = 3;
+    } else {
+        head[0] = 0xdf;
+        for (int i = 0; i < 4; i++)
+            head[1 + i] = (uint8_t)(kept >> (24 - 8 * i));
+        head_size = 5;
+    }
+    memcpy(out + 5 - head_size, head, head_size);
+    memmove(out, out + 5 - head_size, used - (5 - head_size));
+    *size_out = used - (5 - head_size);
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+int
+hop_client_status(hop_client_t *self, void **map_p, size_t *size_p)
+{
+    assert(self);
+    if (map_p)
+        *map_p = NULL;
+    if (size_p)
+        *size_p = 0;
+    if (!map_p || !size_p)
+        return hop_client_fail(self, HOP_EINVAL, 0, "map_p or size_p is NULL");
+    int rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    uint64_t id = hop_client_begin(self, HOP_CMD_STATUS);
+    hop_inmsg_t reply;
+    rc = hop_client_call(self, id, HOP_CMD_STATUS_OK, "status", &reply);
+    if (rc)
+        return rc;
+    *map_p = s_map_without_cmd_id(zmq_msg_data(&reply.header), zmq_msg_size(&reply.header), size_p);
+    hop_inmsg_close(&reply);
+    if (!*map_p)
+        return hop_client_fail(self, HOP_EPROTO, 0, "malformed status-ok from the broker");
+    if ((rc = hop_client_take_async(self))) {
+        free(*map_p);
+        *map_p = NULL;
+        *size_p = 0;
+    }
+    return rc;
+}
+
+// Raw calls: the header is sent as given. With reply_p NULL nothing is awaited. Otherwise the
+// call waits for the reply whose id is the header's (0 when it has none or does not decode:
+// the broker answers undecodable headers with id 0) and returns HOP_OK with the reply header,
+// whatever its cmd, `error` included: a raw caller wants to see the broker's answer. A reply
+// body (get-ok) is dropped.
+int
+hop_client_call_raw(hop_client_t *self, const void *header, size_t header_size, const void *body,
+                    size_t body_size, void **reply_p, size_t *reply_size_p)
+{
+    assert(self);
+    if (reply_p)
+        *reply_p = NULL;
+    if (reply_size_p)
+        *reply_size_p = 0;
+    if (!header || !header_size)
+        return hop_client_fail(self, HOP_EINVAL, 0, "header is NULL or empty");
+    if (!body && body_size)
+        return hop_client_fail(self, HOP_EINVAL, 0, "body is NULL but body_size is %zu", body_size);
+    if (reply_p && !reply_size_p)
+        return hop_client_fail(self, HOP_EINVAL, 0, "reply_size_p is NULL");
+    int rc = hop_client_ready(self, reply_p != NULL);
+    if (rc)
+        return rc;
+    hop_wire_t wire;
+    uint64_t id = hop_wire_decode(&wire, header, header_size, NULL, 0) == 0 ? wire.id : 0;
+    rc = hop_client_send(self, header, header_size, body, body_size, body != NULL);
+    if (rc || !reply_p)
+        return rc;
+    hop_inmsg_t reply;
+    rc = hop_client_wait(self, id, HOP_RAW_REPLY, "the raw request", &reply);
+    if (rc)
+        return rc;
+    *reply_size_p = zmq_msg_size(&reply.header);
+    *reply_p = s_memdup(zmq_msg_data(&reply.header), *reply_size_p);
+    hop_inmsg_close(&reply);
+    if ((rc = hop_client_take_async(self))) {
+        free(*reply_p);
+        *reply_p = NULL;
+        *reply_size_p = 0;
+    }
+    return rc;
+}

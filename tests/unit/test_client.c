@@ -1,0 +1,773 @@
+// tests/unit/test_client.c - libhopper without hopperd: argument checks, error names, delivery
+// parsing, connect failures, and the client's protocol behaviour against a scripted fake
+// broker (a ROUTER socket on a thread of this test).
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "client_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+static void
+s_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+// Waits up to deadline_ms for *counter to reach at least want.
+static bool
+s_wait_for(atomic_int *counter, int want, int deadline_ms)
+{
+    for (int waited = 0; waited < deadline_ms; waited += 10) {
+        if (atomic_load(counter) >= want)
+            return true;
+        s_sleep_ms(10);
+    }
+    return atomic_load(counter) >= want;
+}
+
+// ---------------------------------------------------------------------------------------
+// Error names and argument checks
+
+static void
+test_strerror_names_every_code(void **state)
+{
+    (void)state;
+    for (int err = HOP_ECLOSED; err <= HOP_OK; err++) {
+        const char *name = hop_strerror(err);
+        assert_non_null(name);
+        assert_string_not_equal(name, "unknown error");
+        for (int other = HOP_ECLOSED; other < err; other++)
+            assert_string_not_equal(name, hop_strerror(other));
+    }
+    assert_string_equal(hop_strerror(-100), "unknown error");
+    assert_string_equal(hop_strerror(7), "unknown error");
+}
+
+static void
+test_new_client_is_unconnected_without_error(void **state)
+{
+    (void)state;
+    hop_client_t *client = hop_client_new();
+    assert_false(hop_client_connected(client));
+    assert_string_equal(hop_client_error(client), "");
+    assert_int_equal(hop_client_error_code(client), 0);
+    hop_client_destroy(&client);
+    assert_null(client);
+    hop_client_destroy(&client); // accepts NULL
+}
+
+static void
+test_calls_before_connect_say_not_connected(void **state)
+{
+    (void)state;
+    hop_client_t *client = hop_client_new();
+    assert_int_equal(hop_client_declare_queue(client, "jobs", 0, NULL, 0), HOP_ECLOSED);
+    assert_string_equal(hop_client_error(client), "not connected");
+    assert_int_equal(hop_client_publish(client, "", "jobs", "x", 1, NULL), HOP_ECLOSED);
+    assert_int_equal(hop_client_ack(client, 1, false), HOP_ECLOSED);
+    hop_delivery_t *delivery = (hop_delivery_t *)&delivery;
+    assert_int_equal(hop_client_receive(client, &delivery, 0), HOP_ECLOSED);
+    assert_null(delivery);
+    hop_client_destroy(&client);
+}
+
+static void
+test_bad_arguments_are_einval_with_a_message(void **state)
+{
+    (void)state;
+    hop_client_t *client = hop_client_new();
+    char long_name[HOP_NAME_MAX + 2];
+    memset(long_name, 'q', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    char max_name[HOP_NAME_MAX + 1];
+    memset(max_name, 'q', sizeof max_name - 1);
+    max_name[sizeof max_name - 1] = '\0';
+
+    assert_int_equal(hop_client_declare_queue(client, NULL, 0, NULL, 0), HOP_EINVAL);
+    assert_non_null(strstr(hop_client_error(client), "queue name is NULL"));
+    assert_int_equal(hop_client_declare_queue(client, long_name, 0, NULL, 0), HOP_EINVAL);
+    assert_non_null(strstr(hop_client_error(client), "256 bytes"));
+    // 255 bytes is fine: it gets as far as the connection check.
+    assert_int_equal(hop_client_declare_queue(client, max_name, 0, NULL, 0), HOP_ECLOSED);
+    assert_int_equal(hop_client_declare_queue(client, "q", HOP_NO_ACK, NULL, 0), HOP_EINVAL);
+    assert_int_equal(hop_client_declare_exchange(client, "x", NULL, 0), HOP_EINVAL);
+    assert_int_equal(hop_client_declare_exchange(client, NULL, "topic", 0), HOP_EINVAL);
+    assert_int_equal(hop_client_delete_exchange(client, "x", HOP_IF_EMPTY), HOP_EINVAL);
+    assert_int_equal(hop_client_delete_queue(client, long_name, 0, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_purge_queue(client, NULL, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_bind(client, "q", NULL, "k"), HOP_EINVAL);
+    assert_int_equal(hop_client_bind(client, "q", "x", long_name), HOP_EINVAL);
+    assert_int_equal(hop_client_unbind(client, NULL, "x", "k"), HOP_EINVAL);
+    assert_int_equal(hop_client_publish(client, NULL, "k", "x", 1, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_publish(client, "", long_name, "x", 1, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_publish(client, "", "k", NULL, 3, NULL), HOP_EINVAL);
+    hop_props_t props = {.header_count = 1};
+    assert_int_equal(hop_client_publish(client, "", "k", "x", 1, &props), HOP_EINVAL);
+    hop_header_t headers[] = {{NULL, "v"}};
+    props.headers = headers;
+    assert_int_equal(hop_client_publish(client, "", "k", "x", 1, &props), HOP_EINVAL);
+    assert_non_null(strstr(hop_client_error(client), "NULL key"));
+    assert_int_equal(hop_client_consume(client, NULL, NULL, 0, 0, NULL, 0), HOP_EINVAL);
+    assert_int_equal(hop_client_consume(client, "q", NULL, -1, 0, NULL, 0), HOP_EINVAL);
+    assert_int_equal(hop_client_consume(client, "q", NULL, 0, HOP_DURABLE, NULL, 0), HOP_EINVAL);
+    assert_int_equal(hop_client_cancel(client, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_subscribe(client, NULL, "#", NULL, 0), HOP_EINVAL);
+    assert_int_equal(hop_client_receive(client, NULL, 0), HOP_EINVAL);
+    hop_delivery_t *delivery;
+    assert_int_equal(hop_client_receive(client, &delivery, -2), HOP_EINVAL);
+    assert_int_equal(hop_client_dispatch(client, NULL, NULL, 0), HOP_EINVAL);
+    assert_int_equal(hop_client_get(client, "q", 0, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_get(client, "q", HOP_EXCLUSIVE, &delivery), HOP_EINVAL);
+    assert_int_equal(hop_client_request(client, "", "k", "x", 1, NULL, 10, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_reply(client, NULL, "x", 1, NULL), HOP_EINVAL);
+    hop_delivery_t no_reply_to = {0};
+    assert_int_equal(hop_client_reply(client, &no_reply_to, "x", 1, NULL), HOP_EINVAL);
+    assert_non_null(strstr(hop_client_error(client), "reply_to"));
+    void *items;
+    size_t size;
+    assert_int_equal(hop_client_list(client, NULL, &items, &size), HOP_EINVAL);
+    assert_int_equal(hop_client_list(client, "queues", NULL, &size), HOP_EINVAL);
+    assert_int_equal(hop_client_status(client, NULL, &size), HOP_EINVAL);
+    assert_int_equal(hop_client_call_raw(client, NULL, 0, NULL, 0, NULL, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_error_code(client), 0);
+
+    hop_client_set_name(client, long_name);
+    assert_int_equal(hop_client_connect(client, "tcp://127.0.0.1:1"), HOP_EINVAL);
+    assert_non_null(strstr(hop_client_error(client), "client name"));
+    hop_client_destroy(&client);
+}
+
+// ---------------------------------------------------------------------------------------
+// Connect failures
+
+static void
+test_unreachable_broker_is_econnect_within_timeout(void **state)
+{
+    (void)state;
+    hop_client_t *client = hop_client_new();
+    hop_client_set_timeout(client, 300);
+    int64_t start = hop_client_now();
+    assert_int_equal(hop_client_connect(client, "tcp://127.0.0.1:1"), HOP_ECONNECT);
+    // Generous bound: this checks that connect gives up, not how precisely.
+    assert_true(hop_client_now() - start < 5000);
+    assert_string_equal(hop_client_error(client), "cannot reach broker at tcp://127.0.0.1:1 "
+                                                  "within 300 ms (is hopperd running?)");
+    assert_false(hop_client_connected(client));
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_ECLOSED);
+    hop_client_destroy(&client);
+}
+
+static void
+test_null_endpoint_uses_hopper_broker_variable(void **state)
+{
+    (void)state;
+    setenv("HOPPER_BROKER", "tcp://127.0.0.1:2", 1);
+    hop_client_t *client = hop_client_new();
+    hop_client_set_timeout(client, 100);
+    assert_int_equal(hop_client_connect(client, NULL), HOP_ECONNECT);
+    assert_non_null(strstr(hop_client_error(client), "tcp://127.0.0.1:2"));
+    unsetenv("HOPPER_BROKER");
+    hop_client_destroy(&client);
+}
+
+static void
+test_malformed_endpoint_is_einval(void **state)
+{
+    (void)state;
+    hop_client_t *client = hop_client_new();
+    assert_int_equal(hop_client_connect(client, "not-an-endpoint"), HOP_EINVAL);
+    assert_non_null(strstr(hop_client_error(client), "not-an-endpoint"));
+    hop_client_destroy(&client);
+}
+
+// ---------------------------------------------------------------------------------------
+// Delivery parsing
+
+static void
+s_pack_key(msgpack_packer *pk, const char *key)
+{
+    msgpack_pack_str(pk, strlen(key));
+    msgpack_pack_str_body(pk, key, strlen(key));
+}
+
+// Encodes a deliver header with every property and one header of each msgpack type.
+static const void *
+s_deliver_header(hop_enc_t *enc, size_t *size)
+{
+    hop_enc_begin(enc, HOP_CMD_DELIVER);
+    hop_enc_cstr(enc, "consumer", "ctag-1");
+    hop_enc_uint(enc, "tag", 42);
+    hop_enc_cstr(enc, "exchange", "amq.topic");
+    hop_enc_cstr(enc, "key", "a.b");
+    hop_enc_bool(enc, "redelivered", true);
+    hop_enc_uint(enc, "count", 3);
+    hop_enc_map_begin(enc, "props");
+    hop_enc_cstr(enc, "content_type", "text/plain");
+    hop_enc_cstr(enc, "content_encoding", "gzip");
+    hop_enc_cstr(enc, "message_id", "m-1");
+    hop_enc_cstr(enc, "correlation_id", "c-1");
+    hop_enc_cstr(enc, "reply_to", "replies");
+    hop_enc_cstr(enc, "type", "order");
+    hop_enc_cstr(enc, "app_id", "shop");
+    hop_enc_uint(enc, "timestamp", 1700000000000);
+    hop_enc_uint(enc, "unknown_prop", 1);
+    hop_enc_map_begin(enc, "headers");
+    msgpack_packer *pk = hop_enc_packer(enc);
+    hop_enc_cstr(enc, "s", "text");
+    hop_enc_uint(enc, "u", 7);
+    hop_enc_int(enc, "i", -5);
+    hop_enc_bool(enc, "t", true);
+    hop_enc_bool(enc, "f", false);
+    s_pack_key(pk, "n");
+    msgpack_pack_nil(pk);
+    hop_enc_count(enc);
+    s_pack_key(pk, "d");
+    msgpack_pack_double(pk, 1.5);
+    hop_enc_count(enc);
+    s_pack_key(pk, "b");
+    msgpack_pack_bin(pk, 2);
+    msgpack_pack_bin_body(pk, "\x01\x02", 2);
+    hop_enc_count(enc);
+    s_pack_key(pk, "a");
+    msgpack_pack_array(pk, 1);
+    msgpack_pack_int(pk, 1);
+    hop_enc_count(enc);
+    hop_enc_map_begin(enc, "m");
+    hop_enc_map_end(enc);
+    hop_enc_map_end(enc); // headers
+    hop_enc_map_end(enc); // props
+    return hop_enc_end(enc, size);
+}
+
+static void
+test_delivery_parse_reads_every_field(void **state)
+{
+    (void)state;
+    hop_enc_t enc;
+    hop_enc_init(&enc);
+    size_t size;
+    const void *header = s_deliver_header(&enc, &size);
+    hop_wire_t wire;
+    char err[128];
+    assert_int_equal(hop_wire_decode(&wire, header, size, err, sizeof err), 0);
+    zmq_msg_t body;
+    zmq_msg_init_size(&body, 100);
+    memset(zmq_msg_data(&body), 'x', 100);
+    hop_delivery_t *d = hop_delivery_parse(&wire, &body);
+    hop_enc_fini(&enc); // the delivery must own everything it points to
+    zmq_msg_close(&body);
+
+    assert_string_equal(d->consumer, "ctag-1");
+    assert_string_equal(d->exchange, "amq.topic");
+    assert_string_equal(d->routing_key, "a.b");
+    assert_int_equal(d->tag, 42);
+    assert_true(d->redelivered);
+    assert_int_equal(d->delivery_count, 3);
+    assert_int_equal(d->body_size, 100);
+    assert_memory_equal(d->body, "xxxxxxxxxx", 10);
+    assert_string_equal(d->props.content_type, "text/plain");
+    assert_string_equal(d->props.content_encoding, "gzip");
+    assert_string_equal(d->props.message_id, "m-1");
+    assert_string_equal(d->props.correlation_id, "c-1");
+    assert_string_equal(d->props.reply_to, "replies");
+    assert_string_equal(d->props.type, "order");
+    assert_string_equal(d->props.app_id, "shop");
+    assert_int_equal(d->props.timestamp, 1700000000000);
+    assert_int_equal(d->props.header_count, 10);
+    assert_string_equal(hop_delivery_header(d, "s"), "text");
+    assert_string_equal(hop_delivery_header(d, "u"), "7");
+    assert_string_equal(hop_delivery_header(d, "i"), "-5");
+    assert_string_equal(hop_delivery_header(d, "t"), "true");
+    assert_string_equal(hop_delivery_header(d, "f"), "false");
+    assert_string_equal(hop_delivery_header(d, "n"), "");
+    assert_string_equal(hop_delivery_header(d, "d"), "1.5");
+    assert_string_equal(hop_delivery_header(d, "b"), "<binary>");
+    assert_string_equal(hop_delivery_header(d, "a"), "<array>");
+    assert_string_equal(hop_delivery_header(d, "m"), "<map>");
+    assert_null(hop_delivery_header(d, "missing"));
+    assert_null(hop_delivery_header(d, NULL));
+    assert_null(hop_delivery_header(NULL, "s"));
+
+    // The raw spans are the props and headers maps exactly as sent.
+    hop_mp_t mp;
+    hop_mp_init(&mp, d->props_raw, d->props_raw_size);
+    assert_int_equal(hop_mp_skip(&mp), 0);
+    assert_true(hop_mp_at_end(&mp));
+    assert_non_null(d->headers_raw);
+    assert_true((const uint8_t *)d->headers_raw > (const uint8_t *)d->props_raw);
+    hop_mp_init(&mp, d->headers_raw, d->headers_raw_size);
+    uint32_t count;
+    assert_int_equal(hop_mp_map(&mp, &count), 0);
+    assert_int_equal(count, 10);
+    hop_delivery_destroy(&d);
+    assert_null(d);
+    hop_delivery_destroy(&d);
+}
+
+static void
+test_delivery_parse_without_props_or_body(void **state)
+{
+    (void)state;
+    hop_enc_t enc;
+    hop_enc_init(&enc);
+    hop_enc_begin(&enc, HOP_CMD_GET_OK);
+    hop_enc_uint(&enc, "id", 9);
+    hop_enc_uint(&enc, "tag", 1);
+    hop_enc_uint(&enc, "messages", 12);
+    size_t size;
+    const void *header = hop_enc_end(&enc, &size);
+    hop_wire_t wire;
+    assert_int_equal(hop_wire_decode(&wire, header, size, NULL, 0), 0);
+    hop_delivery_t *d = hop_delivery_parse(&wire, NULL);
+    assert_string_equal(d->consumer, "");
+    assert_string_equal(d->exchange, "");
+    assert_string_equal(d->routing_key, "");
+    assert_int_equal(d->message_count, 12);
+    assert_int_equal(d->body_size, 0);
+    assert_non_null(d->body);
+    assert_null(d->props.content_type);
+    assert_null(d->props.headers);
+    assert_int_equal(d->props.header_count, 0);
+    assert_null(d->props_raw);
+    assert_null(d->headers_raw);
+    hop_delivery_destroy(&d);
+    hop_enc_fini(&enc);
+}
+
+static void
+test_delivery_parse_ignores_mistyped_props(void **state)
+{
+    (void)state;
+    hop_enc_t enc;
+    hop_enc_init(&enc);
+    hop_enc_begin(&enc, HOP_CMD_DELIVER);
+    hop_enc_cstr(&enc, "consumer", "c");
+    hop_enc_map_begin(&enc, "props");
+    hop_enc_uint(&enc, "content_type", 5);        // not a string: ignored
+    hop_enc_cstr(&enc, "timestamp", "yesterday"); // not an integer: ignored
+    hop_enc_cstr(&enc, "headers", "nope");        // not a map: ignored
+    hop_enc_cstr(&enc, "type", "kept");
+    size_t size;
+    const void *header = hop_enc_end(&enc, &size);
+    hop_wire_t wire;
+    assert_int_equal(hop_wire_decode(&wire, header, size, NULL, 0), 0);
+    hop_delivery_t *d = hop_delivery_parse(&wire, NULL);
+    assert_null(d->props.content_type);
+    assert_int_equal(d->props.timestamp, 0);
+    assert_int_equal(d->props.header_count, 0);
+    assert_null(d->headers_raw);
+    assert_string_equal(d->props.type, "kept");
+    assert_non_null(d->props_raw);
+    hop_delivery_destroy(&d);
+    hop_enc_fini(&enc);
+}
+
+// ---------------------------------------------------------------------------------------
+// A scripted fake broker: answers hello, declares (the queue name picks an error), publish to
+// exchange "nope" (an asynchronous 404), get and close; sends heartbeats unless silent.
+
+typedef struct {
+    void *ctx;
+    void *router;
+    char endpoint[64];
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_bool silent; // answer nothing, send nothing
+    atomic_int hellos;
+    atomic_int heartbeats;
+    atomic_int closes;
+    char name[64]; // the client name of the last hello
+} s_fake_t;
+
+// {cmd:"heartbeat"} as a fixmap: as a body it must reach the user untouched.
+static const char s_heartbeat_bytes[] = "\x81\xa3"
+                                        "cmd"
+                                        "\xa9"
+                                        "heartbeat";
+
+static void
+s_fake_send(s_fake_t *self, zmq_msg_t *rid, hop_enc_t *enc, const char *body)
+{
+    size_t size;
+    const void *header = hop_enc_end(enc, &size);
+    zmq_send(self->router, zmq_msg_data(rid), zmq_msg_size(rid), ZMQ_SNDMORE);
+    zmq_send(self->router, header, size, body ? ZMQ_SNDMORE : 0);
+    if (body)
+        zmq_send(self->router, body, strlen(body), 0);
+}
+
+// Answers one command. Returns whether it sent anything.
+static bool
+s_fake_answer(s_fake_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *enc)
+{
+    switch (w->cmd) {
+    case HOP_CMD_HELLO:
+        atomic_fetch_add(&self->hellos, 1);
+        snprintf(self->name, sizeof self->name, "%.*s", (int)w->name.len,
+                 w->name.ptr ? w->name.ptr : "");
+        hop_enc_begin(enc, HOP_CMD_HELLO_OK);
+        hop_enc_uint(enc, "id", w->id);
+        hop_enc_uint(enc, "version", 1);
+        hop_enc_cstr(enc, "server", "fake");
+        hop_enc_uint(enc, "heartbeat", 100);
+        hop_enc_uint(enc, "timeout", 500);
+        hop_enc_uint(enc, "max_message", 1000);
+        break;
+    case HOP_CMD_HEARTBEAT:
+        atomic_fetch_add(&self->heartbeats, 1);
+        return false;
+    case HOP_CMD_QUEUE_DECLARE: {
+        int code = 0;
+        if (w->queue.len == 4 && w->queue.ptr[0] == 'e')
+            code = atoi(w->queue.ptr + 1); // "e404" answers error 404
+        if (code) {
+            hop_enc_begin(enc, HOP_CMD_ERROR);
+            hop_enc_uint(enc, "id", w->id);
+            hop_enc_uint(enc, "code", (uint64_t)code);
+            char text[64];
+            snprintf(text, sizeof text, "no queue '%.*s'", (int)w->queue.len, w->queue.ptr);
+            hop_enc_cstr(enc, "text", text);
+        } else {
+            hop_enc_begin(enc, HOP_CMD_QUEUE_OK);
+            hop_enc_uint(enc, "id", w->id);
+            hop_enc_str(enc, "queue", w->queue.len ? w->queue.ptr : "amq.gen-1",
+                        w->queue.len ? w->queue.len : 9);
+            hop_enc_uint(enc, "messages", 0);
+            hop_enc_uint(enc, "consumers", 0);
+        }
+        break;
+    }
+    case HOP_CMD_PUBLISH:
+        if (!(w->exchange.len == 4 && memcmp(w->exchange.ptr, "nope", 4) == 0))
+            return false;
+        hop_enc_begin(enc, HOP_CMD_ERROR);
+        hop_enc_uint(enc, "id", 0);
+        hop_enc_uint(enc, "code", 404);
+        hop_enc_cstr(enc, "text", "no exchange 'nope'");
+        break;
+    case HOP_CMD_GET:
+        hop_enc_begin(enc, HOP_CMD_GET_OK);
+        hop_enc_uint(enc, "id", w->id);
+        hop_enc_uint(enc, "tag", 7);
+        hop_enc_cstr(enc, "exchange", "");
+        hop_enc_cstr(enc, "key", "q");
+        hop_enc_uint(enc, "messages", 0);
+        // Queue "hb" holds a message whose body looks exactly like a heartbeat header.
+        s_fake_send(self, rid, enc,
+                    w->queue.len == 2 && memcmp(w->queue.ptr, "hb", 2) == 0 ? s_heartbeat_bytes
+                                                                            : "payload");
+        return true;
+    case HOP_CMD_CLOSE:
+        atomic_fetch_add(&self->closes, 1);
+        hop_enc_begin(enc, HOP_CMD_CLOSE_OK);
+        hop_enc_uint(enc, "id", w->id);
+        break;
+    default:
+        return false;
+    }
+    s_fake_send(self, rid, enc, NULL);
+    return true;
+}
+
+static void *
+s_fake_run(void *arg)
+{
+    s_fake_t *self = arg;
+    hop_enc_t enc;
+    hop_enc_init(&enc);
+    zmq_msg_t rid; // routing id of the last client heard, for heartbeats
+    zmq_msg_init(&rid);
+    bool known = false;
+    int64_t last_sent = hop_client_now();
+    zmq_pollitem_t item = {self->router, 0, ZMQ_POLLIN, 0};
+    while (!atomic_load(&self->stop)) {
+        zmq_poll(&item, 1, 20);
+        bool silent = atomic_load(&self->silent);
+        while (true) {
+            zmq_msg_t frames[3];
+            int n = 0;
+            zmq_msg_init(&frames[0]);
+            if (zmq_msg_recv(&frames[0], self->router, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&frames[0]);
+                break;
+            }
+            n = 1;
+            while (zmq_msg_more(&frames[n - 1])) {
+                zmq_msg_t *into = &frames[n < 3 ? n : 2];
+                if (n >= 3)
+                    zmq_msg_close(into);
+                zmq_msg_init(into);
+                zmq_msg_recv(into, self->router, 0);
+                if (n < 3)
+                    n++;
+            }
+            if (!silent && n >= 2) {
+                hop_wire_t wire;
+                if (hop_wire_decode(&wire, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), NULL,
+                                    0) == 0 &&
+                    s_fake_answer(self, &frames[0], &wire, &enc))
+                    last_sent = hop_client_now();
+                zmq_msg_close(&rid);
+                zmq_msg_init(&rid);
+                zmq_msg_copy(&rid, &frames[0]);
+                known = true;
+            }
+            for (int i = 0; i < n; i++)
+                zmq_msg_close(&frames[i]);
+        }
+        if (!silent && known && hop_client_now() - last_sent >= 100) {
+            hop_enc_begin(&enc, HOP_CMD_HEARTBEAT);
+            s_fake_send(self, &rid, &enc, NULL);
+            last_sent = hop_client_now();
+        }
+    }
+    zmq_msg_close(&rid);
+    hop_enc_fini(&enc);
+    return NULL;
+}
+
+static int
+s_fake_setup(void **state)
+{
+    s_fake_t *self = calloc(1, sizeof *self);
+    self->ctx = zmq_ctx_new();
+    self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_bind(self->router, "tcp://127.0.0.1:*"))
+        return -1;
+    size_t size = sizeof self->endpoint;
+    zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &size);
+    pthread_create(&self->thread, NULL, s_fake_run, self);
+    *state = self;
+    return 0;
+}
+
+static int
+s_fake_teardown(void **state)
+{
+    s_fake_t *self = *state;
+    atomic_store(&self->stop, true);
+    pthread_join(self->thread, NULL);
+    zmq_close(self->router);
+    zmq_ctx_term(self->ctx);
+    free(self);
+    return 0;
+}
+
+static hop_client_t *
+s_connect(s_fake_t *fake)
+{
+    hop_client_t *client = hop_client_new();
+    hop_client_set_timeout(client, 1000);
+    hop_client_set_name(client, "unit");
+    assert_int_equal(hop_client_connect(client, fake->endpoint), HOP_OK);
+    return client;
+}
+
+static void
+test_connect_says_hello_and_close_says_goodbye(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    assert_true(hop_client_connected(client));
+    assert_int_equal(atomic_load(&fake->hellos), 1);
+    assert_string_equal(fake->name, "unit");
+    assert_int_equal(hop_client_connect(client, fake->endpoint), HOP_EINVAL); // already
+    hop_client_destroy(&client);
+    assert_int_equal(atomic_load(&fake->closes), 1);
+}
+
+static void
+test_broker_errors_map_to_codes_and_text(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    static const struct {
+        const char *queue;
+        int rc;
+        int code;
+    } cases[] = {{"e404", HOP_ENOTFOUND, 404}, {"e403", HOP_EREFUSED, 403},
+                 {"e405", HOP_EREFUSED, 405},  {"e406", HOP_EPRECOND, 406},
+                 {"e541", HOP_EBROKER, 541},   {"e311", HOP_EBROKER, 311}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(hop_client_declare_queue(client, cases[i].queue, 0, NULL, 0), cases[i].rc);
+        assert_int_equal(hop_client_error_code(client), cases[i].code);
+    }
+    assert_int_equal(hop_client_declare_queue(client, "e404", 0, NULL, 0), HOP_ENOTFOUND);
+    assert_string_equal(hop_client_error(client), "broker: 404 not-found: no queue 'e404'");
+    char name[HOP_NAME_MAX + 1];
+    assert_int_equal(hop_client_declare_queue(client, "", 0, name, sizeof name), HOP_OK);
+    assert_string_equal(name, "amq.gen-1");
+    char tiny[4];
+    assert_int_equal(hop_client_declare_queue(client, "", 0, tiny, sizeof tiny), HOP_EINVAL);
+    hop_client_destroy(&client);
+}
+
+static void
+test_async_error_is_returned_by_the_next_waiting_call(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    assert_int_equal(hop_client_publish(client, "nope", "k", "x", 1, NULL), HOP_OK);
+    // The broker answers in order: the 404 arrives before the declare's reply.
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_ENOTFOUND);
+    assert_string_equal(hop_client_error(client), "broker: 404 not-found: no exchange 'nope'");
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_OK);
+    // receive reports it as soon as it arrives.
+    assert_int_equal(hop_client_publish(client, "nope", "k", "x", 1, NULL), HOP_OK);
+    hop_delivery_t *d;
+    assert_int_equal(hop_client_receive(client, &d, 2000), HOP_ENOTFOUND);
+    assert_null(d);
+    assert_int_equal(hop_client_receive(client, &d, 0), HOP_ETIMEOUT);
+    hop_client_destroy(&client);
+}
+
+static void
+test_io_thread_heartbeats_while_the_user_thread_is_busy(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    // No calls for longer than the broker's 500 ms timeout: only the I/O thread talks.
+    assert_true(s_wait_for(&fake->heartbeats, 6, 5000));
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_OK);
+    assert_int_equal(atomic_load(&fake->hellos), 1); // still the first connection
+    hop_client_destroy(&client);
+}
+
+static void
+test_silent_broker_is_lost_then_reconnected(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    hop_client_set_timeout(client, 300);
+    atomic_store(&fake->silent, true);
+    // The I/O thread reports the broker lost after 500 ms of silence; the reconnect attempt
+    // that follows fails while the broker stays silent.
+    int rc = HOP_OK;
+    for (int i = 0; i < 100 && rc == HOP_OK; i++) {
+        s_sleep_ms(50);
+        rc = hop_client_publish(client, "", "q", "x", 1, NULL);
+    }
+    assert_int_equal(rc, HOP_ECONNECT);
+    assert_false(hop_client_connected(client));
+    atomic_store(&fake->silent, false);
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_OK);
+    assert_true(hop_client_connected(client));
+    assert_true(atomic_load(&fake->hellos) >= 2);
+    hop_client_destroy(&client);
+}
+
+static void
+test_unexpected_frame_means_lost_and_old_tags_are_refused(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    hop_delivery_t *d;
+    assert_int_equal(hop_client_get(client, "q", 0, &d), HOP_OK);
+    assert_int_equal(d->tag, 7);
+    assert_int_equal(d->body_size, 7);
+    assert_memory_equal(d->body, "payload", 7);
+    assert_int_equal(hop_client_ack(client, d->tag, false), HOP_OK);
+    // 505: the broker forgot us. The call fails; the next one reconnects.
+    assert_int_equal(hop_client_declare_queue(client, "e505", 0, NULL, 0), HOP_ECONNECT);
+    assert_int_equal(hop_client_error_code(client), 505);
+    assert_false(hop_client_connected(client));
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_OK);
+    assert_int_equal(atomic_load(&fake->hellos), 2);
+    // The tag of the first connection must not settle a message of the second.
+    assert_int_equal(hop_client_ack(client, d->tag, false), HOP_EPRECOND);
+    hop_delivery_destroy(&d);
+    assert_int_equal(hop_client_get(client, "q", 0, &d), HOP_OK);
+    assert_int_equal(hop_client_ack(client, d->tag, false), HOP_OK);
+    hop_delivery_destroy(&d);
+    hop_client_destroy(&client);
+}
+
+static void
+test_body_that_looks_like_a_heartbeat_is_delivered(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    hop_delivery_t *d;
+    assert_int_equal(hop_client_get(client, "hb", 0, &d), HOP_OK);
+    assert_int_equal(d->body_size, strlen(s_heartbeat_bytes));
+    assert_memory_equal(d->body, s_heartbeat_bytes, d->body_size);
+    hop_delivery_destroy(&d);
+    hop_client_destroy(&client);
+}
+
+static void
+test_without_reconnect_a_lost_client_stays_closed(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    hop_client_set_reconnect(client, false);
+    assert_int_equal(hop_client_declare_queue(client, "e505", 0, NULL, 0), HOP_ECONNECT);
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_ECLOSED);
+    assert_non_null(strstr(hop_client_error(client), "lost"));
+    assert_int_equal(hop_client_connect(client, fake->endpoint), HOP_OK);
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_OK);
+    hop_client_destroy(&client);
+}
+
+static void
+test_body_over_max_message_is_refused_locally(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    char body[1001] = {0};
+    assert_int_equal(hop_client_publish(client, "", "q", body, sizeof body, NULL), HOP_EINVAL);
+    assert_int_equal(hop_client_publish(client, "", "q", body, 1000, NULL), HOP_OK);
+    hop_client_destroy(&client);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strerror_names_every_code),
+        cmocka_unit_test(test_new_client_is_unconnected_without_error),
+        cmocka_unit_test(test_calls_before_connect_say_not_connected),
+        cmocka_unit_test(test_bad_arguments_are_einval_with_a_message),
+        cmocka_unit_test(test_unreachable_broker_is_econnect_within_timeout),
+        cmocka_unit_test(test_null_endpoint_uses_hopper_broker_variable),
+        cmocka_unit_test(test_malformed_endpoint_is_einval),
+        cmocka_unit_test(test_delivery_parse_reads_every_field),
+        cmocka_unit_test(test_delivery_parse_without_props_or_body),
+        cmocka_unit_test(test_delivery_parse_ignores_mistyped_props),
+        cmocka_unit_test_setup_teardown(test_connect_says_hello_and_close_says_goodbye,
+                                        s_fake_setup, s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_broker_errors_map_to_codes_and_text, s_fake_setup,
+                                        s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_async_error_is_returned_by_the_next_waiting_call,
+                                        s_fake_setup, s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_io_thread_heartbeats_while_the_user_thread_is_busy,
+                                        s_fake_setup, s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_silent_broker_is_lost_then_reconnected, s_fake_setup,
+                                        s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_unexpected_frame_means_lost_and_old_tags_are_refused,
+                                        s_fake_setup, s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_body_that_looks_like_a_heartbeat_is_delivered,
+                                        s_fake_setup, s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_without_reconnect_a_lost_client_stays_closed,
+                                        s_fake_setup, s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_body_over_max_message_is_refused_locally, s_fake_setup,
+                                        s_fake_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
