@@ -594,6 +594,9 @@ s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body
     if (rc == 0 && body && w.cmd != HOP_CMD_PUBLISH)
         rc = HOP_CODE_FRAME_ERROR,
         snprintf(self->err, sizeof self->err, "'%s' takes no body frame", hop_cmd_name(w.cmd));
+    if (rc == 0 && !w.cmd_name.ptr)
+        rc = HOP_CODE_SYNTAX_ERROR,
+        snprintf(self->err, sizeof self->err, "header has no 'cmd' field%s", "");
     if (rc == 0 && w.cmd == HOP_CMD_UNKNOWN)
         rc = HOP_CODE_COMMAND_INVALID,
         snprintf(self->err, sizeof self->err, "unknown command '%.*s'",

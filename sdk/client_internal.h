@@ -75,6 +75,7 @@ struct hop_client {
     void *pipe;           // user end of the data pipe (owned by io)
     void *ctrl;           // user end of the control pipe (owned by io)
     bool lost;            // the connection was lost (and not closed by the user)
+    unsigned publishes;   // publishes since connect, to pace looking at the pipes
     uint64_t next_id;     // request id of the next request
     uint32_t opens;       // successful hellos so far
     uint64_t gen;         // connection generation, stamped into delivery tags

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 struct hop_client_io {
@@ -64,6 +65,12 @@ hop_client_ctx_ref(void)
             abort(); // out of memory or file descriptors: nothing sensible to do
         // Never let a socket with unsent messages hang the last hop_client_destroy.
         zmq_ctx_set(s_ctx, ZMQ_BLOCKY, 0);
+        // Each client holds five sockets (its DEALER and two inproc pipes): let the process
+        // open as many clients as its file-descriptor limit allows, not libzmq's 1,023.
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1024)
+            zmq_ctx_set(s_ctx, ZMQ_MAX_SOCKETS,
+                        rl.rlim_cur > 1000000 ? 1000000 : (int)rl.rlim_cur);
     }
     void *ctx = s_ctx;
     pthread_mutex_unlock(&s_ctx_lock);
@@ -783,6 +790,10 @@ s_readable(void *sock)
 void
 hop_client_drain(hop_client_t *self)
 {
+    // With deliveries already buffered, hand those out first: reading more now would let a
+    // flood grow the buffer while the application sees one message per batch.
+    if (self->head)
+        return;
     // Bounded so that a fast stream of deliveries cannot keep a publish from returning.
     for (int i = 0; i < S_BATCH && self->io; i++) {
         if (!s_readable(self->ctrl) && !s_readable(self->pipe))

@@ -99,7 +99,9 @@ hop_client_publish(hop_client_t *self, const char *exchange, const char *routing
 {
     assert(self);
     int rc = s_check_publish(self, exchange, routing_key, body, body_size, props);
-    if (rc == HOP_OK)
+    // Looking at the pipes costs a system call inside libzmq: a fast publisher does it every
+    // 64 publishes, which still notices errors and a lost connection promptly.
+    if (rc == HOP_OK && (!self->io || (++self->publishes & 63) == 0))
         rc = hop_client_ready(self, false);
     return rc ? rc : s_publish(self, exchange, routing_key, body, body_size, props, NULL, NULL);
 }
