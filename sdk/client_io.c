@@ -69,8 +69,7 @@ hop_client_ctx_ref(void)
         // open as many clients as its file-descriptor limit allows, not libzmq's 1,023.
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1024)
-            zmq_ctx_set(s_ctx, ZMQ_MAX_SOCKETS,
-                        rl.rlim_cur > 1000000 ? 1000000 : (int)rl.rlim_cur);
+            zmq_ctx_set(s_ctx, ZMQ_MAX_SOCKETS, rl.rlim_cur > 1000000 ? 1000000 : (int)rl.rlim_cur);
     }
     void *ctx = s_ctx;
     pthread_mutex_unlock(&s_ctx_lock);
