@@ -117,6 +117,7 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
     self->lock_fd = -1;
     self->now = self->started_at = hop_now_ms();
     hop_enc_init(&self->enc);
+    hop_enc_init(&self->batch_enc);
     hop_route_init(&self->route);
     self->conns = hop_map_new();
     self->queues = hop_map_new();
@@ -177,6 +178,7 @@ hop_broker_destroy(hop_broker_t **self_p)
     hop_map_destroy(&self->exchanges);
     hop_route_fini(&self->route);
     hop_enc_fini(&self->enc);
+    hop_enc_fini(&self->batch_enc);
     if (self->router)
         zmq_close(self->router);
     if (self->ctx)
@@ -204,34 +206,46 @@ hop_broker_reply(hop_broker_t *self, hop_cmd_t cmd, uint64_t id)
     hop_enc_uint(&self->enc, "id", id);
 }
 
-static int
-s_send_to(hop_broker_t *self, const void *peer, size_t peer_len, zmq_msg_t *body, int *err)
+int
+hop_broker_send_raw(hop_broker_t *self, const void *peer, size_t peer_len, const void *header,
+                    size_t header_size, const hop_msg_t *msg, int *err)
 {
-    size_t size;
-    const void *header = hop_enc_end(&self->enc, &size);
+    bool has_body = msg && msg->body_len;
     if (zmq_send(self->router, peer, peer_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         *err = zmq_errno();
         return -1;
     }
     // Once the first frame is accepted the rest of the message always is.
-    zmq_send(self->router, header, size, (body ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-    if (body) {
-        zmq_msg_t copy;
+    zmq_send(self->router, header, header_size, (has_body ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
+    if (has_body && zmq_msg_size((zmq_msg_t *)&msg->body_frame)) {
+        zmq_msg_t copy; // shares the body's buffer: no copy of the bytes
         zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, body);
+        zmq_msg_copy(&copy, (zmq_msg_t *)&msg->body_frame);
         if (zmq_msg_send(&copy, self->router, ZMQ_DONTWAIT) < 0)
             zmq_msg_close(&copy);
-    }
+    } else if (has_body)
+        zmq_send(self->router, msg->body, msg->body_len, ZMQ_DONTWAIT);
     return 0;
 }
 
+static int
+s_send_to(hop_broker_t *self, const void *peer, size_t peer_len, const hop_msg_t *msg, int *err)
+{
+    size_t size;
+    const void *header = hop_enc_end(&self->enc, &size);
+    return hop_broker_send_raw(self, peer, peer_len, header, size, msg, err);
+}
+
 int
-hop_broker_send(hop_broker_t *self, hop_conn_t *conn, zmq_msg_t *body)
+hop_broker_send(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg)
 {
     if (conn->dead)
         return -1;
+    // Whatever was batched for conn goes first, so the peer sees everything in order.
+    if (conn->out_count && hop_deliver_flush(self, conn) < 0 && conn->dead)
+        return -1;
     int err = 0;
-    if (s_send_to(self, conn->id, conn->id_len, body, &err) < 0) {
+    if (s_send_to(self, conn->id, conn->id_len, msg, &err) < 0) {
         if (err != EAGAIN)
             hop_broker_mark_dead(self, conn); // EHOSTUNREACH: the peer's socket is gone
         return -1;
@@ -301,6 +315,7 @@ s_conn_close(hop_broker_t *self, hop_conn_t *conn, const char *why)
     size_t unacked = conn->unacked;
     for (hop_consumer_t *c = conn->consumers; c; c = c->conn_next)
         c->stalled = true;
+    hop_deliver_drop_batch(self, conn);
     hop_deliver_requeue_conn(self, conn);
     while (conn->consumers)
         hop_deliver_end_consumer(self, conn->consumers, false);
@@ -335,8 +350,8 @@ s_close_dead(hop_broker_t *self)
 }
 
 static void
-s_hello(hop_broker_t *self, hop_conn_t *conn, const zmq_msg_t *peer, const void *id, size_t id_len,
-        const hop_wire_t *w, zmq_msg_t *header)
+s_hello(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, const hop_wire_t *w,
+        zmq_msg_t *header)
 {
     if (!(w->has & HOP_F_VERSION) || w->version != HOP_PROTOCOL_VERSION) {
         s_error_peer(self, id, id_len, w->id, HOP_CODE_NOT_IMPLEMENTED,
@@ -344,7 +359,6 @@ s_hello(hop_broker_t *self, hop_conn_t *conn, const zmq_msg_t *peer, const void 
                      (unsigned long long)w->version, HOP_PROTOCOL_VERSION);
         return;
     }
-    (void)peer;
     if (!conn) {
         conn = hop_conn_new(id, id_len, ++self->conn_seq, self->now);
         const char *addr = zmq_msg_gets(header, "Peer-Address");
@@ -359,12 +373,13 @@ s_hello(hop_broker_t *self, hop_conn_t *conn, const zmq_msg_t *peer, const void 
         hb = HB_MAX;
     conn->heartbeat = (uint32_t)hb;
     conn->timeout = (uint32_t)hb * HB_MISSES;
+    conn->batch = w->batch;
     if (w->has & HOP_F_NAME) {
         free(conn->name);
         conn->name = hop_strndup(w->name.ptr, w->name.len);
     }
-    hop_log(HOP_INFO, "conn", "opened conn=%s name=%s peer=%s heartbeat=%u", conn->label,
-            conn->name ? conn->name : "", conn->peer, conn->heartbeat);
+    hop_log(HOP_INFO, "conn", "opened conn=%s name=%s peer=%s heartbeat=%u batch=%d", conn->label,
+            conn->name ? conn->name : "", conn->peer, conn->heartbeat, conn->batch);
     hop_broker_reply(self, HOP_CMD_HELLO_OK, w->id);
     hop_enc_uint(&self->enc, "version", HOP_PROTOCOL_VERSION);
     hop_enc_cstr(&self->enc, "server", "hopperd " HOP_VERSION);
@@ -573,25 +588,29 @@ s_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 
 // Dispatch of one protocol message --------------------------------------------------------
 
-static void
-s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body, int extra)
+// Handles one command. hdr/hdr_len are its header bytes inside frame; the body is body_frame
+// (a frame of its own) or the span body/body_len inside frame (a batch record). Returns -1
+// when a batch record is not allowed in a batch (the rest of the batch is then skipped).
+static int
+s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, const uint8_t *hdr,
+          size_t hdr_len, zmq_msg_t *frame, zmq_msg_t *body_frame, const void *body,
+          size_t body_len, bool has_body, int extra, bool in_batch)
 {
-    const void *id = zmq_msg_data(peer);
-    size_t id_len = zmq_msg_size(peer);
-    hop_conn_t *conn = hop_map_get(self->conns, id, id_len);
-    if (conn)
-        conn->last_recv = self->now;
-
     hop_wire_t w;
-    int rc = hop_wire_decode(&w, zmq_msg_data(header), zmq_msg_size(header), self->err,
-                             sizeof self->err);
+    int rc = hop_wire_decode(&w, hdr, hdr_len, self->err, sizeof self->err);
     uint64_t rid = w.has & HOP_F_ID ? w.id : 0;
     if (rc == 0 && extra)
         rc = HOP_CODE_FRAME_ERROR, snprintf(self->err, sizeof self->err,
                                             "a message has one header frame and at most one "
                                             "body frame; got %d frames",
                                             2 + extra);
-    if (rc == 0 && body && w.cmd != HOP_CMD_PUBLISH)
+    if (rc == 0 && in_batch && (w.cmd == HOP_CMD_HELLO || w.cmd == HOP_CMD_BATCH)) {
+        hop_broker_error(self, conn, rid, HOP_CODE_FRAME_ERROR,
+                         "'%s' is not allowed inside a batch; the rest of the batch is skipped",
+                         hop_cmd_name(w.cmd));
+        return -1;
+    }
+    if (rc == 0 && has_body && w.cmd != HOP_CMD_PUBLISH && w.cmd != HOP_CMD_BATCH)
         rc = HOP_CODE_FRAME_ERROR,
         snprintf(self->err, sizeof self->err, "'%s' takes no body frame", hop_cmd_name(w.cmd));
     if (rc == 0 && !w.cmd_name.ptr)
@@ -614,19 +633,55 @@ s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body
             hop_broker_error(self, conn, rid, rc, "%s", self->err);
         else
             s_error_peer(self, id, id_len, rid, rc, "%s", self->err);
-        return;
+        return 0;
     }
+    // Batched deliveries must reach their clients before anything that could change what
+    // those deliveries mean (cancel, delete, close, ...). Publishes and heartbeats cannot;
+    // acks check for themselves (hop_deliver_settle).
+    if (w.cmd != HOP_CMD_PUBLISH && w.cmd != HOP_CMD_HEARTBEAT && w.cmd != HOP_CMD_ACK &&
+        w.cmd != HOP_CMD_NACK && w.cmd != HOP_CMD_REJECT && w.cmd != HOP_CMD_BATCH)
+        hop_deliver_flush_all(self);
 
     switch (w.cmd) {
+    case HOP_CMD_BATCH: {
+        if (!has_body) {
+            hop_broker_error(self, conn, rid, HOP_CODE_FRAME_ERROR,
+                             "a batch needs its records frame");
+            break;
+        }
+        hop_batch_t it;
+        hop_batch_init(&it, body, body_len);
+        const uint8_t *rh, *rb;
+        uint32_t rhl, rbl;
+        uint64_t n = 0;
+        while ((rc = hop_batch_next(&it, &rh, &rhl, &rb, &rbl)) == 1) {
+            n++;
+            if (s_command(self, conn, id, id_len, rh, rhl, body_frame, NULL, rb, rbl, rbl > 0, 0,
+                          true) < 0)
+                return 0;
+            if (conn->dead)
+                return 0;
+        }
+        if (rc < 0)
+            hop_broker_error(self, conn, rid, HOP_CODE_FRAME_ERROR,
+                             "batch record %llu runs past the end of the frame; the rest of "
+                             "the batch is skipped",
+                             (unsigned long long)n + 1);
+        else if ((w.has & HOP_F_COUNT) && w.count != n)
+            hop_broker_error(self, conn, rid, HOP_CODE_FRAME_ERROR,
+                             "batch says count %llu but holds %llu records",
+                             (unsigned long long)w.count, (unsigned long long)n);
+        break;
+    }
     case HOP_CMD_PUBLISH:
-        if (body && zmq_msg_size(body) > self->config.max_message) {
+        if (body_len > self->config.max_message) {
             hop_broker_error(self, conn, rid, HOP_CODE_CONTENT_TOO_LARGE,
                              "message body of %zu bytes is over the broker's limit of %zu "
                              "(hopperd --max-message)",
-                             zmq_msg_size(body), self->config.max_message);
-            return;
+                             body_len, self->config.max_message);
+            break;
         }
-        hop_deliver_publish(self, conn, &w, header, body);
+        hop_deliver_publish(self, conn, &w, frame, body_frame, body, body_len);
         break;
     case HOP_CMD_ACK:
     case HOP_CMD_NACK:
@@ -636,7 +691,7 @@ s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body
     case HOP_CMD_HEARTBEAT:
         break;
     case HOP_CMD_HELLO:
-        s_hello(self, conn, peer, id, id_len, &w, header);
+        s_hello(self, conn, id, id_len, &w, frame);
         break;
     case HOP_CMD_CLOSE: {
         // Settle everything before confirming, then answer on the raw routing id.
@@ -646,7 +701,7 @@ s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body
         hop_broker_reply(self, HOP_CMD_CLOSE_OK, rid);
         int err;
         s_send_to(self, peer_id, id_len, NULL, &err);
-        break;
+        return -1; // conn is gone: nothing after close in a batch applies to it
     }
     case HOP_CMD_EXCHANGE_DECLARE:
         hop_topology_exchange_declare(self, conn, &w);
@@ -693,6 +748,20 @@ s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body
                          "'%s' is sent by the broker, not to it", hop_cmd_name(w.cmd));
         break;
     }
+    return 0;
+}
+
+static void
+s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body, int extra)
+{
+    const void *id = zmq_msg_data(peer);
+    size_t id_len = zmq_msg_size(peer);
+    hop_conn_t *conn = hop_map_get(self->conns, id, id_len);
+    if (conn)
+        conn->last_recv = self->now;
+    s_command(self, conn, id, id_len, zmq_msg_data(header), zmq_msg_size(header), header, body,
+              body ? zmq_msg_data(body) : NULL, body ? zmq_msg_size(body) : 0, body != NULL, extra,
+              false);
 }
 
 // Receives and handles up to DRAIN_BATCH messages without blocking.
@@ -781,6 +850,8 @@ hop_broker_run(hop_broker_t *self)
             s_tick(self);
             self->next_tick = self->now + TICK_MS;
         }
+        // Deliveries batched during this turn go out now: batching never waits for more.
+        hop_deliver_flush_all(self);
         s_close_dead(self);
     }
     hop_log(HOP_INFO, "broker", "shutting down: connections=%zu queues=%zu",

@@ -37,6 +37,8 @@ struct hop_broker {
     hop_map_t *queues;    // name -> hop_queue_t
     hop_map_t *exchanges; // name -> hop_xchg_t
     hop_enc_t enc;        // reused for every header we send
+    hop_enc_t batch_enc;  // batch headers, written while enc may hold a reply
+    hop_conn_t *out_head; // connections with deliveries waiting in a batch
     hop_route_t route;    // reused for every publish
     uint64_t conn_seq;    // for conn-N labels
     uint64_t started_at;  // monotonic ms
@@ -48,10 +50,14 @@ struct hop_broker {
 };
 
 // broker.c ---------------------------------------------------------------------------------
-// Sends the header in self->enc (and body, if not NULL: a copy sharing its buffer) to conn.
-// Returns 0, or -1 when the peer's pipe is full (EAGAIN) or the peer is gone (then conn is
-// marked dead and closed at the end of the loop turn).
-int hop_broker_send(hop_broker_t *self, hop_conn_t *conn, zmq_msg_t *body);
+// Sends the header in self->enc (and msg's body, if msg is not NULL: shared, not copied, when
+// it has a frame of its own) to conn, after any batch waiting for conn. Returns 0, or -1 when
+// the peer's pipe is full (EAGAIN) or the peer is gone (then conn is marked dead and closed at
+// the end of the loop turn).
+int hop_broker_send(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg);
+// Sends raw frames to a peer: header, then body (NULL: none). Returns 0 or -1 with *err set.
+int hop_broker_send_raw(hop_broker_t *self, const void *peer, size_t peer_len, const void *header,
+                        size_t header_size, const hop_msg_t *msg, int *err);
 // Sends error code with text (printf format) in reply to request id.
 void hop_broker_error(hop_broker_t *self, hop_conn_t *conn, uint64_t id, int code, const char *fmt,
                       ...) __attribute__((format(printf, 5, 6)));
@@ -77,9 +83,19 @@ void hop_topology_queue_purge(hop_broker_t *self, hop_conn_t *conn, const hop_wi
 void hop_topology_bind(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, bool bind);
 
 // deliver.c --------------------------------------------------------------------------------
-// Publishes: takes the header and body frames (moved out of the caller's zmq_msg_t).
+// Publishes. frame holds the header bytes that w borrows; body_frame the body (its own frame,
+// moved into the message), or NULL when the body is a span inside frame (a batch record,
+// which the message then shares by reference).
 void hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w,
-                         zmq_msg_t *header, zmq_msg_t *body);
+                         zmq_msg_t *frame, zmq_msg_t *body_frame, const void *body,
+                         size_t body_len);
+// Sends conn's waiting batch (if any). On failure its deliveries go back to their queues as
+// if never taken. Returns 0 or -1.
+int hop_deliver_flush(hop_broker_t *self, hop_conn_t *conn);
+void hop_deliver_flush_all(hop_broker_t *self);
+// Drops conn's waiting batch without sending (the connection is closing; its entries are
+// still in its tag ring and are returned to their queues from there).
+void hop_deliver_drop_batch(hop_broker_t *self, hop_conn_t *conn);
 void hop_deliver_consume(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 void hop_deliver_cancel(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 void hop_deliver_settle(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);

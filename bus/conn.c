@@ -18,6 +18,7 @@ hop_conn_new(const void *id, size_t id_len, uint64_t seq, uint64_t now)
     self->connected_at = self->last_recv = self->last_send = now;
     self->next_tag = self->ring_base = 1;
     self->next_ctag = 1;
+    msgpack_sbuffer_init(&self->out);
     return self;
 }
 
@@ -31,6 +32,8 @@ hop_conn_destroy(hop_conn_t **self_p)
     assert(self->unacked == 0 && self->consumer_count == 0);
     free(self->ring);
     free(self->name);
+    msgpack_sbuffer_destroy(&self->out);
+    free(self->out_entries);
     free(self);
     *self_p = NULL;
 }

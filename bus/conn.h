@@ -5,6 +5,8 @@
 
 #include "queue.h"
 
+#include <msgpack.h>
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +37,15 @@ struct hop_conn {
     uint64_t ring_base; // oldest tag that may still be unacked
     uint64_t next_tag;  // next delivery tag to hand out
     size_t unacked;     // entries in the ring
+    // Deliveries made this loop turn, waiting to go out as one batch (PROTOCOL.md 2.1).
+    bool batch;                // the client accepts batches (said so in hello)
+    msgpack_sbuffer out;       // batch records; its memory is handed to ZeroMQ on flush
+    uint32_t out_count;        // records in out
+    uint64_t out_first_tag;    // delivery tag of the first record
+    hop_entry_t **out_entries; // the records' entries: settled (no-ack) or undone on flush
+    size_t out_entries_cap;
+    bool out_listed; // in the broker's list of connections with pending output
+    hop_conn_t *out_next;
 };
 
 hop_conn_t *hop_conn_new(const void *id, size_t id_len, uint64_t seq, uint64_t now);

@@ -3,6 +3,7 @@
 #include "broker_internal.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,8 @@ s_rebase(const void *ptr, const void *old_base, const void *new_base)
 }
 
 void
-hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, zmq_msg_t *header,
-                    zmq_msg_t *body)
+hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, zmq_msg_t *frame,
+                    zmq_msg_t *body_frame, const void *body, size_t body_len)
 {
     hop_str_t xname = w->exchange;
     hop_xchg_t *x = hop_topology_exchange(self, &xname);
@@ -46,13 +47,20 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, z
         self->unroutable++;
         return;
     }
-    // Keep both frames: the body is shared by every queue and delivery, never copied.
+    // Keep the frames: the body is shared by every queue and delivery, never copied. A batch
+    // record keeps a reference to the whole records frame instead.
     hop_msg_t *msg = hop_msg_new();
-    const void *old_base = zmq_msg_data(header);
-    zmq_msg_move(&msg->header, header);
-    if (body)
-        zmq_msg_move(&msg->body, body);
-    const void *base = zmq_msg_data(&msg->header);
+    const void *old_base = zmq_msg_data(frame);
+    if (body_frame) {
+        zmq_msg_move(&msg->frame, frame);
+        zmq_msg_move(&msg->body_frame, body_frame);
+        msg->body = zmq_msg_size(&msg->body_frame) ? zmq_msg_data(&msg->body_frame) : NULL;
+    } else {
+        zmq_msg_copy(&msg->frame, frame);
+        msg->body = body_len ? s_rebase(body, old_base, zmq_msg_data(&msg->frame)) : NULL;
+    }
+    msg->body_len = (uint32_t)body_len;
+    const void *base = zmq_msg_data(&msg->frame);
     msg->exchange = s_rebase(xname.ptr, old_base, base);
     msg->exchange_len = xname.len;
     msg->key = s_rebase(w->key.ptr, old_base, base);
@@ -85,6 +93,41 @@ s_encode_delivery(hop_broker_t *self, const hop_entry_t *e, uint64_t tag)
         hop_enc_raw(&self->enc, "props", m->props, m->props_len);
 }
 
+// Batches go out when they reach this many records or bytes, or at the end of the turn.
+#define BATCH_RECORDS 256
+#define BATCH_BYTES   (64 * 1024)
+
+static bool
+s_batchable(const hop_conn_t *conn, const hop_msg_t *msg)
+{
+    return conn->batch && msg->body_len <= HOP_BATCH_BODY_MAX;
+}
+
+// Appends the delivery header in self->enc and e's body to conn's batch. e is already tracked.
+static void
+s_batch_add(hop_broker_t *self, hop_conn_t *conn, hop_entry_t *e)
+{
+    if (conn->out_count == 0) {
+        conn->out_first_tag = e->tag;
+        if (!conn->out_listed) {
+            conn->out_listed = true;
+            conn->out_next = self->out_head;
+            self->out_head = conn;
+        }
+    }
+    if (conn->out_count == conn->out_entries_cap) {
+        conn->out_entries_cap = conn->out_entries_cap ? conn->out_entries_cap * 2 : 16;
+        conn->out_entries =
+            hop_realloc(conn->out_entries, conn->out_entries_cap * sizeof *conn->out_entries);
+    }
+    conn->out_entries[conn->out_count++] = e;
+    size_t size;
+    const void *header = hop_enc_end(&self->enc, &size);
+    hop_batch_append(&conn->out, header, size, e->msg->body, e->msg->body_len);
+    if (conn->out_count >= BATCH_RECORDS || conn->out.size >= BATCH_BYTES)
+        hop_deliver_flush(self, conn);
+}
+
 void
 hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
 {
@@ -101,7 +144,20 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
         hop_enc_begin(&self->enc, HOP_CMD_DELIVER);
         hop_enc_cstr(&self->enc, "consumer", c->tag);
         s_encode_delivery(self, e, tag);
-        if (hop_broker_send(self, conn, &e->msg->body) < 0) {
+        if (s_batchable(conn, e->msg)) {
+            // Tracked now, sent at the end of the turn; a failed send undoes it (flush).
+            e->consumer = c;
+            hop_conn_track(conn, e);
+            if (c->no_ack)
+                e->noack = true;
+            else
+                c->unacked++;
+            c->delivered++;
+            self->delivered++;
+            s_batch_add(self, conn, e);
+            continue;
+        }
+        if (hop_broker_send(self, conn, e->msg) < 0) {
             // The peer's pipe is full (retry on the next tick) or the peer is gone.
             hop_queue_untake(queue, e);
             c->stalled = true;
@@ -121,13 +177,134 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
     queue->dispatching = false;
 }
 
+static void
+s_batch_reset(hop_conn_t *conn)
+{
+    conn->out_count = 0;
+    msgpack_sbuffer_clear(&conn->out);
+}
+
+static void
+s_free_records(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+int
+hop_deliver_flush(hop_broker_t *self, hop_conn_t *conn)
+{
+    uint32_t n = conn->out_count;
+    if (n == 0)
+        return 0;
+    int rc, err = 0;
+    if (n == 1 || conn->dead) {
+        // One delivery goes as a plain message: clients that batch nothing see nothing new.
+        hop_batch_t it;
+        hop_batch_init(&it, conn->out.data, conn->out.size);
+        const uint8_t *h, *b;
+        uint32_t hl, bl;
+        hop_batch_next(&it, &h, &hl, &b, &bl);
+        rc = conn->dead ? -1
+                        : hop_broker_send_raw(self, conn->id, conn->id_len, h, hl,
+                                              conn->out_entries[0]->msg, &err);
+    } else {
+        hop_enc_begin(&self->batch_enc, HOP_CMD_BATCH);
+        hop_enc_uint(&self->batch_enc, "count", n);
+        size_t hsize;
+        const void *header = hop_enc_end(&self->batch_enc, &hsize);
+        rc = zmq_send(self->router, conn->id, conn->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+        if (rc < 0)
+            err = zmq_errno();
+        else {
+            zmq_send(self->router, header, hsize, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+            // The records buffer is handed to ZeroMQ as it is: no copy; the connection starts
+            // a new one next time, so an idle connection holds no batch memory.
+            size_t size = conn->out.size;
+            zmq_msg_t records;
+            zmq_msg_init_data(&records, msgpack_sbuffer_release(&conn->out), size, s_free_records,
+                              NULL);
+            if (zmq_msg_send(&records, self->router, ZMQ_DONTWAIT) < 0)
+                zmq_msg_close(&records);
+            rc = 0;
+        }
+    }
+    if (rc == 0) {
+        conn->last_send = self->now;
+        for (uint32_t i = 0; i < n; i++) {
+            hop_entry_t *e = conn->out_entries[i];
+            if (!e->noack)
+                continue;
+            // No-ack deliveries are settled once they are on their way.
+            e->noack = false;
+            hop_conn_untrack(conn, e->tag);
+            if (e->queue)
+                hop_queue_settle(e->queue, e, false);
+            else
+                hop_entry_destroy(&e);
+        }
+    } else {
+        // Not sent: every delivery goes back as if never taken, newest first to keep order.
+        for (uint32_t i = n; i-- > 0;) {
+            hop_entry_t *e = conn->out_entries[i];
+            hop_conn_untrack(conn, e->tag);
+            if (e->consumer) {
+                if (!e->noack)
+                    e->consumer->unacked--;
+                e->consumer->delivered--;
+                e->consumer->stalled = true;
+            }
+            e->noack = false;
+            self->delivered--;
+            if (e->queue)
+                hop_queue_unsend(e->queue, e);
+            else
+                hop_entry_destroy(&e);
+        }
+        if (err && err != EAGAIN)
+            hop_broker_mark_dead(self, conn);
+    }
+    s_batch_reset(conn);
+    return rc;
+}
+
+void
+hop_deliver_flush_all(hop_broker_t *self)
+{
+    while (self->out_head) {
+        hop_conn_t *conn = self->out_head;
+        self->out_head = conn->out_next;
+        conn->out_listed = false;
+        conn->out_next = NULL;
+        hop_deliver_flush(self, conn);
+    }
+}
+
+void
+hop_deliver_drop_batch(hop_broker_t *self, hop_conn_t *conn)
+{
+    // Its entries stay tracked; closing returns them. No-ack ones were never sent: they are
+    // returned too, as any unacked delivery would be.
+    for (uint32_t i = 0; i < conn->out_count; i++)
+        conn->out_entries[i]->noack = false;
+    s_batch_reset(conn);
+    if (conn->out_listed) {
+        hop_conn_t **at = &self->out_head;
+        while (*at != conn)
+            at = &(*at)->out_next;
+        *at = conn->out_next;
+        conn->out_listed = false;
+    }
+}
+
 // Settles one unacked entry of conn. Returns its queue (NULL if the queue is gone).
 static hop_queue_t *
 s_settle_entry(hop_broker_t *self, hop_conn_t *conn, hop_entry_t *e, s_settle_t how)
 {
     hop_conn_untrack(conn, e->tag);
-    if (e->consumer)
+    if (e->consumer && !e->noack)
         e->consumer->unacked--;
+    e->noack = false;
     hop_queue_t *q = e->queue;
     if (!q) {
         hop_entry_destroy(&e); // its queue was deleted while it was out
@@ -154,6 +331,10 @@ hop_deliver_settle(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     s_settle_t how = w->cmd == HOP_CMD_ACK ? SETTLE_ACK : w->requeue ? SETTLE_REQUEUE : SETTLE_DROP;
     bool multiple = w->cmd != HOP_CMD_REJECT && w->multiple;
     uint64_t last = w->tag;
+    // A tag in conn's unsent batch, or "everything" (multiple, tag 0): send the batch first, so
+    // that the settle means what it would mean had the deliveries already gone out.
+    if (conn->out_count && (last >= conn->out_first_tag || (multiple && last == 0)))
+        hop_deliver_flush(self, conn);
     if (multiple && last == 0)
         last = conn->next_tag - 1; // AMQP: multiple with tag 0 means everything outstanding
     if (last >= conn->next_tag || (!multiple && !hop_conn_lookup(conn, last))) {
@@ -343,7 +524,7 @@ hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     hop_broker_reply(self, HOP_CMD_GET_OK, w->id);
     s_encode_delivery(self, e, conn->next_tag);
     hop_enc_uint(&self->enc, "messages", q->ready.size);
-    if (hop_broker_send(self, conn, &e->msg->body) < 0) {
+    if (hop_broker_send(self, conn, e->msg) < 0) {
         hop_queue_untake(q, e);
         return;
     }

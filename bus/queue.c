@@ -19,8 +19,8 @@ hop_msg_new(void)
     else
         msg = hop_malloc(sizeof *msg);
     memset(msg, 0, sizeof *msg);
-    zmq_msg_init(&msg->header);
-    zmq_msg_init(&msg->body);
+    zmq_msg_init(&msg->frame);
+    zmq_msg_init(&msg->body_frame);
     return msg;
 }
 
@@ -32,8 +32,8 @@ hop_msg_release(hop_msg_t *msg)
         msg->refs--;
         return;
     }
-    zmq_msg_close(&msg->header);
-    zmq_msg_close(&msg->body);
+    zmq_msg_close(&msg->frame);
+    zmq_msg_close(&msg->body_frame);
     msg->next = s_free_msgs;
     s_free_msgs = msg;
 }
@@ -215,6 +215,16 @@ hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry)
         self->ready.head = entry;
     at->prev = entry;
     self->ready.size++;
+}
+
+void
+hop_queue_unsend(hop_queue_t *self, hop_entry_t *entry)
+{
+    bool was_redelivered = entry->redelivered;
+    hop_queue_requeue(self, entry);
+    entry->redelivered = was_redelivered;
+    entry->deliveries--;
+    self->delivered--;
 }
 
 void

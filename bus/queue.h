@@ -21,14 +21,17 @@ typedef struct hop_conn hop_conn_t;
 typedef struct hop_queue hop_queue_t;
 typedef struct hop_consumer hop_consumer_t;
 
-// A published message. Strings point into the retained publish header frame.
+// A published message. Strings point into the retained frames: for a single publish the
+// header frame and the body frame; for a publish inside a batch, one shared reference to the
+// batch's records frame holds both (body_frame stays empty).
 typedef struct hop_msg {
-    zmq_msg_t header;     // the publish header frame, kept for the spans below
-    zmq_msg_t body;       // the body frame, shared (zmq_msg_copy) with every delivery
+    zmq_msg_t frame;      // holds the header bytes (and the body, for batched publishes)
+    zmq_msg_t body_frame; // the body frame of a single publish, shared with deliveries
     const char *exchange; // exchange name as published
     const char *key;      // routing key
     const uint8_t *props; // raw msgpack props map, or NULL
-    uint32_t exchange_len, key_len, props_len;
+    const uint8_t *body;  // body bytes, or NULL when empty
+    uint32_t exchange_len, key_len, props_len, body_len;
     uint32_t refs;        // entries (queues) still holding the message
     struct hop_msg *next; // freelist link
 } hop_msg_t;
@@ -44,6 +47,7 @@ typedef struct hop_entry {
     uint32_t deliveries;           // times delivered
     bool redelivered;
     bool unacked; // which list the entry is in
+    bool noack;   // delivered to a no-ack consumer, waiting in an unsent batch
 } hop_entry_t;
 
 typedef struct {
@@ -108,6 +112,9 @@ hop_entry_t *hop_queue_take(hop_queue_t *self);
 void hop_queue_untake(hop_queue_t *self, hop_entry_t *entry);
 // Returns an unacked entry to the ready list at its original position, flagged redelivered.
 void hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry);
+// Returns an entry whose delivery could not be sent to its original position, as if it had
+// never been taken (delivery uncounted, redelivered flag unchanged).
+void hop_queue_unsend(hop_queue_t *self, hop_entry_t *entry);
 // Removes an unacked entry for good and destroys it; acked says whether a consumer acked it
 // (counted in `acked`) rather than it being dropped (nack/reject) or sent with no-ack.
 void hop_queue_settle(hop_queue_t *self, hop_entry_t *entry, bool acked);

@@ -389,6 +389,7 @@ static const char *s_cmd_names[HOP_CMD_COUNT_] = {
     [HOP_CMD_LIST_OK] = "list-ok",
     [HOP_CMD_STATUS_OK] = "status-ok",
     [HOP_CMD_ERROR] = "error",
+    [HOP_CMD_BATCH] = "batch",
 };
 
 const char *
@@ -422,7 +423,7 @@ typedef enum { K_UINT, K_STR, K_BOOL, K_MAP, K_ARRAY } s_kind_t;
 
 typedef struct {
     const char *key;
-    uint32_t bit;
+    uint64_t bit;
     s_kind_t kind;
     size_t offset; // of the field inside hop_wire_t
 } s_field_t;
@@ -464,6 +465,7 @@ static const s_field_t s_fields[] = {
     F("items", HOP_F_ITEMS, K_ARRAY, items),
     F("code", HOP_F_CODE, K_UINT, code),
     F("text", HOP_F_TEXT, K_STR, text),
+    F("batch", HOP_F_BATCH, K_BOOL, batch),
 };
 #undef F
 
@@ -736,6 +738,55 @@ hop_enc_array_begin(hop_enc_t *self, const char *key, uint32_t count)
 {
     s_key(self, key);
     msgpack_pack_array(&self->pk, count);
+}
+
+void
+hop_batch_init(hop_batch_t *self, const void *data, size_t size)
+{
+    self->p = data;
+    self->end = self->p + (data ? size : 0);
+}
+
+int
+hop_batch_next(hop_batch_t *self, const uint8_t **header, uint32_t *header_len,
+               const uint8_t **body, uint32_t *body_len)
+{
+    size_t left = (size_t)(self->end - self->p);
+    if (left == 0)
+        return 0;
+    if (left < 4)
+        return -1;
+    uint32_t hl = (uint32_t)s_be(self->p, 4);
+    if (left - 4 < (size_t)hl + 4)
+        return -1;
+    const uint8_t *h = self->p + 4;
+    uint32_t bl = (uint32_t)s_be(h + hl, 4);
+    if (left - 8 - hl < bl)
+        return -1;
+    *header = h;
+    *header_len = hl;
+    *body = bl ? h + hl + 4 : NULL;
+    *body_len = bl;
+    self->p = h + hl + 4 + bl;
+    return 1;
+}
+
+static void
+s_put_be32(msgpack_sbuffer *buf, size_t v)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    msgpack_sbuffer_write(buf, (const char *)b, 4);
+}
+
+void
+hop_batch_append(msgpack_sbuffer *buf, const void *header, size_t header_len, const void *body,
+                 size_t body_len)
+{
+    s_put_be32(buf, header_len);
+    msgpack_sbuffer_write(buf, header, header_len);
+    s_put_be32(buf, body_len);
+    if (body_len)
+        msgpack_sbuffer_write(buf, body, body_len);
 }
 
 const char *

@@ -84,6 +84,7 @@ typedef enum {
     HOP_CMD_LIST_OK,
     HOP_CMD_STATUS_OK,
     HOP_CMD_ERROR,
+    HOP_CMD_BATCH,
     HOP_CMD_COUNT_ // number of commands
 } hop_cmd_t;
 
@@ -127,18 +128,19 @@ enum {
     HOP_F_CODE = 1u << 30,
     HOP_F_TEXT = 1u << 31,
 };
+#define HOP_F_BATCH (1ull << 32)
 
 // A decoded header. Strings and spans borrow the frame's bytes: keep the frame alive.
 typedef struct {
     hop_cmd_t cmd;
     hop_str_t cmd_name; // the cmd string as sent (for "unknown command X" errors)
-    uint32_t has;       // HOP_F_* bits of the keys present
+    uint64_t has;       // HOP_F_* bits of the keys present
     uint64_t id;
     uint64_t version, heartbeat, timeout, max_message;
     uint64_t prefetch, tag, count, messages, consumers, code;
     hop_str_t name, server, exchange, type, queue, key, consumer, what, text;
     bool durable, exclusive, auto_delete, passive, if_unused, if_empty;
-    bool no_ack, multiple, requeue, redelivered;
+    bool no_ack, multiple, requeue, redelivered, batch;
     hop_span_t props; // a map
     hop_span_t items; // an array
 } hop_wire_t;
@@ -183,6 +185,25 @@ void hop_enc_array_begin(hop_enc_t *self, const char *key, uint32_t count);
 msgpack_packer *hop_enc_packer(hop_enc_t *self);
 // Counts one more key/value in the innermost open map (after packing both by hand).
 void hop_enc_count(hop_enc_t *self);
+
+// ---------------------------------------------------------------------------------------
+// Batches (PROTOCOL.md section 2.1): records of [u32 header_len][header][u32 body_len][body].
+
+#define HOP_BATCH_BODY_MAX 4096 // larger bodies travel in their own frame
+
+typedef struct {
+    const uint8_t *p;   // next record
+    const uint8_t *end; // end of the records frame
+} hop_batch_t;
+
+void hop_batch_init(hop_batch_t *self, const void *data, size_t size);
+// Reads the next record: 1 and the spans set, 0 at the end, -1 when a length runs past the
+// frame (the rest of the batch is unusable). body is NULL when body_len is 0.
+int hop_batch_next(hop_batch_t *self, const uint8_t **header, uint32_t *header_len,
+                   const uint8_t **body, uint32_t *body_len);
+// Appends one record to buf.
+void hop_batch_append(msgpack_sbuffer *buf, const void *header, size_t header_len, const void *body,
+                      size_t body_len);
 
 // Error code names ("not-found" for 404); "error" for unknown codes.
 const char *hop_code_name(int code);

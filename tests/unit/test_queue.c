@@ -30,9 +30,9 @@ static hop_msg_t *
 s_msg_with_body(char fill)
 {
     hop_msg_t *msg = hop_msg_new();
-    zmq_msg_close(&msg->body);
-    assert_int_equal(zmq_msg_init_size(&msg->body, BODY_SIZE), 0);
-    memset(zmq_msg_data(&msg->body), fill, BODY_SIZE);
+    zmq_msg_close(&msg->body_frame);
+    assert_int_equal(zmq_msg_init_size(&msg->body_frame, BODY_SIZE), 0);
+    memset(zmq_msg_data(&msg->body_frame), fill, BODY_SIZE);
     return msg;
 }
 
@@ -41,8 +41,8 @@ s_assert_body(hop_msg_t *msg, char fill)
 {
     char expect[BODY_SIZE];
     memset(expect, fill, sizeof expect);
-    assert_int_equal(zmq_msg_size(&msg->body), BODY_SIZE);
-    assert_memory_equal(zmq_msg_data(&msg->body), expect, BODY_SIZE);
+    assert_int_equal(zmq_msg_size(&msg->body_frame), BODY_SIZE);
+    assert_memory_equal(zmq_msg_data(&msg->body_frame), expect, BODY_SIZE);
 }
 
 // Pushes n fresh messages; returns the entries in entries[] (may be NULL).
@@ -80,8 +80,8 @@ test_msg_new_has_empty_frames_and_no_refs(void **state)
     (void)state;
     hop_msg_t *msg = hop_msg_new();
     assert_int_equal(msg->refs, 0);
-    assert_int_equal(zmq_msg_size(&msg->header), 0);
-    assert_int_equal(zmq_msg_size(&msg->body), 0);
+    assert_int_equal(zmq_msg_size(&msg->frame), 0);
+    assert_int_equal(zmq_msg_size(&msg->body_frame), 0);
     assert_true(!msg->exchange && !msg->key && !msg->props);
     hop_msg_release(msg);
 }
