@@ -150,7 +150,7 @@ hop_client_send_header(hop_client_t *self, const void *body, size_t body_size, b
         return hop_client_fail(self, HOP_EINVAL, 0,
                                "message header is %zu bytes encoded (at most %d): props too big",
                                size, HOP_HEADER_MAX);
-    return hop_client_send(self, header, size, body, body_size, has_body);
+    return hop_client_send(self, header, size, body, body_size, has_body, false);
 }
 
 // Waits for the reply to request id. Returns HOP_OK with *reply open (the caller closes it),
@@ -253,6 +253,7 @@ hop_client_new(void)
     self->timeout_ms = HOP_DEFAULT_TIMEOUT;
     self->reconnect = true;
     self->next_id = 1;
+    zmq_msg_init(&self->in_records);
     self->ctx = hop_client_ctx_ref();
     hop_enc_init(&self->enc);
     // Correlation ids must not collide between clients sharing a reply path; they need not be
@@ -293,6 +294,7 @@ hop_client_destroy(hop_client_t **self_p)
         hop_client_shut(self);
     }
     hop_client_forget_all(self);
+    zmq_msg_close(&self->in_records);
     hop_enc_fini(&self->enc);
     free(self->name);
     free(self->endpoint);

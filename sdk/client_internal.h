@@ -1,12 +1,15 @@
 // sdk/client_internal.h - private to libhopper: the client state and helpers shared by
 // client.c (connection, request core), client_topology.c (declares, bindings, inspection),
-// client_messages.c (publish, consumers, get, request/reply), client_io.c (the I/O thread and
-// the receive pump) and delivery.c (parsing deliveries).
+// client_messages.c (publish, consumers, get, request/reply), client_io.c (the I/O thread,
+// opening and closing connections), client_recv.c (sending, the receive pump, batches from the
+// broker) and delivery.c (parsing deliveries).
 //
 // Threads: the user thread owns hop_client_t and the user ends of two inproc PAIR pipes; the
 // I/O thread (client_io.c) owns the DEALER socket and the other ends. Frames cross the data
-// pipe unchanged in both directions (zmq_msg moves, no copies); the control pipe carries "TERM"
-// to the I/O thread and "LOST" (broker silent past its timeout) back.
+// pipe unchanged in both directions (zmq_msg moves, no copies); on the way out the I/O thread
+// packs messages that are already waiting into one batch (PROTOCOL.md 2.1), and the user thread
+// unpacks the broker's batches. The control pipe carries "TERM" to the I/O thread and "LOST"
+// (broker silent past its timeout) back.
 #ifndef HOP_CLIENT_INTERNAL_H_INCLUDED
 #define HOP_CLIENT_INTERNAL_H_INCLUDED
 
@@ -21,21 +24,27 @@
 #define HOP_TAG_GEN_SHIFT   48   // delivery tags carry the connection generation above this bit
 #define HOP_TAG_MASK        ((UINT64_C(1) << HOP_TAG_GEN_SHIFT) - 1)
 
-// One message from the broker as the user thread holds it. wire borrows the header frame's
-// bytes, which may live inside the zmq_msg_t itself (small messages): never move a hop_inmsg_t
-// while wire is in use.
+// One message from the broker as the user thread holds it: a message of its own, or one record
+// of a batch (PROTOCOL.md 2.1). head and data locate its header and body bytes wherever they
+// live, and wire borrows head. Small frames keep their bytes inside the zmq_msg_t itself: never
+// move a hop_inmsg_t while head, data or wire are in use.
 typedef struct {
-    zmq_msg_t header; // frame 1
-    zmq_msg_t body;   // frame 2, empty when absent
-    bool has_body;
+    zmq_msg_t header;    // frame 1; for a record handed to a caller, a reference to the batch
+    zmq_msg_t body;      // frame 2, empty when absent (and for a record)
+    bool has_body;       // a body frame came (a record: body_len > 0)
+    zmq_msg_t *records;  // a record: the batch's records frame it lives in; else NULL
+    const uint8_t *head; // the header bytes
+    size_t head_size;
+    const uint8_t *data; // the body bytes, NULL when there is no body
+    size_t data_size;
     hop_wire_t wire; // decoded header
 } hop_inmsg_t;
 
 void hop_inmsg_close(hop_inmsg_t *self);
 
 // A delivery as allocated: the public struct first (so the public pointer is the node), then the
-// body frame it points into (zero copy), then the FIFO link. Strings and the header array
-// follow in the same allocation.
+// body frame it points into (zero copy), then the FIFO link. The header array, strings, the raw
+// props and a copied body follow in the same allocation: one malloc per delivery.
 typedef struct hop_delivery_node {
     hop_delivery_t pub;
     zmq_msg_t body;
@@ -46,6 +55,14 @@ typedef struct hop_delivery_node {
 // empty body) into it. Props that are not well formed are ignored (props_raw stays NULL).
 // Never returns NULL (aborts on out of memory).
 hop_delivery_t *hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body);
+// The same for a record of a batch whose body (body_size bytes) lies inside frame, which stays
+// the caller's: a body up to HOP_BATCH_BODY_MAX is copied into the delivery's allocation (the
+// batch frame can go at once), a larger one shares frame (zmq_msg_copy, no byte copied).
+hop_delivery_t *hop_delivery_parse_record(const hop_wire_t *wire, zmq_msg_t *frame,
+                                          const void *body, size_t body_size);
+// Parses msg (a deliver / get-ok, on its own or a record) with the call above that fits; a body
+// frame of its own moves into the delivery.
+hop_delivery_t *hop_inmsg_delivery(hop_inmsg_t *msg);
 
 // A consumer this client started, re-created on reconnect.
 typedef struct hop_consumer_rec {
@@ -97,6 +114,12 @@ struct hop_client {
     hop_delivery_node_t *head;
     hop_delivery_node_t *tail;
 
+    // A batch from the broker being handed out record by record (client_recv.c)
+    zmq_msg_t in_records; // its records frame (empty when none)
+    hop_batch_t in_at;    // the next record
+    uint64_t in_left;     // records its header announced that were not read yet
+    bool in_batch;        // a batch is being handed out
+
     // Consumers to restore on reconnect
     hop_consumer_rec_t *consumers;
 
@@ -118,6 +141,8 @@ int64_t hop_client_now(void);
 void *hop_client_ctx_ref(void);
 void hop_client_ctx_unref(void);
 
+// The hop_err_t for a broker error code.
+int hop_client_map_code(uint64_t code);
 // Sets the error text and code; returns rc (for `return hop_client_fail(...)`).
 int hop_client_fail(hop_client_t *self, int rc, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -137,19 +162,36 @@ void hop_client_shut(hop_client_t *self);
 int hop_client_lost(hop_client_t *self, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-// Queues a header (and a body frame when has_body) for the broker. Never blocks.
+// ---------------------------------------------------------------------------------------
+// client_recv.c
+
+// Receives one whole message from sock into msg (no wait). Returns 0, 1 when it had more than
+// two frames (the extra frames are dropped), or -1 when nothing was there.
+int hop_inmsg_recv(hop_inmsg_t *msg, void *sock);
+// Decodes msg's header into msg->wire. Returns 0, or -1 with a reason in err (may be NULL).
+int hop_inmsg_decode(hop_inmsg_t *msg, char *err, size_t err_size);
+// Whether cmd is a reply to a request (it carries the request's id).
+bool hop_client_is_reply(hop_cmd_t cmd);
+
+// Queues a header (and a body frame when has_body) for the broker. Never blocks. The I/O thread
+// may send it inside a batch with the messages queued around it, unless alone (raw calls: a
+// hello or a batch of the caller's own must reach the broker as it was written).
 int hop_client_send(hop_client_t *self, const void *header, size_t header_size, const void *body,
-                    size_t body_size, bool has_body);
+                    size_t body_size, bool has_body, bool alone);
 // Waits until deadline (hop_client_now() ms; -1 = forever) for one message from the broker.
 // Returns 1 when it is the reply to request *awaited (awaited may be NULL): *msg then holds it
 // and the caller closes it. Returns 0 when a message was absorbed (a delivery buffered, an
 // asynchronous error remembered, a heartbeat or a stale reply dropped), HOP_ETIMEOUT at the
-// deadline, or HOP_ECONNECT when the connection was found lost (it is shut by then).
+// deadline, or HOP_ECONNECT when the connection was found lost (it is shut by then). A batch
+// is handled record by record as if each had come alone, all in one call up to the awaited
+// reply; the records after it wait for the next call, before anything newer.
 int hop_client_step(hop_client_t *self, int64_t deadline, const uint64_t *awaited,
                     hop_inmsg_t *msg);
 // Absorbs whatever the broker already sent, without waiting: buffers deliveries, notices a
 // lost connection and asynchronous errors. Cheap when there is nothing to read.
 void hop_client_drain(hop_client_t *self);
+// Drops the rest of the batch being handed out, if any.
+void hop_client_batch_end(hop_client_t *self);
 
 // Delivery FIFO
 void hop_client_push(hop_client_t *self, hop_delivery_t *delivery);

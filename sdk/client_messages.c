@@ -314,15 +314,23 @@ hop_client_receive(hop_client_t *self, hop_delivery_t **delivery_p, int timeout_
     *delivery_p = NULL;
     if (timeout_ms < -1)
         return hop_client_fail(self, HOP_EINVAL, 0, "timeout_ms is %d (-1 = forever)", timeout_ms);
-    int rc = hop_client_ready(self, true);
+    // Connected, the loop below does what hop_client_ready would (absorbing what arrived),
+    // without looking at the pipes twice more per message.
+    int rc = self->io ? hop_client_take_async(self) : hop_client_ready(self, true);
     if (rc)
         return rc;
-    int64_t deadline = timeout_ms < 0 ? -1 : hop_client_now() + timeout_ms;
+    // The clock is read only once there is nothing buffered: most calls return at once.
+    int64_t deadline = 0;
+    bool timed = false;
     for (;;) {
         if ((*delivery_p = hop_client_pop(self)))
             return HOP_OK;
         if (self->async_rc)
             return hop_client_take_async(self);
+        if (!timed) {
+            deadline = timeout_ms < 0 ? -1 : hop_client_now() + timeout_ms;
+            timed = true;
+        }
         hop_inmsg_t msg;
         rc = hop_client_step(self, deadline, NULL, &msg);
         if (rc == HOP_ETIMEOUT)
@@ -416,7 +424,7 @@ hop_client_get(hop_client_t *self, const char *queue, int flags, hop_delivery_t 
     if (rc)
         return rc;
     if (reply.wire.cmd == HOP_CMD_GET_OK) {
-        hop_delivery_t *d = hop_delivery_parse(&reply.wire, reply.has_body ? &reply.body : NULL);
+        hop_delivery_t *d = hop_inmsg_delivery(&reply);
         d->tag = (d->tag & HOP_TAG_MASK) | self->gen;
         *delivery_p = d;
     } else if (reply.wire.cmd == HOP_CMD_GET_EMPTY)

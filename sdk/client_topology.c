@@ -324,7 +324,7 @@ hop_client_status(hop_client_t *self, void **map_p, size_t *size_p)
     rc = hop_client_call(self, id, HOP_CMD_STATUS_OK, "status", &reply);
     if (rc)
         return rc;
-    *map_p = s_map_without_cmd_id(zmq_msg_data(&reply.header), zmq_msg_size(&reply.header), size_p);
+    *map_p = s_map_without_cmd_id(reply.head, reply.head_size, size_p);
     hop_inmsg_close(&reply);
     if (!*map_p)
         return hop_client_fail(self, HOP_EPROTO, 0, "malformed status-ok from the broker");
@@ -361,15 +361,17 @@ hop_client_call_raw(hop_client_t *self, const void *header, size_t header_size, 
         return rc;
     hop_wire_t wire;
     uint64_t id = hop_wire_decode(&wire, header, header_size, NULL, 0) == 0 ? wire.id : 0;
-    rc = hop_client_send(self, header, header_size, body, body_size, body != NULL);
+    // Alone, never in a batch: the broker must see the message exactly as the caller wrote it
+    // (it may be a hello, a batch of its own, or a test of how the broker handles bad input).
+    rc = hop_client_send(self, header, header_size, body, body_size, body != NULL, true);
     if (rc || !reply_p)
         return rc;
     hop_inmsg_t reply;
     rc = hop_client_wait(self, id, HOP_RAW_REPLY, "the raw request", &reply);
     if (rc)
         return rc;
-    *reply_size_p = zmq_msg_size(&reply.header);
-    *reply_p = s_memdup(zmq_msg_data(&reply.header), *reply_size_p);
+    *reply_size_p = reply.head_size;
+    *reply_p = s_memdup(reply.head, *reply_size_p);
     hop_inmsg_close(&reply);
     if ((rc = hop_client_take_async(self))) {
         free(*reply_p);

@@ -1,6 +1,6 @@
 // sdk/delivery.c - received messages: a deliver / get-ok header parsed into one owned
 // allocation (struct, header array, strings, a copy of the raw props) that keeps the body frame
-// alive instead of copying it.
+// alive instead of copying it, or holds a copy of a small body that came in a batch.
 #include "client_internal.h"
 
 #include <assert.h>
@@ -214,8 +214,10 @@ s_props_walk(s_arena_t *arena, const uint8_t *raw, size_t size, hop_props_t *pro
     return found;
 }
 
-hop_delivery_t *
-hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body)
+// Parses wire into one allocation with tail_size more bytes at its end (*tail, for a copied
+// body). The body is left empty.
+static hop_delivery_node_t *
+s_parse(const hop_wire_t *wire, size_t tail_size, char **tail)
 {
     assert(wire);
     const uint8_t *props = wire->props.ptr;
@@ -246,7 +248,8 @@ hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body)
     size_t headers_off = (sizeof(hop_delivery_node_t) + align - 1) / align * align;
     size_t strings_off = headers_off + (size_t)headers * sizeof(hop_header_t);
     size_t raw_off = strings_off + arena.used;
-    hop_delivery_node_t *node = malloc(raw_off + props_size);
+    size_t tail_off = raw_off + props_size;
+    hop_delivery_node_t *node = malloc(tail_off + tail_size);
     if (!node)
         abort();
     memset(node, 0, sizeof *node);
@@ -276,15 +279,60 @@ hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body)
     d->redelivered = wire->redelivered;
     d->delivery_count = wire->count > UINT32_MAX ? UINT32_MAX : (uint32_t)wire->count;
     d->message_count = wire->messages;
+    zmq_msg_init(&node->body);
+    if (tail)
+        *tail = base + tail_off;
+    return node;
+}
 
+hop_delivery_t *
+hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body)
+{
+    hop_delivery_node_t *node = s_parse(wire, 0, NULL);
+    hop_delivery_t *d = &node->pub;
     // Zero copy: the body frame moves in; body points into its final place (a small frame's
     // bytes live inside the zmq_msg_t, so only after the move is the address stable).
-    zmq_msg_init(&node->body);
     if (body)
         zmq_msg_move(&node->body, body);
     d->body = zmq_msg_data(&node->body);
     d->body_size = zmq_msg_size(&node->body);
     return d;
+}
+
+hop_delivery_t *
+hop_delivery_parse_record(const hop_wire_t *wire, zmq_msg_t *frame, const void *body,
+                          size_t body_size)
+{
+    assert(frame);
+    assert(body || !body_size);
+    // Batched bodies are small (the broker batches none over HOP_BATCH_BODY_MAX): copying one
+    // into the allocation we make anyway costs less than sharing the frame (two atomic
+    // operations), and lets the batch frame go as soon as its last record is read instead of
+    // when the application frees its last delivery.
+    bool copy = body_size <= HOP_BATCH_BODY_MAX;
+    char *tail;
+    hop_delivery_node_t *node = s_parse(wire, copy ? body_size : 0, &tail);
+    hop_delivery_t *d = &node->pub;
+    if (copy) {
+        if (body_size)
+            memcpy(tail, body, body_size);
+        d->body = tail;
+    } else {
+        // Offsets, not pointers: a copy of a small frame has its bytes somewhere else.
+        size_t at = (size_t)((const uint8_t *)body - (const uint8_t *)zmq_msg_data(frame));
+        zmq_msg_copy(&node->body, frame);
+        d->body = (const uint8_t *)zmq_msg_data(&node->body) + at;
+    }
+    d->body_size = body_size;
+    return d;
+}
+
+hop_delivery_t *
+hop_inmsg_delivery(hop_inmsg_t *msg)
+{
+    if (msg->records)
+        return hop_delivery_parse_record(&msg->wire, msg->records, msg->data, msg->data_size);
+    return hop_delivery_parse(&msg->wire, msg->has_body ? &msg->body : NULL);
 }
 
 void

@@ -377,8 +377,12 @@ test_delivery_parse_ignores_mistyped_props(void **state)
 }
 
 // ---------------------------------------------------------------------------------------
-// A scripted fake broker: answers hello, declares (the queue name picks an error), publish to
-// exchange "nope" (an asynchronous 404), get and close; sends heartbeats unless silent.
+// A scripted fake broker: answers hello, declares (the queue name picks an error or a batch),
+// publish to exchange "nope" (an asynchronous 404), get and close; sends heartbeats unless
+// silent. It unpacks the client's batches and checks the order of a burst (see test_burst_...).
+
+#define S_BURST     3000    // messages in the burst test
+#define S_BURST_TAG 1000000 // acks of the burst carry S_BURST_TAG + their sequence number
 
 typedef struct {
     void *ctx;
@@ -387,10 +391,20 @@ typedef struct {
     pthread_t thread;
     atomic_bool stop;
     atomic_bool silent; // answer nothing, send nothing
+    atomic_bool paused; // read nothing, send nothing
     atomic_int hellos;
     atomic_int heartbeats;
     atomic_int closes;
-    char name[64]; // the client name of the last hello
+    char name[64];        // the client name of the last hello
+    bool hello_batch;     // the last hello said batch:true
+    uint64_t max_message; // for hello-ok (set before connecting)
+    // The burst: publishes to exchange "burst" (sequence number in the body's first 4 bytes,
+    // big-endian) and acks with tags from S_BURST_TAG.
+    atomic_int seen;         // burst messages seen
+    atomic_int out_of_order; // ... whose sequence number was not the next one
+    atomic_int batches;      // batches received
+    uint8_t how[S_BURST];    // per sequence number: 1 alone, 2 in a batch
+    uint32_t body_size[S_BURST];
 } s_fake_t;
 
 // {cmd:"heartbeat"} as a fixmap: as a body it must reach the user untouched.
@@ -410,6 +424,142 @@ s_fake_send(s_fake_t *self, zmq_msg_t *rid, hop_enc_t *enc, const char *body)
         zmq_send(self->router, body, strlen(body), 0);
 }
 
+// Appends the header in enc and body as one record to records.
+static void
+s_record(msgpack_sbuffer *records, uint32_t *count, hop_enc_t *enc, const void *body,
+         size_t body_size)
+{
+    size_t size;
+    const void *header = hop_enc_end(enc, &size);
+    hop_batch_append(records, header, size, body, body_size);
+    (*count)++;
+}
+
+// Sends the records as a batch announcing count of them.
+static void
+s_fake_send_batch(s_fake_t *self, zmq_msg_t *rid, hop_enc_t *enc, msgpack_sbuffer *records,
+                  uint32_t count)
+{
+    hop_enc_begin(enc, HOP_CMD_BATCH);
+    hop_enc_uint(enc, "count", count);
+    size_t size;
+    const void *header = hop_enc_end(enc, &size);
+    zmq_send(self->router, zmq_msg_data(rid), zmq_msg_size(rid), ZMQ_SNDMORE);
+    zmq_send(self->router, header, size, ZMQ_SNDMORE);
+    zmq_send(self->router, records->data, records->size, 0);
+}
+
+static void
+s_enc_deliver(hop_enc_t *enc, uint64_t tag)
+{
+    hop_enc_begin(enc, HOP_CMD_DELIVER);
+    hop_enc_cstr(enc, "consumer", "ctag-b");
+    hop_enc_uint(enc, "tag", tag);
+    hop_enc_cstr(enc, "exchange", "ex");
+    hop_enc_cstr(enc, "key", "k");
+    hop_enc_uint(enc, "count", 1);
+}
+
+// Answers queue.declare "batch" with one batch: three deliveries (the second with a body too
+// large to be copied), a heartbeat, the reply, a fourth delivery and an asynchronous error.
+static void
+s_fake_batch_reply(s_fake_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *enc)
+{
+    msgpack_sbuffer records;
+    msgpack_sbuffer_init(&records);
+    uint32_t count = 0;
+    s_enc_deliver(enc, 1);
+    hop_enc_map_begin(enc, "props");
+    hop_enc_cstr(enc, "content_type", "text/plain");
+    hop_enc_map_end(enc);
+    s_record(&records, &count, enc, "one", 3);
+    s_enc_deliver(enc, 2);
+    static char big[HOP_BATCH_BODY_MAX + 1000];
+    memset(big, 'b', sizeof big);
+    s_record(&records, &count, enc, big, sizeof big);
+    hop_enc_begin(enc, HOP_CMD_HEARTBEAT);
+    s_record(&records, &count, enc, NULL, 0);
+    hop_enc_begin(enc, HOP_CMD_QUEUE_OK);
+    hop_enc_uint(enc, "id", w->id);
+    hop_enc_cstr(enc, "queue", "batch");
+    s_record(&records, &count, enc, NULL, 0);
+    s_enc_deliver(enc, 3);
+    s_record(&records, &count, enc, "three", 5);
+    hop_enc_begin(enc, HOP_CMD_ERROR);
+    hop_enc_uint(enc, "id", 0);
+    hop_enc_uint(enc, "code", 404);
+    hop_enc_cstr(enc, "text", "no exchange 'gone'");
+    s_record(&records, &count, enc, NULL, 0);
+    s_fake_send_batch(self, rid, enc, &records, count);
+    msgpack_sbuffer_destroy(&records);
+}
+
+// Answers queue.declare "badbatch" with a batch that announces 3 records and holds 2
+// deliveries, then the reply on its own.
+static void
+s_fake_bad_batch_reply(s_fake_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *enc)
+{
+    msgpack_sbuffer records;
+    msgpack_sbuffer_init(&records);
+    uint32_t count = 0;
+    s_enc_deliver(enc, 1);
+    s_record(&records, &count, enc, "x", 1);
+    s_enc_deliver(enc, 2);
+    s_record(&records, &count, enc, "y", 1);
+    s_fake_send_batch(self, rid, enc, &records, count + 1);
+    msgpack_sbuffer_destroy(&records);
+    hop_enc_begin(enc, HOP_CMD_QUEUE_OK);
+    hop_enc_uint(enc, "id", w->id);
+    s_fake_send(self, rid, enc, NULL);
+}
+
+// Answers get "bget" with a batch: a delivery, then the get-ok.
+static void
+s_fake_batch_get(s_fake_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *enc)
+{
+    msgpack_sbuffer records;
+    msgpack_sbuffer_init(&records);
+    uint32_t count = 0;
+    s_enc_deliver(enc, 5);
+    s_record(&records, &count, enc, "d", 1);
+    hop_enc_begin(enc, HOP_CMD_GET_OK);
+    hop_enc_uint(enc, "id", w->id);
+    hop_enc_uint(enc, "tag", 6);
+    hop_enc_cstr(enc, "key", "bget");
+    s_record(&records, &count, enc, "g", 1);
+    s_fake_send_batch(self, rid, enc, &records, count);
+    msgpack_sbuffer_destroy(&records);
+}
+
+static bool
+s_wire_is(hop_str_t str, const char *value)
+{
+    return str.ptr && str.len == strlen(value) && memcmp(str.ptr, value, str.len) == 0;
+}
+
+// Checks the order of burst messages and how they came.
+static void
+s_fake_burst(s_fake_t *self, const hop_wire_t *w, const uint8_t *body, size_t body_size,
+             bool batched)
+{
+    long seq = -1;
+    if (w->cmd == HOP_CMD_PUBLISH && s_wire_is(w->exchange, "burst") && body_size >= 4)
+        seq = (long)((uint32_t)body[0] << 24 | (uint32_t)body[1] << 16 | (uint32_t)body[2] << 8 |
+                     body[3]);
+    else if (w->cmd == HOP_CMD_ACK && w->tag >= S_BURST_TAG)
+        seq = (long)(w->tag - S_BURST_TAG);
+    else
+        return;
+    int at = atomic_load(&self->seen);
+    if (seq != at || at >= S_BURST) {
+        atomic_fetch_add(&self->out_of_order, 1);
+        return;
+    }
+    self->how[at] = batched ? 2 : 1;
+    self->body_size[at] = (uint32_t)body_size;
+    atomic_fetch_add(&self->seen, 1); // publishes how[at] to the test thread
+}
+
 // Answers one command. Returns whether it sent anything.
 static bool
 s_fake_answer(s_fake_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *enc)
@@ -419,18 +569,27 @@ s_fake_answer(s_fake_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *en
         atomic_fetch_add(&self->hellos, 1);
         snprintf(self->name, sizeof self->name, "%.*s", (int)w->name.len,
                  w->name.ptr ? w->name.ptr : "");
+        self->hello_batch = w->batch;
         hop_enc_begin(enc, HOP_CMD_HELLO_OK);
         hop_enc_uint(enc, "id", w->id);
         hop_enc_uint(enc, "version", 1);
         hop_enc_cstr(enc, "server", "fake");
         hop_enc_uint(enc, "heartbeat", 100);
         hop_enc_uint(enc, "timeout", 500);
-        hop_enc_uint(enc, "max_message", 1000);
+        hop_enc_uint(enc, "max_message", self->max_message ? self->max_message : 1000);
         break;
     case HOP_CMD_HEARTBEAT:
         atomic_fetch_add(&self->heartbeats, 1);
         return false;
     case HOP_CMD_QUEUE_DECLARE: {
+        if (s_wire_is(w->queue, "batch")) {
+            s_fake_batch_reply(self, rid, w, enc);
+            return true;
+        }
+        if (s_wire_is(w->queue, "badbatch")) {
+            s_fake_bad_batch_reply(self, rid, w, enc);
+            return true;
+        }
         int code = 0;
         if (w->queue.len == 4 && w->queue.ptr[0] == 'e')
             code = atoi(w->queue.ptr + 1); // "e404" answers error 404
@@ -460,6 +619,10 @@ s_fake_answer(s_fake_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *en
         hop_enc_cstr(enc, "text", "no exchange 'nope'");
         break;
     case HOP_CMD_GET:
+        if (s_wire_is(w->queue, "bget")) {
+            s_fake_batch_get(self, rid, w, enc);
+            return true;
+        }
         hop_enc_begin(enc, HOP_CMD_GET_OK);
         hop_enc_uint(enc, "id", w->id);
         hop_enc_uint(enc, "tag", 7);
@@ -483,6 +646,43 @@ s_fake_answer(s_fake_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *en
     return true;
 }
 
+// Handles one message from the client: its records one by one when it is a batch. Returns
+// whether it sent anything.
+static bool
+s_fake_handle(s_fake_t *self, zmq_msg_t *frames, int n, hop_enc_t *enc)
+{
+    hop_wire_t wire;
+    if (hop_wire_decode(&wire, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), NULL, 0))
+        return false;
+    const uint8_t *body = n >= 3 ? zmq_msg_data(&frames[2]) : NULL;
+    size_t body_size = n >= 3 ? zmq_msg_size(&frames[2]) : 0;
+    if (wire.cmd != HOP_CMD_BATCH) {
+        s_fake_burst(self, &wire, body, body_size, false);
+        return s_fake_answer(self, &frames[0], &wire, enc);
+    }
+    atomic_fetch_add(&self->batches, 1);
+    bool sent = false;
+    uint64_t records = 0;
+    hop_batch_t batch;
+    hop_batch_init(&batch, body, body_size);
+    const uint8_t *head, *rec_body;
+    uint32_t head_size, rec_body_size;
+    int rc;
+    while ((rc = hop_batch_next(&batch, &head, &head_size, &rec_body, &rec_body_size)) == 1) {
+        records++;
+        hop_wire_t rec;
+        if (hop_wire_decode(&rec, head, head_size, NULL, 0) || rec.cmd == HOP_CMD_BATCH ||
+            rec.cmd == HOP_CMD_HELLO)
+            break;
+        s_fake_burst(self, &rec, rec_body, rec_body_size, true);
+        sent |= s_fake_answer(self, &frames[0], &rec, enc);
+    }
+    // The client never batches a lone message, nor more than 256.
+    if (rc != 0 || records != wire.count || records < 2 || records > 256)
+        atomic_fetch_add(&self->out_of_order, 1000);
+    return sent;
+}
+
 static void *
 s_fake_run(void *arg)
 {
@@ -495,6 +695,11 @@ s_fake_run(void *arg)
     int64_t last_sent = hop_client_now();
     zmq_pollitem_t item = {self->router, 0, ZMQ_POLLIN, 0};
     while (!atomic_load(&self->stop)) {
+        if (atomic_load(&self->paused)) {
+            s_sleep_ms(2);
+            last_sent = hop_client_now();
+            continue;
+        }
         zmq_poll(&item, 1, 20);
         bool silent = atomic_load(&self->silent);
         while (true) {
@@ -516,10 +721,7 @@ s_fake_run(void *arg)
                     n++;
             }
             if (!silent && n >= 2) {
-                hop_wire_t wire;
-                if (hop_wire_decode(&wire, zmq_msg_data(&frames[1]), zmq_msg_size(&frames[1]), NULL,
-                                    0) == 0 &&
-                    s_fake_answer(self, &frames[0], &wire, &enc))
+                if (s_fake_handle(self, frames, n, &enc))
                     last_sent = hop_client_now();
                 zmq_msg_close(&rid);
                 zmq_msg_init(&rid);
@@ -736,6 +938,151 @@ test_body_over_max_message_is_refused_locally(void **state)
     hop_client_destroy(&client);
 }
 
+static void
+test_hello_says_batch(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    assert_true(fake->hello_batch);
+    hop_client_destroy(&client);
+}
+
+static void
+test_batch_from_broker_is_handled_record_by_record(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    // The reply is the fourth of six records: matched by id, with the records before it
+    // handled first and the ones after it kept for later, in order.
+    assert_int_equal(hop_client_declare_queue(client, "batch", 0, NULL, 0), HOP_OK);
+    hop_delivery_t *d[3];
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(hop_client_receive(client, &d[i], 1000), HOP_OK);
+        assert_int_equal(d[i]->tag, i + 1);
+        assert_string_equal(d[i]->consumer, "ctag-b");
+        assert_string_equal(d[i]->exchange, "ex");
+        assert_string_equal(d[i]->routing_key, "k");
+    }
+    // The error after the last delivery comes after it.
+    hop_delivery_t *none;
+    assert_int_equal(hop_client_receive(client, &none, 1000), HOP_ENOTFOUND);
+    assert_string_equal(hop_client_error(client), "broker: 404 not-found: no exchange 'gone'");
+    assert_int_equal(hop_client_receive(client, &none, 0), HOP_ETIMEOUT);
+    // Bodies stay valid after their batch is gone: copied when small, shared when large.
+    assert_string_equal(d[0]->props.content_type, "text/plain");
+    assert_int_equal(d[0]->body_size, 3);
+    assert_memory_equal(d[0]->body, "one", 3);
+    assert_int_equal(d[1]->body_size, HOP_BATCH_BODY_MAX + 1000);
+    for (size_t i = 0; i < d[1]->body_size; i++)
+        assert_int_equal(((const char *)d[1]->body)[i], 'b');
+    assert_int_equal(d[2]->body_size, 5);
+    assert_memory_equal(d[2]->body, "three", 5);
+    hop_delivery_destroy(&d[1]);
+    hop_delivery_destroy(&d[0]);
+    hop_delivery_destroy(&d[2]);
+
+    // A get-ok inside a batch, after a delivery.
+    hop_delivery_t *got;
+    assert_int_equal(hop_client_get(client, "bget", 0, &got), HOP_OK);
+    assert_int_equal(got->tag, 6);
+    assert_string_equal(got->routing_key, "bget");
+    assert_int_equal(got->body_size, 1);
+    assert_memory_equal(got->body, "g", 1);
+    assert_int_equal(hop_client_receive(client, &d[0], 1000), HOP_OK);
+    assert_int_equal(d[0]->tag, 5);
+    assert_memory_equal(d[0]->body, "d", 1);
+    hop_delivery_destroy(&d[0]);
+    hop_delivery_destroy(&got);
+    hop_client_destroy(&client);
+}
+
+static void
+test_malformed_batch_is_a_protocol_error_after_its_good_records(void **state)
+{
+    s_fake_t *fake = *state;
+    hop_client_t *client = s_connect(fake);
+    // The batch announces one record more than it holds; the reply follows on its own.
+    assert_int_equal(hop_client_declare_queue(client, "badbatch", 0, NULL, 0), HOP_EPROTO);
+    assert_non_null(strstr(hop_client_error(client), "batch: fewer records than its count"));
+    hop_delivery_t *d;
+    assert_int_equal(hop_client_receive(client, &d, 1000), HOP_OK);
+    assert_memory_equal(d->body, "x", 1);
+    hop_delivery_destroy(&d);
+    assert_int_equal(hop_client_receive(client, &d, 1000), HOP_OK);
+    assert_memory_equal(d->body, "y", 1);
+    hop_delivery_destroy(&d);
+    assert_int_equal(hop_client_receive(client, &d, 0), HOP_ETIMEOUT);
+    assert_true(hop_client_connected(client));
+    assert_int_equal(hop_client_declare_queue(client, "q", 0, NULL, 0), HOP_OK);
+    hop_client_destroy(&client);
+}
+
+// Publishes burst message seq: a body of body_size bytes starting with seq (big-endian).
+static int
+s_publish_seq(hop_client_t *client, uint32_t seq, size_t body_size)
+{
+    static uint8_t body[HOP_BATCH_BODY_MAX + 100];
+    assert_true(body_size >= 4 && body_size <= sizeof body);
+    uint8_t be[4] = {(uint8_t)(seq >> 24), (uint8_t)(seq >> 16), (uint8_t)(seq >> 8), (uint8_t)seq};
+    memcpy(body, be, 4);
+    memset(body + 4, 'p', body_size - 4);
+    return hop_client_publish(client, "burst", "k", body, body_size, NULL);
+}
+
+static void
+test_burst_is_sent_in_batches_in_order(void **state)
+{
+    s_fake_t *fake = *state;
+    fake->max_message = 1 << 20;
+    hop_client_t *client = s_connect(fake);
+    // A lone message goes out at once, as it is: nothing waits to fill a batch.
+    assert_int_equal(s_publish_seq(client, 0, 10), HOP_OK);
+    assert_true(s_wait_for(&fake->seen, 1, 5000));
+    assert_int_equal(fake->how[0], 1);
+
+    // Made while the broker reads nothing: the I/O thread finds them queued. Acks (one frame),
+    // publishes, large bodies and a raw call (never batched) are interleaved.
+    atomic_store(&fake->paused, true);
+    uint32_t raw_seq = S_BURST / 2;
+    for (uint32_t seq = 1; seq < S_BURST; seq++) {
+        if (seq == raw_seq) {
+            hop_enc_t enc;
+            hop_enc_init(&enc);
+            hop_enc_begin(&enc, HOP_CMD_PUBLISH);
+            hop_enc_cstr(&enc, "exchange", "burst");
+            hop_enc_cstr(&enc, "key", "k");
+            size_t size;
+            const void *header = hop_enc_end(&enc, &size);
+            uint8_t body[4] = {(uint8_t)(seq >> 24), (uint8_t)(seq >> 16), (uint8_t)(seq >> 8),
+                               (uint8_t)seq};
+            assert_int_equal(hop_client_call_raw(client, header, size, body, 4, NULL, NULL),
+                             HOP_OK);
+            hop_enc_fini(&enc);
+        } else if (seq % 10 == 3)
+            assert_int_equal(hop_client_ack(client, S_BURST_TAG + seq, false), HOP_OK);
+        else if (seq % 500 == 7)
+            assert_int_equal(s_publish_seq(client, seq, HOP_BATCH_BODY_MAX + 1), HOP_OK);
+        else
+            assert_int_equal(s_publish_seq(client, seq, 4 + seq % 50), HOP_OK);
+    }
+    atomic_store(&fake->paused, false);
+    assert_true(s_wait_for(&fake->seen, S_BURST, 10000));
+    assert_int_equal(atomic_load(&fake->out_of_order), 0);
+    assert_true(atomic_load(&fake->batches) > 0);
+    int batched = 0;
+    for (uint32_t seq = 1; seq < S_BURST; seq++) {
+        if (seq == raw_seq || seq % 500 == 7)
+            assert_int_equal(fake->how[seq], 1); // alone
+        else if (seq % 10 == 3)
+            assert_int_equal(fake->body_size[seq], 0);
+        else
+            assert_int_equal(fake->body_size[seq], 4 + seq % 50);
+        batched += fake->how[seq] == 2;
+    }
+    assert_true(batched > 0);
+    hop_client_destroy(&client);
+}
+
 int
 main(void)
 {
@@ -767,6 +1114,14 @@ main(void)
         cmocka_unit_test_setup_teardown(test_without_reconnect_a_lost_client_stays_closed,
                                         s_fake_setup, s_fake_teardown),
         cmocka_unit_test_setup_teardown(test_body_over_max_message_is_refused_locally, s_fake_setup,
+                                        s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_hello_says_batch, s_fake_setup, s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_from_broker_is_handled_record_by_record,
+                                        s_fake_setup, s_fake_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_malformed_batch_is_a_protocol_error_after_its_good_records, s_fake_setup,
+            s_fake_teardown),
+        cmocka_unit_test_setup_teardown(test_burst_is_sent_in_batches_in_order, s_fake_setup,
                                         s_fake_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,440 @@
+// sdk/client_recv.c - the user thread's side of the data pipe: queueing messages for the I/O
+// thread, and the receive pump that sorts what the broker sends (replies, deliveries,
+// asynchronous errors, heartbeats), unpacking its batches (PROTOCOL.md 2.1) record by record.
+#include "client_internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_DRAIN 1024 // messages hop_client_drain absorbs at most, so that a publish returns
+
+// ---------------------------------------------------------------------------------------
+// Messages from the broker
+
+void
+hop_inmsg_close(hop_inmsg_t *self)
+{
+    zmq_msg_close(&self->header);
+    zmq_msg_close(&self->body);
+}
+
+// Receives one whole message from sock into msg (no wait). Returns 0, 1 when it had more
+// than two frames (the extra frames are dropped), or -1 when nothing was there.
+int
+hop_inmsg_recv(hop_inmsg_t *msg, void *sock)
+{
+    zmq_msg_init(&msg->header);
+    zmq_msg_init(&msg->body);
+    msg->has_body = false;
+    msg->records = NULL;
+    msg->data = NULL;
+    msg->data_size = 0;
+    if (zmq_msg_recv(&msg->header, sock, ZMQ_DONTWAIT) < 0) {
+        hop_inmsg_close(msg);
+        return -1;
+    }
+    msg->head = zmq_msg_data(&msg->header);
+    msg->head_size = zmq_msg_size(&msg->header);
+    if (!zmq_msg_more(&msg->header))
+        return 0;
+    zmq_msg_recv(&msg->body, sock, 0);
+    msg->has_body = true;
+    msg->data = zmq_msg_data(&msg->body);
+    msg->data_size = zmq_msg_size(&msg->body);
+    if (!zmq_msg_more(&msg->body))
+        return 0;
+    bool more = true;
+    while (more) {
+        zmq_msg_t frame;
+        zmq_msg_init(&frame);
+        zmq_msg_recv(&frame, sock, 0);
+        more = zmq_msg_more(&frame);
+        zmq_msg_close(&frame);
+    }
+    return 1;
+}
+
+// Reads only cmd, id, code and text from a header that failed strict decoding. Returns 0 when
+// that makes it a reply.
+static int
+s_wire_lenient(hop_wire_t *wire, const void *data, size_t size)
+{
+    memset(wire, 0, sizeof *wire);
+    wire->requeue = true;
+    hop_mp_t mp;
+    hop_mp_init(&mp, data, size);
+    uint32_t count;
+    if (hop_mp_map(&mp, &count))
+        return -1;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *key, *str;
+        uint32_t len, str_len;
+        if (hop_mp_str(&mp, &key, &len)) {
+            if (hop_mp_skip(&mp) || hop_mp_skip(&mp))
+                return -1;
+            continue;
+        }
+        if (len == 3 && memcmp(key, "cmd", 3) == 0 && hop_mp_str(&mp, &str, &str_len) == 0)
+            wire->cmd = hop_cmd_parse(str, str_len);
+        else if (len == 2 && memcmp(key, "id", 2) == 0 && hop_mp_uint(&mp, &wire->id) == 0)
+            wire->has |= HOP_F_ID;
+        else if (len == 4 && memcmp(key, "code", 4) == 0 && hop_mp_uint(&mp, &wire->code) == 0)
+            wire->has |= HOP_F_CODE;
+        else if (len == 4 && memcmp(key, "text", 4) == 0 &&
+                 hop_mp_str(&mp, &wire->text.ptr, &wire->text.len) == 0)
+            wire->has |= HOP_F_TEXT;
+        else if (hop_mp_skip(&mp))
+            return -1;
+    }
+    return hop_mp_at_end(&mp) && hop_client_is_reply(wire->cmd) ? 0 : -1;
+}
+
+// Decodes msg's header. Returns 0 or -1 with a reason in err. A reply with a wrongly typed
+// field (a broker newer or buggier than us) is still matched to its request by cmd and id, so
+// that the request fails or succeeds on its own instead of timing out; callers then see only
+// cmd, id, code and text.
+int
+hop_inmsg_decode(hop_inmsg_t *msg, char *err, size_t err_size)
+{
+    int code = hop_wire_decode(&msg->wire, msg->head, msg->head_size, err, err_size);
+    if (code == HOP_CODE_SYNTAX_ERROR && s_wire_lenient(&msg->wire, msg->head, msg->head_size) == 0)
+        return 0;
+    return code ? -1 : 0;
+}
+
+bool
+hop_client_is_reply(hop_cmd_t cmd)
+{
+    switch (cmd) {
+    case HOP_CMD_HELLO_OK:
+    case HOP_CMD_CLOSE_OK:
+    case HOP_CMD_OK:
+    case HOP_CMD_QUEUE_OK:
+    case HOP_CMD_CONSUME_OK:
+    case HOP_CMD_GET_OK:
+    case HOP_CMD_GET_EMPTY:
+    case HOP_CMD_LIST_OK:
+    case HOP_CMD_STATUS_OK:
+    case HOP_CMD_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sending and receiving on the user thread
+
+int
+hop_client_send(hop_client_t *self, const void *header, size_t header_size, const void *body,
+                size_t body_size, bool has_body, bool alone)
+{
+    assert(self->pipe);
+    assert(header_size > 0); // an empty first frame is the mark for "alone"
+    // The pipe has no high-water mark, so these never block; zmq_send copies into a frame
+    // that then travels to the broker without another copy (or into a batch).
+    if ((alone && zmq_send(self->pipe, "", 0, ZMQ_SNDMORE) < 0) ||
+        zmq_send(self->pipe, header, header_size, has_body ? ZMQ_SNDMORE : 0) < 0 ||
+        (has_body && zmq_send(self->pipe, body_size ? body : "", body_size, 0) < 0))
+        return hop_client_lost(self, 0, "cannot pass a message to the I/O thread: %s",
+                               zmq_strerror(errno));
+    return HOP_OK;
+}
+
+// Takes a delivery's tag into this connection's generation.
+static uint64_t
+s_tag(const hop_client_t *self, uint64_t tag)
+{
+    return (tag & HOP_TAG_MASK) | self->gen;
+}
+
+// Sorts one message that is not an awaited reply. Returns 0, or HOP_ECONNECT when it says
+// the broker forgot this connection.
+static int
+s_absorb(hop_client_t *self, hop_inmsg_t *msg)
+{
+    const hop_wire_t *w = &msg->wire;
+    switch (w->cmd) {
+    case HOP_CMD_DELIVER: {
+        hop_delivery_t *d = hop_inmsg_delivery(msg);
+        d->tag = s_tag(self, d->tag);
+        if (self->reply_tag[0] && strcmp(d->consumer, self->reply_tag) == 0) {
+            // A reply: the one hop_client_request waits for, or a late one it gave up on.
+            const char *corr = d->props.correlation_id;
+            if (self->await_corr && !self->reply_slot && corr &&
+                strcmp(corr, self->await_corr) == 0)
+                self->reply_slot = d;
+            else
+                hop_delivery_destroy(&d);
+        } else
+            hop_client_push(self, d);
+        return 0;
+    }
+    case HOP_CMD_ERROR:
+        if (w->code == HOP_CODE_UNEXPECTED_FRAME) {
+            // The broker no longer knows our routing id: it restarted, or it declared us dead.
+            return hop_client_lost(self, HOP_CODE_UNEXPECTED_FRAME,
+                                   "connection to %s lost: the broker no longer knows this "
+                                   "connection (restarted?): %.*s",
+                                   self->endpoint, (int)w->text.len,
+                                   w->text.ptr ? w->text.ptr : "");
+        }
+        hop_client_async(self, hop_client_map_code(w->code), (int)(w->code > 999 ? 999 : w->code),
+                         "broker: %d %s: %.*s", (int)(w->code > 999 ? 999 : w->code),
+                         hop_code_name((int)w->code), (int)w->text.len,
+                         w->text.ptr ? w->text.ptr : "");
+        return 0;
+    case HOP_CMD_CANCELLED:
+        if (self->reply_tag[0] && w->consumer.len == strlen(self->reply_tag) &&
+            memcmp(w->consumer.ptr, self->reply_tag, w->consumer.len) == 0) {
+            self->reply_queue[0] = '\0'; // made again by the next request
+            self->reply_tag[0] = '\0';
+            return 0;
+        }
+        hop_client_forget(self, w->consumer.ptr, w->consumer.len);
+        // Reported like an error so that a consumer loop learns why deliveries stopped.
+        hop_client_async(self, HOP_ENOTFOUND, 0,
+                         "consumer '%.*s' was cancelled by the broker (its queue was deleted)",
+                         (int)w->consumer.len, w->consumer.ptr ? w->consumer.ptr : "");
+        return 0;
+    case HOP_CMD_GET_OK:
+        // The answer to a get that timed out. Its message stays unacked until the connection
+        // ends (then it is requeued): we cannot tell whether it was a no-ack get, and
+        // rejecting a no-ack tag would earn a spurious 406.
+        return 0;
+    default:
+        return 0; // heartbeats, replies to requests that timed out, newer commands
+    }
+}
+
+// Batches from the broker (PROTOCOL.md 2.1). The records frame stays in the client while its
+// records are handled one by one, exactly as if each had come alone; a record borrows the
+// frame, and only the reply handed to a caller takes a reference of its own.
+
+void
+hop_client_batch_end(hop_client_t *self)
+{
+    zmq_msg_close(&self->in_records);
+    zmq_msg_init(&self->in_records);
+    self->in_batch = false;
+}
+
+// A malformed batch is an undecodable message: reported, and the rest of it dropped (the
+// records before the fault were handled).
+static void
+s_batch_fail(hop_client_t *self, const char *why)
+{
+    hop_client_async(self, HOP_EPROTO, 0, "the broker sent an undecodable message: batch: %s", why);
+    hop_client_batch_end(self);
+}
+
+// Starts handing out the batch msg (decoded): its records frame moves into the client. Closes
+// msg.
+static void
+s_batch_begin(hop_client_t *self, hop_inmsg_t *msg)
+{
+    bool counted = msg->wire.has & HOP_F_COUNT;
+    self->in_left = msg->wire.count;
+    zmq_msg_move(&self->in_records, &msg->body); // stays empty when there was no records frame
+    hop_inmsg_close(msg);
+    // After the move: a small frame's bytes live inside the zmq_msg_t.
+    hop_batch_init(&self->in_at, zmq_msg_data(&self->in_records), zmq_msg_size(&self->in_records));
+    self->in_batch = true;
+    if (!counted)
+        s_batch_fail(self, "no count");
+}
+
+// Sets msg up as a record that borrows frame.
+static void
+s_inmsg_record(hop_inmsg_t *msg, zmq_msg_t *frame, const uint8_t *head, uint32_t head_size,
+               const uint8_t *body, uint32_t body_size)
+{
+    zmq_msg_init(&msg->header);
+    zmq_msg_init(&msg->body);
+    msg->has_body = body_size > 0;
+    msg->records = frame;
+    msg->head = head;
+    msg->head_size = head_size;
+    msg->data = body;
+    msg->data_size = body_size;
+}
+
+// Gives a record that goes to a caller its own reference to the batch's frame: it may outlive
+// the batch, even the connection (hop_client_wait reads a 505's text after shutting).
+static void
+s_inmsg_keep(hop_inmsg_t *msg)
+{
+    const uint8_t *was = zmq_msg_data(msg->records);
+    zmq_msg_copy(&msg->header, msg->records);
+    msg->records = &msg->header;
+    const uint8_t *now = zmq_msg_data(&msg->header);
+    if (now != was) {
+        // A small frame is copied, not shared: point into the copy and decode it again.
+        msg->head = now + (msg->head - was);
+        if (msg->data)
+            msg->data = now + (msg->data - was);
+        hop_inmsg_decode(msg, NULL, 0); // it decoded from the same bytes a moment ago
+    }
+}
+
+// Handles the records of the batch being handed out, in order, up to the reply to *awaited.
+// Returns as hop_client_step: 1 with that reply in msg, 0 at the end of the batch, or
+// HOP_ECONNECT (the connection is shut then).
+static int
+s_batch_run(hop_client_t *self, const uint64_t *awaited, hop_inmsg_t *msg)
+{
+    while (self->in_batch) {
+        const uint8_t *head, *body;
+        uint32_t head_size, body_size;
+        int more = hop_batch_next(&self->in_at, &head, &head_size, &body, &body_size);
+        if (more == 0 && self->in_left == 0) {
+            hop_client_batch_end(self);
+            return 0;
+        }
+        char err[128];
+        const char *why = NULL;
+        if (more < 0)
+            why = "a record runs past the end of the frame";
+        else if (more == 0)
+            why = "fewer records than its count";
+        else if (self->in_left == 0)
+            why = "more records than its count";
+        else {
+            s_inmsg_record(msg, &self->in_records, head, head_size, body, body_size);
+            if (hop_inmsg_decode(msg, err, sizeof err))
+                why = err;
+            else if (msg->wire.cmd == HOP_CMD_BATCH || msg->wire.cmd == HOP_CMD_HELLO)
+                why = "a record is a batch or a hello";
+        }
+        if (why) {
+            s_batch_fail(self, why);
+            return 0;
+        }
+        self->in_left--;
+        if (awaited && hop_client_is_reply(msg->wire.cmd) && msg->wire.id == *awaited) {
+            s_inmsg_keep(msg);
+            if (self->in_left == 0 && self->in_at.p == self->in_at.end)
+                hop_client_batch_end(self);
+            return 1;
+        }
+        int rc = s_absorb(self, msg);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int
+hop_client_step(hop_client_t *self, int64_t deadline, const uint64_t *awaited, hop_inmsg_t *msg)
+{
+    if (!self->io)
+        return hop_client_fail(self, HOP_ECLOSED, 0, "not connected");
+    if (self->in_batch)
+        return s_batch_run(self, awaited, msg);
+    // A message already waiting needs no poll (a system call). The control pipe is looked at
+    // once the data pipe is empty: what the broker sent before going silent comes first.
+    int frames = hop_inmsg_recv(msg, self->pipe);
+    if (frames < 0) {
+        zmq_pollitem_t items[2] = {{self->ctrl, 0, ZMQ_POLLIN, 0}, {self->pipe, 0, ZMQ_POLLIN, 0}};
+        int64_t now = hop_client_now();
+        long wait = deadline < 0 ? -1 : deadline > now ? (long)(deadline - now) : 0;
+        int rc = zmq_poll(items, 2, wait);
+        if (rc < 0)
+            return errno == EINTR
+                       ? 0
+                       : hop_client_lost(self, 0, "cannot poll: %s", zmq_strerror(errno));
+        if (rc == 0)
+            return HOP_ETIMEOUT;
+        if (items[0].revents & ZMQ_POLLIN)
+            return hop_client_lost(self, 0,
+                                   "connection to %s lost: nothing heard from the broker for %d ms",
+                                   self->endpoint, self->broker_timeout);
+        frames = hop_inmsg_recv(msg, self->pipe);
+        if (frames < 0)
+            return 0;
+    }
+    char err[128];
+    if (frames > 0 || hop_inmsg_decode(msg, err, sizeof err)) {
+        hop_client_async(self, HOP_EPROTO, 0, "the broker sent an undecodable message: %s",
+                         frames > 0 ? "more than two frames" : err);
+        hop_inmsg_close(msg);
+        return 0;
+    }
+    if (msg->wire.cmd == HOP_CMD_BATCH) {
+        s_batch_begin(self, msg);
+        return s_batch_run(self, awaited, msg);
+    }
+    if (awaited && hop_client_is_reply(msg->wire.cmd) && msg->wire.id == *awaited)
+        return 1; // a missing id reads as 0, which is what the broker uses for undecodable input
+    int rc = s_absorb(self, msg);
+    hop_inmsg_close(msg);
+    return rc;
+}
+
+// ZMQ_EVENTS reads a socket's state without a system call in the common case.
+static bool
+s_readable(void *sock)
+{
+    int events = 0;
+    size_t size = sizeof events;
+    return zmq_getsockopt(sock, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
+}
+
+void
+hop_client_drain(hop_client_t *self)
+{
+    // With deliveries buffered, hand those out first: reading more now would let a flood grow
+    // the buffer while the application sees one message per batch. Bounded too, so that a
+    // fast stream of other messages cannot keep a publish from returning.
+    for (int i = 0; i < S_DRAIN && self->io && !self->head; i++) {
+        if (!self->in_batch && !s_readable(self->ctrl) && !s_readable(self->pipe))
+            break;
+        hop_inmsg_t msg;
+        if (hop_client_step(self, 0, NULL, &msg) < 0)
+            break;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Delivery FIFO and consumer records
+
+void
+hop_client_push(hop_client_t *self, hop_delivery_t *delivery)
+{
+    hop_delivery_node_t *node = (hop_delivery_node_t *)delivery;
+    node->next = NULL;
+    if (self->tail)
+        self->tail->next = node;
+    else
+        self->head = node;
+    self->tail = node;
+}
+
+hop_delivery_t *
+hop_client_pop(hop_client_t *self)
+{
+    hop_delivery_node_t *node = self->head;
+    if (!node)
+        return NULL;
+    self->head = node->next;
+    if (!self->head)
+        self->tail = NULL;
+    node->next = NULL;
+    return &node->pub;
+}
+
+void
+hop_client_forget(hop_client_t *self, const char *tag, size_t tag_len)
+{
+    for (hop_consumer_rec_t **at = &self->consumers; *at; at = &(*at)->next) {
+        hop_consumer_rec_t *rec = *at;
+        if (strlen(rec->tag) == tag_len && memcmp(rec->tag, tag, tag_len) == 0) {
+            *at = rec->next;
+            free(rec);
+            return;
+        }
+    }
+}
