@@ -423,6 +423,7 @@ typedef enum { K_UINT, K_STR, K_BOOL, K_MAP, K_ARRAY } s_kind_t;
 
 typedef struct {
     const char *key;
+    uint8_t len; // strlen(key), so a lookup compares lengths before bytes
     uint64_t bit;
     s_kind_t kind;
     size_t offset; // of the field inside hop_wire_t
@@ -430,7 +431,7 @@ typedef struct {
 
 #define F(k, b, kind, member)                                                                      \
     {                                                                                              \
-        k, b, kind, offsetof(hop_wire_t, member)                                                   \
+        k, sizeof k - 1, b, kind, offsetof(hop_wire_t, member)                                     \
     }
 static const s_field_t s_fields[] = {
     F("id", HOP_F_ID, K_UINT, id),
@@ -473,9 +474,9 @@ static const s_field_t *
 s_field_find(const char *key, uint32_t len)
 {
     for (size_t i = 0; i < sizeof s_fields / sizeof s_fields[0]; i++) {
-        const char *k = s_fields[i].key;
-        if (k[0] == key[0] && strlen(k) == len && memcmp(k, key, len) == 0)
-            return &s_fields[i];
+        const s_field_t *f = &s_fields[i];
+        if (f->len == len && f->key[0] == key[0] && memcmp(f->key, key, len) == 0)
+            return f;
     }
     return NULL;
 }
