@@ -1,0 +1,359 @@
+// cli/help.c - the help of `hopper` and of each command: usage, what it does, every flag,
+// an example, and the exit codes. `hopper help TOPIC` and `hopper TOPIC --help` print it.
+#include "cli.h"
+
+#include <string.h>
+
+static const char s_overview[] =
+    "Usage: hopper [GLOBAL OPTIONS] COMMAND [ARGS...]\n"
+    "\n"
+    "The command-line client of the Hopper message bus: declare exchanges and queues, publish,\n"
+    "consume, inspect. Every command talks to one hopperd.\n"
+    "\n"
+    "Commands:\n"
+    "  declare exchange NAME --type T   create an exchange (direct, fanout or topic)\n"
+    "  declare queue NAME               create a queue (\"\" for a server-named one)\n"
+    "  bind QUEUE EXCHANGE [--key K]    route messages from an exchange to a queue\n"
+    "  unbind QUEUE EXCHANGE [--key K]  remove such a route\n"
+    "  publish EXCHANGE KEY [BODY]      send messages (BODY, or stdin)\n"
+    "  consume QUEUE                    print and acknowledge messages as they arrive\n"
+    "  subscribe EXCHANGE [PATTERN]     print messages published to an exchange from now on\n"
+    "  get QUEUE                        take one message, if there is one\n"
+    "  list WHAT                        queues, exchanges, bindings, consumers, connections\n"
+    "  purge QUEUE                      drop the ready messages of a queue\n"
+    "  delete queue|exchange NAME       remove a queue or an exchange\n"
+    "  status                           the broker's version, uptime and counters\n"
+    "  bench ...                        measure throughput and latency (hopper bench --help)\n"
+    "  help [COMMAND]                   this text, or the help of a command\n"
+    "\n"
+    "Global options (before or after the command):\n"
+    "  --broker ENDPOINT  the broker to talk to (default: $HOPPER_BROKER, else\n"
+    "                     tcp://127.0.0.1:5680)\n"
+    "  --timeout MS       give up on any answer from the broker after MS ms (default 5000);\n"
+    "                     consume and subscribe still wait for messages as long as it takes\n"
+    "  --json             machine-readable output: JSON documents, one delivery per line;\n"
+    "                     for publish, the body is JSON to send as msgpack\n"
+    "  -h, --help         help (of the command, when given after one)\n"
+    "  --version          print the version and exit\n"
+    "\n"
+    "Example:\n"
+    "  hopper declare queue jobs && hopper publish \"\" jobs 'hello' && hopper get jobs\n";
+
+static const char s_exit_codes[] =
+    "\n"
+    "Exit codes:\n"
+    "  0  success\n"
+    "  1  the broker refused the request (the message says why and what to do)\n"
+    "  2  usage error: bad arguments or options, or a body that is not valid JSON under --json\n"
+    "  3  the broker could not be reached, or did not answer, within --timeout\n";
+
+static const char s_globals_note[] =
+    "Global options --broker, --timeout and --json work with every command (hopper --help).\n";
+
+static const char s_declare_exchange[] =
+    "Usage: hopper declare exchange NAME --type direct|fanout|topic [--durable] [--auto-delete]\n"
+    "                               [--passive]\n"
+    "\n"
+    "Creates an exchange. Declaring one that exists with the same properties does nothing;\n"
+    "with other properties it is refused. Exchanges route what is published to them to the\n"
+    "queues bound to them: direct by exact key, fanout to all, topic by pattern. Prints\n"
+    "nothing on success.\n"
+    "\n"
+    "Options:\n"
+    "  --type T       direct, fanout or topic (required unless --passive)\n"
+    "  --durable      survive a broker restart\n"
+    "  --auto-delete  delete the exchange when its last binding is removed\n"
+    "  --passive      only check that it exists (exit 1 when it does not); creates nothing\n"
+    "\n"
+    "Example:\n"
+    "  hopper declare exchange events --type topic --durable\n";
+
+static const char s_declare_queue[] =
+    "Usage: hopper declare queue NAME [--durable] [--exclusive] [--auto-delete] [--passive]\n"
+    "\n"
+    "Creates a queue and prints its name; NAME \"\" asks the broker to name it (amq.gen-...).\n"
+    "Declaring one that exists with the same properties does nothing; with other properties\n"
+    "it is refused. Every queue can be reached through the default exchange \"\" with its\n"
+    "name as the routing key. With --json prints {\"queue\", \"messages\", \"consumers\"}.\n"
+    "\n"
+    "Options:\n"
+    "  --durable      survive a broker restart (with its persistent messages)\n"
+    "  --exclusive    only this connection may use it, and it goes when the connection does;\n"
+    "                 from the CLI that is as soon as the command ends\n"
+    "  --auto-delete  delete the queue when its last consumer is cancelled\n"
+    "  --passive      only check that it exists (exit 1 when it does not) and print it\n"
+    "\n"
+    "Examples:\n"
+    "  hopper declare queue jobs --durable\n"
+    "  hopper --json declare queue jobs --passive     # {\"queue\":\"jobs\",\"messages\":3,...}\n";
+
+static const char s_declare[] = "Usage: hopper declare exchange|queue NAME [OPTIONS]\n"
+                                "\n"
+                                "Creates an exchange or a queue: see the two commands below.\n";
+
+static const char s_bind[] =
+    "Usage: hopper bind QUEUE EXCHANGE [--key KEY]\n"
+    "\n"
+    "Routes the messages published to EXCHANGE to QUEUE: on a direct exchange those whose\n"
+    "routing key equals KEY, on a topic exchange those matching the pattern KEY (words\n"
+    "separated by '.', '*' matches one word, '#' zero or more), on a fanout exchange all of\n"
+    "them. Binding twice is harmless. Prints nothing on success.\n"
+    "\n"
+    "Options:\n"
+    "  --key KEY  binding key or topic pattern (default \"\")\n"
+    "\n"
+    "Example:\n"
+    "  hopper bind audit events --key 'order.#'\n";
+
+static const char s_unbind[] = "Usage: hopper unbind QUEUE EXCHANGE [--key KEY]\n"
+                               "\n"
+                               "Removes the binding made by 'hopper bind' with the same QUEUE,\n"
+                               "EXCHANGE and KEY. Removing a binding that does not exist is\n"
+                               "harmless. Prints nothing on success.\n"
+                               "\n"
+                               "Options:\n"
+                               "  --key KEY  the binding key to remove (default \"\")\n"
+                               "\n"
+                               "Example:\n"
+                               "  hopper unbind audit events --key 'order.#'\n";
+
+static const char s_publish[] =
+    "Usage: hopper publish EXCHANGE ROUTING_KEY [BODY] [OPTIONS]\n"
+    "\n"
+    "Publishes a message to EXCHANGE (\"\" is the default exchange, which delivers to the\n"
+    "queue named ROUTING_KEY). The body is BODY, or else all of stdin, byte for byte; with\n"
+    "--lines each line of stdin is one message. After publishing, hopper waits for the\n"
+    "broker once, so that a refusal (unknown exchange, body too large) ends in exit 1.\n"
+    "A message the exchange routes to no queue is dropped, as in AMQP; through the default\n"
+    "exchange to a queue that does not exist, hopper warns on stderr (exit 0). Prints\n"
+    "nothing on success.\n"
+    "\n"
+    "Options:\n"
+    "  --lines               one message per line of stdin (line endings removed; under\n"
+    "                        --json blank lines are skipped)\n"
+    "  --json                the body is JSON: send it as msgpack with content_type\n"
+    "                        application/msgpack (unless --content-type says otherwise)\n"
+    "  --count N             publish each message N times (default 1)\n"
+    "  --header K=V          an application header (repeatable)\n"
+    "  --content-type T      e.g. text/plain\n"
+    "  --message-id ID       application message id\n"
+    "  --correlation-id ID   request/reply correlation id\n"
+    "  --reply-to QUEUE      the queue a reply should go to\n"
+    "\n"
+    "Examples:\n"
+    "  hopper publish \"\" jobs 'resize img-42.png'\n"
+    "  hopper publish events order.created --json '{\"id\": 42, \"total\": 9.5}'\n"
+    "  seq 1000 | hopper publish \"\" jobs --lines --header source=seq\n";
+
+static const char s_delivery_format[] =
+    "\n"
+    "Output, one line per message:\n"
+    "  [EXCHANGE -> ROUTING_KEY] tag=N redelivered=yes|no count=N BODY\n"
+    "where count is how many times it has been delivered, and BODY is the text itself when\n"
+    "it is UTF-8 on one line, a JSON string when it is UTF-8 with line breaks or control\n"
+    "characters, JSON when it is msgpack, and hex:... otherwise. With --json, one object\n"
+    "per line with exchange, routing_key, delivery_tag, redelivered, delivery_count,\n"
+    "headers, properties (content_type, message_id, ...), body and body_encoding:\n"
+    "  - \"msgpack\": the body decoded (content_type application/msgpack, or a body that is\n"
+    "    exactly one msgpack value and not UTF-8 text); body is that value\n"
+    "  - \"text\": the body is UTF-8; body is a string\n"
+    "  - \"base64\": anything else; body is a base64 string of the bytes\n"
+    "msgpack binary values show as base64 strings, ext values as null.\n";
+
+static const char s_consume[] =
+    "Usage: hopper consume QUEUE [--count N] [--prefetch N] [--no-ack] [--idle-timeout MS]\n"
+    "                            [--nack|--reject [--requeue]] [--exclusive]\n"
+    "\n"
+    "Prints the messages of QUEUE as they arrive and acknowledges each once it is printed\n"
+    "(a message hopper fails to print goes back to the queue). Runs until --count messages,\n"
+    "--idle-timeout, Ctrl-C / SIGTERM, or until the reader of its output goes away (| head),\n"
+    "then cancels the consumer and exits 0; messages received but not yet printed go back\n"
+    "to the queue, flagged redelivered (so with --count up to 100, prefetch defaults to\n"
+    "1: at most one message beyond the count is received and handed back). A lost\n"
+    "connection to the broker ends it with exit code 3.\n"
+    "\n"
+    "Options:\n"
+    "  --count N          stop after N messages\n"
+    "  --prefetch N       at most N unacknowledged messages in flight (default 100, or 1\n"
+    "                     with --count up to 100; 0 = no limit)\n"
+    "  --no-ack           the broker forgets each message as it sends it (fastest; a message\n"
+    "                     is lost if hopper dies). With --count, hopper acks each message\n"
+    "                     as it arrives instead, so that none beyond the count is lost\n"
+    "  --idle-timeout MS  stop after MS ms without a message\n"
+    "  --nack             negatively acknowledge instead of acking: the message is dropped\n"
+    "  --reject           reject instead of acking: the message is dropped\n"
+    "  --requeue          with --nack or --reject: put the message back in the queue instead\n"
+    "  --exclusive        be the queue's only consumer (refused if it has others)\n"
+    "  --json             one JSON object per message (see below)\n"
+    "\n"
+    "Examples:\n"
+    "  hopper consume jobs\n"
+    "  hopper consume jobs --count 10 --json | jq .body\n";
+
+static const char s_subscribe[] =
+    "Usage: hopper subscribe EXCHANGE [PATTERN] [--count N] [--idle-timeout MS]\n"
+    "\n"
+    "Prints the messages published to EXCHANGE from now on, through a private queue the\n"
+    "broker creates for this command and removes when it ends. PATTERN is the binding key\n"
+    "(default: '#', everything, on a topic exchange; \"\" otherwise). Messages are not\n"
+    "acknowledged one by one (the private queue is no-ack). Runs until --count messages,\n"
+    "--idle-timeout, Ctrl-C / SIGTERM or until the reader of its output goes away, then\n"
+    "exits 0; a lost connection to the broker ends it with exit code 3.\n"
+    "\n"
+    "Options:\n"
+    "  --count N          stop after N messages\n"
+    "  --idle-timeout MS  stop after MS ms without a message\n"
+    "  --json             one JSON object per message (see below)\n"
+    "\n"
+    "Example:\n"
+    "  hopper subscribe events 'order.*'\n";
+
+static const char s_get[] =
+    "Usage: hopper get QUEUE [--no-ack] [--nack|--reject [--requeue]]\n"
+    "\n"
+    "Takes one message from QUEUE, prints it and acknowledges it. An empty queue is not an\n"
+    "error (as with rabbitmqadmin get): nothing is printed on stdout, 'queue QUEUE is empty'\n"
+    "on stderr, and the exit code is 0. The output is that of consume; with --json the\n"
+    "object also has message_count, the ready messages left in the queue.\n"
+    "\n"
+    "Options:\n"
+    "  --no-ack    the broker forgets the message as it sends it\n"
+    "  --nack      nack instead of acking (the message is dropped, or see --requeue)\n"
+    "  --reject    reject instead of acking (likewise)\n"
+    "  --requeue   with --nack or --reject: put it back, to peek at the queue's head\n"
+    "  --json      print the message as a JSON object\n"
+    "\n"
+    "Examples:\n"
+    "  hopper get jobs\n"
+    "  hopper get jobs --reject --requeue    # look without taking\n";
+
+static const char s_list[] =
+    "Usage: hopper list queues|exchanges|bindings|consumers|connections [--json]\n"
+    "\n"
+    "Prints what the broker holds as an aligned table, or with --json as a JSON array of\n"
+    "objects with every field the broker reports (docs/PROTOCOL.md, section 4.7):\n"
+    "  queues       name, durable, exclusive, auto_delete, messages_ready, messages_unacked,\n"
+    "               messages, consumers, published, delivered, acked\n"
+    "  exchanges    name, type, durable, auto_delete, bindings, published, unroutable\n"
+    "  bindings     exchange, queue, key\n"
+    "  consumers    queue, consumer, connection, prefetch, no_ack, exclusive, unacked,\n"
+    "               delivered\n"
+    "  connections  connection, name, peer, heartbeat, last_seen_ms, consumers, unacked,\n"
+    "               connected_ms\n"
+    "In the table the default exchange shows as (default), an empty string as \"\", and\n"
+    "the true flags in FLAGS (e.g. durable,auto-delete).\n"
+    "\n"
+    "Examples:\n"
+    "  hopper list queues\n"
+    "  hopper list queues --json | jq '.[] | select(.messages_ready > 0) | .name'\n";
+
+static const char s_purge[] = "Usage: hopper purge QUEUE\n"
+                              "\n"
+                              "Drops the ready messages of QUEUE (not those delivered and not\n"
+                              "yet acknowledged) and prints how many. With --json prints\n"
+                              "{\"queue\", \"messages\"}.\n"
+                              "\n"
+                              "Example:\n"
+                              "  hopper purge jobs\n";
+
+static const char s_delete_queue[] =
+    "Usage: hopper delete queue NAME [--if-empty] [--if-unused]\n"
+    "\n"
+    "Deletes a queue and its messages, and prints how many messages went with it (with\n"
+    "--json {\"queue\", \"messages\"}). Its consumers are cancelled.\n"
+    "\n"
+    "Options:\n"
+    "  --if-empty   only if it holds no message (ready or unacknowledged)\n"
+    "  --if-unused  only if it has no consumer\n"
+    "\n"
+    "Example:\n"
+    "  hopper delete queue jobs --if-empty\n";
+
+static const char s_delete_exchange[] =
+    "Usage: hopper delete exchange NAME [--if-unused]\n"
+    "\n"
+    "Deletes an exchange and its bindings. The default exchange \"\" and the amq.* exchanges\n"
+    "cannot be deleted. Prints nothing on success.\n"
+    "\n"
+    "Options:\n"
+    "  --if-unused  only if it has no binding\n"
+    "\n"
+    "Example:\n"
+    "  hopper delete exchange events --if-unused\n";
+
+static const char s_delete[] = "Usage: hopper delete queue|exchange NAME [OPTIONS]\n"
+                               "\n"
+                               "Deletes a queue or an exchange: see the two commands below.\n";
+
+static const char s_status[] =
+    "Usage: hopper status [--json]\n"
+    "\n"
+    "Prints the broker's version, uptime, endpoint, data directory and counters as\n"
+    "'key: value' lines (with --json, one JSON object). A quick check that the broker is up:\n"
+    "exit 0 when it answers, 3 when it does not.\n"
+    "\n"
+    "Example:\n"
+    "  hopper status\n";
+
+static const char s_help[] = "Usage: hopper help [COMMAND [SUBCOMMAND]]\n"
+                             "\n"
+                             "Prints the help of hopper, or of a command (the same as\n"
+                             "'hopper COMMAND --help').\n"
+                             "\n"
+                             "Example:\n"
+                             "  hopper help declare queue\n";
+
+static const struct {
+    const char *topic;
+    const char *text[3]; // printed in order; NULL ends
+} s_topics[] = {
+    {"declare", {s_declare, s_declare_exchange, s_declare_queue}},
+    {"declare exchange", {s_declare_exchange, NULL, NULL}},
+    {"declare queue", {s_declare_queue, NULL, NULL}},
+    {"bind", {s_bind, NULL, NULL}},
+    {"unbind", {s_unbind, NULL, NULL}},
+    {"publish", {s_publish, NULL, NULL}},
+    {"consume", {s_consume, s_delivery_format, NULL}},
+    {"subscribe", {s_subscribe, s_delivery_format, NULL}},
+    {"get", {s_get, s_delivery_format, NULL}},
+    {"list", {s_list, NULL, NULL}},
+    {"purge", {s_purge, NULL, NULL}},
+    {"delete", {s_delete, s_delete_queue, s_delete_exchange}},
+    {"delete queue", {s_delete_queue, NULL, NULL}},
+    {"delete exchange", {s_delete_exchange, NULL, NULL}},
+    {"status", {s_status, NULL, NULL}},
+    {"help", {s_help, NULL, NULL}},
+};
+
+bool
+hop_cli_help(const char *topic, FILE *out)
+{
+    if (!topic) {
+        fputs(s_overview, out);
+        fputs(s_exit_codes, out);
+        return true;
+    }
+    // "list queues" and "consume jobs" fall back to the command's help.
+    for (int pass = 0; pass < 2; pass++) {
+        size_t len = strlen(topic);
+        if (pass == 1) {
+            const char *space = strchr(topic, ' ');
+            if (!space)
+                return false;
+            len = (size_t)(space - topic);
+        }
+        for (size_t i = 0; i < sizeof s_topics / sizeof s_topics[0]; i++) {
+            if (strlen(s_topics[i].topic) != len || strncmp(s_topics[i].topic, topic, len) != 0)
+                continue;
+            for (int t = 0; t < 3 && s_topics[i].text[t]; t++) {
+                if (t > 0 && s_topics[i].text[t] != s_delivery_format)
+                    fputs("\n", out);
+                fputs(s_topics[i].text[t], out);
+            }
+            fputs(s_exit_codes, out);
+            fputs(s_globals_note, out);
+            return true;
+        }
+    }
+    return false;
+}

@@ -1,0 +1,265 @@
+// cli/inspect.c - `hopper list` and `hopper status`: what the broker holds, as an aligned
+// table (or key: value lines) for people and as JSON for programs. The JSON output carries
+// every key the broker sent, converted from msgpack (cli/json.h); the table picks columns.
+#include "cli.h"
+#include "json.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+// One column of a table: which key it shows and how.
+typedef struct {
+    const char *header;
+    const char *key;       // NULL: the FLAGS column, built from flag_keys
+    bool right;            // right-align (numbers)
+    bool default_exchange; // "" names the default exchange: show "(default)"
+} s_column_t;
+
+#define S_MAX_COLUMNS 10
+
+typedef struct {
+    const char *what;                  // the list subject, as the broker names it
+    const char *singular;              // accepted too: "hopper list queue"
+    const char *flag_keys[4];          // boolean keys shown in the FLAGS column
+    s_column_t columns[S_MAX_COLUMNS]; // ends with a NULL header
+} s_table_t;
+
+static const s_table_t s_tables[] = {
+    {"queues",
+     "queue",
+     {"durable", "exclusive", "auto_delete", NULL},
+     {{"NAME", "name", false, false},
+      {"READY", "messages_ready", true, false},
+      {"UNACKED", "messages_unacked", true, false},
+      {"CONSUMERS", "consumers", true, false},
+      {"PUBLISHED", "published", true, false},
+      {"DELIVERED", "delivered", true, false},
+      {"ACKED", "acked", true, false},
+      {"FLAGS", NULL, false, false},
+      {NULL, NULL, false, false}}},
+    {"exchanges",
+     "exchange",
+     {"durable", "auto_delete", NULL, NULL},
+     {{"NAME", "name", false, true},
+      {"TYPE", "type", false, false},
+      {"BINDINGS", "bindings", true, false},
+      {"PUBLISHED", "published", true, false},
+      {"UNROUTABLE", "unroutable", true, false},
+      {"FLAGS", NULL, false, false},
+      {NULL, NULL, false, false}}},
+    {"bindings",
+     "binding",
+     {NULL, NULL, NULL, NULL},
+     {{"EXCHANGE", "exchange", false, true},
+      {"QUEUE", "queue", false, false},
+      {"KEY", "key", false, false},
+      {NULL, NULL, false, false}}},
+    {"consumers",
+     "consumer",
+     {"no_ack", "exclusive", NULL, NULL},
+     {{"QUEUE", "queue", false, false},
+      {"CONSUMER", "consumer", false, false},
+      {"CONNECTION", "connection", false, false},
+      {"PREFETCH", "prefetch", true, false},
+      {"UNACKED", "unacked", true, false},
+      {"DELIVERED", "delivered", true, false},
+      {"FLAGS", NULL, false, false},
+      {NULL, NULL, false, false}}},
+    {"connections",
+     "connection",
+     {NULL, NULL, NULL, NULL},
+     {{"CONNECTION", "connection", false, false},
+      {"NAME", "name", false, false},
+      {"PEER", "peer", false, false},
+      {"HEARTBEAT_MS", "heartbeat", true, false},
+      {"LAST_SEEN_MS", "last_seen_ms", true, false},
+      {"CONSUMERS", "consumers", true, false},
+      {"UNACKED", "unacked", true, false},
+      {"AGE_MS", "connected_ms", true, false},
+      {NULL, NULL, false, false}}},
+};
+
+// Renders a scalar for a table cell or a status line; returns a malloc'd string.
+static char *
+s_cell_text(const json_t *value, bool default_exchange)
+{
+    if (!value)
+        return strdup("-");
+    if (json_is_string(value)) {
+        if (json_string_length(value) == 0)
+            return strdup(default_exchange ? "(default)" : "\"\"");
+        return strdup(json_string_value(value));
+    }
+    if (json_is_boolean(value))
+        return strdup(json_is_true(value) ? "yes" : "no");
+    char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    return text ? text : strdup("?");
+}
+
+// "durable,auto-delete" from the flag keys that are true, or "-".
+static char *
+s_flags_text(const json_t *item, const char *const *flag_keys)
+{
+    char text[128] = "";
+    for (int i = 0; i < 4 && flag_keys[i]; i++) {
+        if (!json_is_true(json_object_get(item, flag_keys[i])))
+            continue;
+        if (*text)
+            strcat(text, ",");
+        size_t at = strlen(text);
+        strcat(text, flag_keys[i]);
+        for (char *c = text + at; *c; c++)
+            if (*c == '_')
+                *c = '-';
+    }
+    return strdup(*text ? text : "-");
+}
+
+static void
+s_print_table(const s_table_t *table, const json_t *items)
+{
+    int columns = 0;
+    while (columns < S_MAX_COLUMNS && table->columns[columns].header)
+        columns++;
+    size_t rows = json_array_size(items);
+    char **cells = calloc((rows + 1) * (size_t)columns, sizeof *cells);
+    size_t width[S_MAX_COLUMNS];
+    assert(cells);
+    for (int c = 0; c < columns; c++) {
+        cells[c] = strdup(table->columns[c].header);
+        width[c] = strlen(cells[c]);
+    }
+    for (size_t r = 0; r < rows; r++) {
+        const json_t *item = json_array_get(items, r);
+        for (int c = 0; c < columns; c++) {
+            const s_column_t *column = &table->columns[c];
+            char *text = column->key ? s_cell_text(json_object_get(item, column->key),
+                                                   column->default_exchange)
+                                     : s_flags_text(item, table->flag_keys);
+            cells[(r + 1) * (size_t)columns + (size_t)c] = text;
+            if (strlen(text) > width[c])
+                width[c] = strlen(text);
+        }
+    }
+    for (size_t r = 0; r <= rows; r++) {
+        for (int c = 0; c < columns; c++) {
+            const char *text = cells[r * (size_t)columns + (size_t)c];
+            bool last = c == columns - 1;
+            int pad = (int)width[c];
+            if (table->columns[c].right)
+                printf("%*s%s", pad, text, last ? "" : "  ");
+            else if (last)
+                fputs(text, stdout);
+            else
+                printf("%-*s  ", pad, text);
+        }
+        putchar('\n');
+    }
+    for (size_t i = 0; i < (rows + 1) * (size_t)columns; i++)
+        free(cells[i]);
+    free(cells);
+}
+
+static void
+s_print_json(const json_t *json)
+{
+    char *text = json_dumps(json, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    if (text)
+        puts(text);
+    free(text);
+}
+
+int
+hop_cli_list(hop_cli_t *cli, int argc, char **argv)
+{
+    hop_cli_parsed_t parsed;
+    if (hop_cli_parse(cli, argc, argv, NULL, 1, 1,
+                      "what to list: queues, exchanges, bindings, consumers or connections",
+                      &parsed) != HOP_EXIT_OK)
+        return HOP_EXIT_USAGE;
+    const char *what = parsed.positional[0];
+    const s_table_t *table = NULL;
+    for (size_t i = 0; i < sizeof s_tables / sizeof s_tables[0]; i++)
+        if (strcmp(what, s_tables[i].what) == 0 || strcmp(what, s_tables[i].singular) == 0)
+            table = &s_tables[i];
+    if (!table)
+        return hop_cli_usage(cli,
+                             "cannot list '%s': say queues, exchanges, bindings, consumers "
+                             "or connections",
+                             what);
+
+    hop_client_t *client;
+    int exit_code = hop_cli_connect(cli, &client);
+    if (exit_code != HOP_EXIT_OK)
+        return exit_code;
+    void *data = NULL;
+    size_t size = 0;
+    int rc = hop_client_list(client, table->what, &data, &size);
+    if (rc != HOP_OK) {
+        exit_code = hop_cli_fail(cli, client, rc, NULL, "list %s", table->what);
+    } else {
+        json_t *items = hop_json_from_msgpack(data, size);
+        if (!json_is_array(items)) {
+            fprintf(stderr,
+                    "hopper: cannot list %s: the broker's answer is not a msgpack array "
+                    "(a broker bug; please report it)\n",
+                    table->what);
+            exit_code = HOP_EXIT_REFUSED;
+        } else if (cli->json) {
+            s_print_json(items);
+        } else {
+            s_print_table(table, items);
+        }
+        json_decref(items);
+    }
+    free(data);
+    hop_client_destroy(&client);
+    return exit_code;
+}
+
+int
+hop_cli_status(hop_cli_t *cli, int argc, char **argv)
+{
+    hop_cli_parsed_t parsed;
+    if (hop_cli_parse(cli, argc, argv, NULL, 0, 0, "", &parsed) != HOP_EXIT_OK)
+        return HOP_EXIT_USAGE;
+    hop_client_t *client;
+    int exit_code = hop_cli_connect(cli, &client);
+    if (exit_code != HOP_EXIT_OK)
+        return exit_code;
+    void *data = NULL;
+    size_t size = 0;
+    int rc = hop_client_status(client, &data, &size);
+    if (rc != HOP_OK) {
+        exit_code = hop_cli_fail(cli, client, rc, NULL, "get the broker's status");
+    } else {
+        json_t *status = hop_json_from_msgpack(data, size);
+        if (!json_is_object(status)) {
+            fprintf(stderr, "hopper: cannot get the broker's status: its answer is not a msgpack "
+                            "map (a broker bug; please report it)\n");
+            exit_code = HOP_EXIT_REFUSED;
+        } else if (cli->json) {
+            s_print_json(status);
+        } else {
+            size_t width = 0;
+            const char *key;
+            json_t *value;
+            json_object_foreach(status, key, value)
+            {
+                if (strlen(key) > width)
+                    width = strlen(key);
+            }
+            json_object_foreach(status, key, value)
+            {
+                char *text = s_cell_text(value, false);
+                printf("%s:%*s %s\n", key, (int)(width - strlen(key)), "", text);
+                free(text);
+            }
+        }
+        json_decref(status);
+    }
+    free(data);
+    hop_client_destroy(&client);
+    return exit_code;
+}
