@@ -367,6 +367,24 @@ s_help_command(hop_cli_t *cli, int argc, char **argv)
     return HOP_EXIT_OK;
 }
 
+// `hopper [--json] bench ARGS`: bench parses its own options (its argv[0] is "bench"); a
+// --json given before the command is passed on to it.
+static int
+s_bench(const hop_cli_t *cli, int argc, char **argv)
+{
+    char **bench_argv = calloc((size_t)argc + 3, sizeof *bench_argv);
+    assert(bench_argv);
+    int bench_argc = 0;
+    bench_argv[bench_argc++] = "bench";
+    for (int i = 0; i < argc; i++)
+        bench_argv[bench_argc++] = argv[i];
+    if (cli->json)
+        bench_argv[bench_argc++] = "--json";
+    int exit_code = hop_bench_main(bench_argc, bench_argv, cli->endpoint, cli->timeout_ms);
+    free(bench_argv);
+    return exit_code;
+}
+
 // Flushes stdout and reports a failed write (a closed pipe is not worth a message).
 static int
 s_finish_output(int exit_code)
@@ -417,9 +435,8 @@ main(int argc, char **argv)
 
     if (strcmp(command, "help") == 0)
         return s_finish_output(s_help_command(&cli, rest_argc, rest_argv));
-    if (strcmp(command, "bench") == 0) // bench.h: its argv[0] is "bench"
-        return s_finish_output(
-            hop_bench_main(rest_argc + 1, rest_argv - 1, cli.endpoint, cli.timeout_ms));
+    if (strcmp(command, "bench") == 0)
+        return s_finish_output(s_bench(&cli, rest_argc, rest_argv));
     for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++) {
         if (strcmp(command, s_commands[i].name) == 0) {
             cli.command = command;

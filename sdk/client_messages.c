@@ -68,9 +68,11 @@ static int
 s_publish(hop_client_t *self, const char *exchange, const char *routing_key, const void *body,
           size_t body_size, const hop_props_t *props, const char *reply_to, const char *corr)
 {
+    // The broker would refuse it with 311: say so without sending the bytes, the same way.
     if (self->max_message && body_size > self->max_message)
-        return hop_client_fail(self, HOP_EINVAL, 0,
-                               "body of %zu bytes is over the broker's max_message (%" PRIu64 ")",
+        return hop_client_fail(self, HOP_EBROKER, HOP_CODE_CONTENT_TOO_LARGE,
+                               "body of %zu bytes is over the broker's max_message (%" PRIu64
+                               "): 311 content-too-large",
                                body_size, self->max_message);
     // No id: the broker's answer to a failed publish comes back with id 0, an asynchronous
     // error. The encoder and the pipe reuse their buffers: no malloc of ours per publish.

@@ -176,7 +176,9 @@ int hop_client_purge_queue(hop_client_t *self, const char *name, uint64_t *messa
 int hop_client_bind(hop_client_t *self, const char *queue, const char *exchange, const char *key);
 int hop_client_unbind(hop_client_t *self, const char *queue, const char *exchange, const char *key);
 
-// Publishes asynchronously (returns once queued for sending). props may be NULL.
+// Publishes asynchronously (returns once queued for sending). props may be NULL. A body over
+// the broker's max_message (from hello-ok) is refused at once with HOP_EBROKER and
+// hop_client_error_code() 311 (content-too-large), as the broker itself would refuse it.
 // An unknown exchange is reported by the broker asynchronously: the next call that waits for
 // the broker returns it as the error (hop_client_error names the exchange).
 int hop_client_publish(hop_client_t *self, const char *exchange, const char *routing_key,

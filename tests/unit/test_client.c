@@ -933,7 +933,10 @@ test_body_over_max_message_is_refused_locally(void **state)
     s_fake_t *fake = *state;
     hop_client_t *client = s_connect(fake);
     char body[1001] = {0};
-    assert_int_equal(hop_client_publish(client, "", "q", body, sizeof body, NULL), HOP_EINVAL);
+    // Refused as the broker would refuse it (311), not as a bad argument: callers such as the
+    // CLI report it as a refusal (exit 1), not a usage error.
+    assert_int_equal(hop_client_publish(client, "", "q", body, sizeof body, NULL), HOP_EBROKER);
+    assert_int_equal(hop_client_error_code(client), HOP_CODE_CONTENT_TOO_LARGE);
     assert_int_equal(hop_client_publish(client, "", "q", body, 1000, NULL), HOP_OK);
     hop_client_destroy(&client);
 }
