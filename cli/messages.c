@@ -563,8 +563,8 @@ hop_cli_get(hop_cli_t *cli, int argc, char **argv)
     if (hop_cli_parse(cli, argc, argv, opts, 1, 1, "QUEUE", &parsed) != HOP_EXIT_OK)
         return HOP_EXIT_USAGE;
     const char *queue = parsed.positional[0];
-    s_settle_t settle;
-    bool requeue;
+    s_settle_t settle = S_SETTLE_NONE;
+    bool requeue = false;
     if (s_parse_settle(cli, &parsed, &settle, &requeue) != HOP_EXIT_OK)
         return HOP_EXIT_USAGE;
 
