@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -822,6 +823,16 @@ s_tick(hop_broker_t *self)
         }
     }
     hop_deliver_tick(self);
+    // After a burst, give freed memory back to the system once things are quiet: glibc keeps
+    // freed heap otherwise, and a drained backlog would hold the broker's RSS at its peak.
+    // Only when idle, because trimming walks the heap.
+    if (self->busy)
+        self->trimmed = false;
+    else if (!self->trimmed) {
+        malloc_trim(0);
+        self->trimmed = true;
+    }
+    self->busy = false;
 }
 
 int
@@ -844,8 +855,10 @@ hop_broker_run(hop_broker_t *self)
             break;
         }
         self->now = hop_now_ms();
-        if (rc > 0)
+        if (rc > 0) {
             s_drain(self);
+            self->busy = true;
+        }
         if (self->now >= self->next_tick) {
             s_tick(self);
             self->next_tick = self->now + TICK_MS;

@@ -45,6 +45,8 @@ struct hop_broker {
     uint64_t now;         // monotonic ms, refreshed once per loop turn
     uint64_t next_tick;   // when the liveness tick runs next
     bool has_dead;        // some connection is marked dead and waits to be closed
+    bool busy;            // messages arrived since the last tick
+    bool trimmed;         // the heap was trimmed since the broker was last busy
     uint64_t published, delivered, acked, unroutable; // totals for status
     char err[256];                                    // scratch for error texts
 };

@@ -6,17 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Freelists: the broker is single-threaded, so plain static lists are enough.
+// Freelists: the broker is single-threaded, so plain static lists are enough. They are capped:
+// after a backlog drains, records beyond the cap go back to malloc (and from there to the
+// system, see hop_broker's idle trim) instead of pinning the peak's memory forever.
+#define FREELIST_MAX 16384
 static hop_msg_t *s_free_msgs;
 static hop_entry_t *s_free_entries;
+static size_t s_free_msg_count, s_free_entry_count;
 
 hop_msg_t *
 hop_msg_new(void)
 {
     hop_msg_t *msg = s_free_msgs;
-    if (msg)
+    if (msg) {
         s_free_msgs = msg->next;
-    else
+        s_free_msg_count--;
+    } else
         msg = hop_malloc(sizeof *msg);
     memset(msg, 0, sizeof *msg);
     zmq_msg_init(&msg->frame);
@@ -34,8 +39,13 @@ hop_msg_release(hop_msg_t *msg)
     }
     zmq_msg_close(&msg->frame);
     zmq_msg_close(&msg->body_frame);
+    if (s_free_msg_count == FREELIST_MAX) {
+        free(msg);
+        return;
+    }
     msg->next = s_free_msgs;
     s_free_msgs = msg;
+    s_free_msg_count++;
 }
 
 hop_entry_t *
@@ -43,9 +53,10 @@ hop_entry_new(hop_msg_t *msg)
 {
     assert(msg);
     hop_entry_t *entry = s_free_entries;
-    if (entry)
+    if (entry) {
         s_free_entries = entry->next;
-    else
+        s_free_entry_count--;
+    } else
         entry = hop_malloc(sizeof *entry);
     memset(entry, 0, sizeof *entry);
     entry->msg = msg;
@@ -61,9 +72,14 @@ hop_entry_destroy(hop_entry_t **entry_p)
     if (!entry)
         return;
     hop_msg_release(entry->msg);
+    *entry_p = NULL;
+    if (s_free_entry_count == FREELIST_MAX) {
+        free(entry);
+        return;
+    }
     entry->next = s_free_entries;
     s_free_entries = entry;
-    *entry_p = NULL;
+    s_free_entry_count++;
 }
 
 void
@@ -79,6 +95,7 @@ hop_records_trim(void)
         free(s_free_entries);
         s_free_entries = next;
     }
+    s_free_msg_count = s_free_entry_count = 0;
 }
 
 void
