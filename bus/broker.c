@@ -218,10 +218,10 @@ hop_broker_send_raw(hop_broker_t *self, const void *peer, size_t peer_len, const
     }
     // Once the first frame is accepted the rest of the message always is.
     zmq_send(self->router, header, header_size, (has_body ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-    if (has_body && zmq_msg_size((zmq_msg_t *)&msg->body_frame)) {
+    if (has_body && msg->body_frame) {
         zmq_msg_t copy; // shares the body's buffer: no copy of the bytes
         zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, (zmq_msg_t *)&msg->body_frame);
+        zmq_msg_copy(&copy, msg->body_frame);
         if (zmq_msg_send(&copy, self->router, ZMQ_DONTWAIT) < 0)
             zmq_msg_close(&copy);
     } else if (has_body)

@@ -71,7 +71,6 @@ hop_conn_track(hop_conn_t *self, hop_entry_t *entry)
     uint64_t tag = self->next_tag++;
     self->ring[s_slot(self, tag)] = entry;
     entry->tag = tag;
-    entry->conn = self;
     self->unacked++;
     return tag;
 }

@@ -53,8 +53,11 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, z
     const void *old_base = zmq_msg_data(frame);
     if (body_frame) {
         zmq_msg_move(&msg->frame, frame);
-        zmq_msg_move(&msg->body_frame, body_frame);
-        msg->body = zmq_msg_size(&msg->body_frame) ? zmq_msg_data(&msg->body_frame) : NULL;
+        if (zmq_msg_size(body_frame)) {
+            zmq_msg_t *own = hop_msg_body_frame(msg);
+            zmq_msg_move(own, body_frame);
+            msg->body = zmq_msg_data(own);
+        }
     } else {
         zmq_msg_copy(&msg->frame, frame);
         msg->body = body_len ? s_rebase(body, old_base, zmq_msg_data(&msg->frame)) : NULL;

@@ -10,9 +10,17 @@
 // after a backlog drains, records beyond the cap go back to malloc (and from there to the
 // system, see hop_broker's idle trim) instead of pinning the peak's memory forever.
 #define FREELIST_MAX 16384
+
+// A body-frame holder; while free, its first bytes link the freelist.
+typedef union s_holder {
+    zmq_msg_t frame;
+    union s_holder *next;
+} s_holder_t;
+
 static hop_msg_t *s_free_msgs;
 static hop_entry_t *s_free_entries;
-static size_t s_free_msg_count, s_free_entry_count;
+static s_holder_t *s_free_holders;
+static size_t s_free_msg_count, s_free_entry_count, s_free_holder_count;
 
 hop_msg_t *
 hop_msg_new(void)
@@ -25,8 +33,22 @@ hop_msg_new(void)
         msg = hop_malloc(sizeof *msg);
     memset(msg, 0, sizeof *msg);
     zmq_msg_init(&msg->frame);
-    zmq_msg_init(&msg->body_frame);
     return msg;
+}
+
+zmq_msg_t *
+hop_msg_body_frame(hop_msg_t *msg)
+{
+    assert(msg && !msg->body_frame);
+    s_holder_t *holder = s_free_holders;
+    if (holder) {
+        s_free_holders = holder->next;
+        s_free_holder_count--;
+    } else
+        holder = hop_malloc(sizeof *holder);
+    zmq_msg_init(&holder->frame);
+    msg->body_frame = &holder->frame;
+    return msg->body_frame;
 }
 
 void
@@ -38,7 +60,17 @@ hop_msg_release(hop_msg_t *msg)
         return;
     }
     zmq_msg_close(&msg->frame);
-    zmq_msg_close(&msg->body_frame);
+    if (msg->body_frame) {
+        zmq_msg_close(msg->body_frame);
+        s_holder_t *holder = (s_holder_t *)msg->body_frame;
+        if (s_free_holder_count == FREELIST_MAX)
+            free(holder);
+        else {
+            holder->next = s_free_holders;
+            s_free_holders = holder;
+            s_free_holder_count++;
+        }
+    }
     if (s_free_msg_count == FREELIST_MAX) {
         free(msg);
         return;
@@ -52,14 +84,20 @@ hop_entry_t *
 hop_entry_new(hop_msg_t *msg)
 {
     assert(msg);
-    hop_entry_t *entry = s_free_entries;
-    if (entry) {
+    hop_entry_t *entry;
+    bool embedded = !msg->entry_used;
+    if (embedded) {
+        // The first queue's entry lives in the message record: no allocation.
+        entry = &msg->entry;
+        msg->entry_used = true;
+    } else if ((entry = s_free_entries)) {
         s_free_entries = entry->next;
         s_free_entry_count--;
     } else
         entry = hop_malloc(sizeof *entry);
     memset(entry, 0, sizeof *entry);
     entry->msg = msg;
+    entry->embedded = embedded;
     msg->refs++;
     return entry;
 }
@@ -71,8 +109,15 @@ hop_entry_destroy(hop_entry_t **entry_p)
     hop_entry_t *entry = *entry_p;
     if (!entry)
         return;
-    hop_msg_release(entry->msg);
     *entry_p = NULL;
+    hop_msg_t *msg = entry->msg;
+    if (entry->embedded) {
+        // The entry is part of msg: free the slot, then the release may recycle both.
+        msg->entry_used = false;
+        hop_msg_release(msg);
+        return;
+    }
+    hop_msg_release(msg);
     if (s_free_entry_count == FREELIST_MAX) {
         free(entry);
         return;
@@ -95,7 +140,12 @@ hop_records_trim(void)
         free(s_free_entries);
         s_free_entries = next;
     }
-    s_free_msg_count = s_free_entry_count = 0;
+    while (s_free_holders) {
+        s_holder_t *next = s_free_holders->next;
+        free(s_free_holders);
+        s_free_holders = next;
+    }
+    s_free_msg_count = s_free_entry_count = s_free_holder_count = 0;
 }
 
 void
@@ -213,7 +263,6 @@ hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry)
     entry->unacked = false;
     entry->redelivered = true;
     entry->consumer = NULL;
-    entry->conn = NULL;
     entry->tag = 0;
     // Back to its original place: after every ready entry that is older. Requeues of a batch
     // newest-first each stop at the head, so a dead consumer's window costs O(n), not O(n^2).

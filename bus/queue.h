@@ -21,34 +21,41 @@ typedef struct hop_conn hop_conn_t;
 typedef struct hop_queue hop_queue_t;
 typedef struct hop_consumer hop_consumer_t;
 
-// A published message. Strings point into the retained frames: for a single publish the
-// header frame and the body frame; for a publish inside a batch, one shared reference to the
-// batch's records frame holds both (body_frame stays empty).
-typedef struct hop_msg {
-    zmq_msg_t frame;      // holds the header bytes (and the body, for batched publishes)
-    zmq_msg_t body_frame; // the body frame of a single publish, shared with deliveries
-    const char *exchange; // exchange name as published
-    const char *key;      // routing key
-    const uint8_t *props; // raw msgpack props map, or NULL
-    const uint8_t *body;  // body bytes, or NULL when empty
-    uint32_t exchange_len, key_len, props_len, body_len;
-    uint32_t refs;        // entries (queues) still holding the message
-    struct hop_msg *next; // freelist link
-} hop_msg_t;
+typedef struct hop_msg hop_msg_t;
 
+// A message's place in one queue. Always in exactly one list: its queue's ready list or its
+// queue's unacked list (then also in its connection's tag ring).
 typedef struct hop_entry {
     hop_msg_t *msg;
     hop_queue_t *queue;            // owning queue; NULL once the queue was deleted while unacked
     hop_consumer_t *consumer;      // while unacked by a consumer; NULL for get or orphaned
-    hop_conn_t *conn;              // while unacked: connection holding it
     struct hop_entry *prev, *next; // links in the queue's ready or unacked list
     uint64_t seq;                  // queue order: ready lists stay sorted by seq
     uint64_t tag;                  // delivery tag while unacked
     uint32_t deliveries;           // times delivered
     bool redelivered;
-    bool unacked; // which list the entry is in
-    bool noack;   // delivered to a no-ack consumer, waiting in an unsent batch
+    bool unacked;  // which list the entry is in
+    bool noack;    // delivered to a no-ack consumer, waiting in an unsent batch
+    bool embedded; // the entry inside its message record (not from the freelist)
 } hop_entry_t;
+
+// A published message. Strings point into the retained frames: for a single publish the
+// header frame and the body frame; for a publish inside a batch, one shared reference to the
+// batch's records frame holds both. Most messages go to one queue, so the record carries
+// that queue's entry inside it: one record, one allocation, per message.
+struct hop_msg {
+    zmq_msg_t frame;       // holds the header bytes (and the body, for batched publishes)
+    zmq_msg_t *body_frame; // the body frame of a single publish, shared with deliveries; or NULL
+    const char *exchange;  // exchange name as published
+    const char *key;       // routing key
+    const uint8_t *props;  // raw msgpack props map, or NULL
+    const uint8_t *body;   // body bytes, or NULL when empty
+    uint32_t exchange_len, key_len, props_len, body_len;
+    uint32_t refs;        // entries (queues) still holding the message
+    bool entry_used;      // the embedded entry is in use
+    hop_entry_t entry;    // embedded entry for the first queue
+    struct hop_msg *next; // freelist link
+};
 
 typedef struct {
     hop_entry_t *head, *tail;
@@ -88,8 +95,10 @@ struct hop_queue {
 
 // Records ----------------------------------------------------------------------------------
 
-// Returns a message record with empty frames (from a freelist).
+// Returns a message record with an empty frame (from a freelist).
 hop_msg_t *hop_msg_new(void);
+// Gives msg a body frame of its own (empty, for the caller to fill or move into) and returns it.
+zmq_msg_t *hop_msg_body_frame(hop_msg_t *msg);
 // Drops one reference; frees the record (and its frames) at zero.
 void hop_msg_release(hop_msg_t *msg);
 hop_entry_t *hop_entry_new(hop_msg_t *msg);

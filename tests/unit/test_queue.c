@@ -30,9 +30,10 @@ static hop_msg_t *
 s_msg_with_body(char fill)
 {
     hop_msg_t *msg = hop_msg_new();
-    zmq_msg_close(&msg->body_frame);
-    assert_int_equal(zmq_msg_init_size(&msg->body_frame, BODY_SIZE), 0);
-    memset(zmq_msg_data(&msg->body_frame), fill, BODY_SIZE);
+    zmq_msg_t *body = hop_msg_body_frame(msg);
+    zmq_msg_close(body);
+    assert_int_equal(zmq_msg_init_size(body, BODY_SIZE), 0);
+    memset(zmq_msg_data(body), fill, BODY_SIZE);
     return msg;
 }
 
@@ -41,8 +42,9 @@ s_assert_body(hop_msg_t *msg, char fill)
 {
     char expect[BODY_SIZE];
     memset(expect, fill, sizeof expect);
-    assert_int_equal(zmq_msg_size(&msg->body_frame), BODY_SIZE);
-    assert_memory_equal(zmq_msg_data(&msg->body_frame), expect, BODY_SIZE);
+    assert_non_null(msg->body_frame);
+    assert_int_equal(zmq_msg_size(msg->body_frame), BODY_SIZE);
+    assert_memory_equal(zmq_msg_data(msg->body_frame), expect, BODY_SIZE);
 }
 
 // Pushes n fresh messages; returns the entries in entries[] (may be NULL).
@@ -81,9 +83,34 @@ test_msg_new_has_empty_frames_and_no_refs(void **state)
     hop_msg_t *msg = hop_msg_new();
     assert_int_equal(msg->refs, 0);
     assert_int_equal(zmq_msg_size(&msg->frame), 0);
-    assert_int_equal(zmq_msg_size(&msg->body_frame), 0);
+    assert_null(msg->body_frame);
+    assert_false(msg->entry_used);
     assert_true(!msg->exchange && !msg->key && !msg->props);
     hop_msg_release(msg);
+}
+
+// The first queue's entry lives inside the message record; a second queue gets its own. The
+// message outlives whichever entry goes first, and its embedded slot can be reused.
+static void
+test_first_entry_is_embedded_in_the_message(void **state)
+{
+    (void)state;
+    hop_msg_t *msg = s_msg_with_body('e');
+    hop_entry_t *first = hop_entry_new(msg);
+    hop_entry_t *second = hop_entry_new(msg);
+    assert_ptr_equal(first, &msg->entry);
+    assert_true(first->embedded);
+    assert_false(second->embedded);
+    assert_int_equal(msg->refs, 2);
+    hop_entry_destroy(&first); // the embedded one first: msg must survive for second
+    assert_false(msg->entry_used);
+    assert_int_equal(msg->refs, 1);
+    s_assert_body(msg, 'e');
+    hop_entry_t *third = hop_entry_new(msg); // the slot is free again
+    assert_ptr_equal(third, &msg->entry);
+    hop_entry_destroy(&second);
+    s_assert_body(msg, 'e');
+    hop_entry_destroy(&third);
 }
 
 static void
@@ -257,7 +284,6 @@ test_requeue_goes_ahead_of_never_delivered_entries(void **state)
     assert_false(e->unacked);
     assert_true(e->redelivered);
     assert_int_equal(e->tag, 0);
-    assert_null(e->conn);
     assert_null(e->consumer);
     assert_int_equal(e->deliveries, 1); // the count survives: "count" on the next delivery
     s_assert_list(&queue->ready, (uint64_t[]){1, 2, 3}, 3);
@@ -789,6 +815,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_msg_new_has_empty_frames_and_no_refs),
+        cmocka_unit_test(test_first_entry_is_embedded_in_the_message),
         cmocka_unit_test(test_entry_new_takes_a_reference),
         cmocka_unit_test(test_released_records_are_reused),
         cmocka_unit_test(test_new_copies_name_and_starts_empty),
