@@ -75,6 +75,10 @@ hop_xchg_t *hop_topology_exchange(hop_broker_t *self, const hop_str_t *name);
 // Checks that conn may use queue (exclusive queues belong to one connection); sends 405 and
 // returns -1 if not.
 int hop_topology_access(hop_broker_t *self, hop_conn_t *conn, hop_queue_t *queue, uint64_t id);
+// The queue a request names in `queue`, if conn may use it; otherwise the error (field
+// missing 502, no such queue 404, exclusive to another connection 405) is sent and NULL is
+// returned.
+hop_queue_t *hop_topology_use_queue(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 // Deletes queue: cancels its consumers (telling their clients), removes its bindings.
 void hop_topology_delete_queue(hop_broker_t *self, hop_queue_t *queue);
 void hop_topology_exchange_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);

@@ -379,17 +379,8 @@ hop_deliver_settle(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 void
 hop_deliver_consume(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
-    if (!(w->has & HOP_F_QUEUE)) {
-        hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR, "'consume' needs field 'queue'");
-        return;
-    }
-    hop_queue_t *q = hop_topology_queue(self, &w->queue);
-    if (!q) {
-        hop_broker_error(self, conn, w->id, HOP_CODE_NOT_FOUND, "no queue '%.*s'",
-                         (int)w->queue.len, w->queue.ptr);
-        return;
-    }
-    if (hop_topology_access(self, conn, q, w->id))
+    hop_queue_t *q = hop_topology_use_queue(self, conn, w);
+    if (!q)
         return;
     if (w->prefetch > UINT32_MAX) {
         hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
@@ -506,17 +497,8 @@ hop_deliver_requeue_conn(hop_broker_t *self, hop_conn_t *conn)
 void
 hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
-    if (!(w->has & HOP_F_QUEUE)) {
-        hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR, "'get' needs field 'queue'");
-        return;
-    }
-    hop_queue_t *q = hop_topology_queue(self, &w->queue);
-    if (!q) {
-        hop_broker_error(self, conn, w->id, HOP_CODE_NOT_FOUND, "no queue '%.*s'",
-                         (int)w->queue.len, w->queue.ptr);
-        return;
-    }
-    if (hop_topology_access(self, conn, q, w->id))
+    hop_queue_t *q = hop_topology_use_queue(self, conn, w);
+    if (!q)
         return;
     hop_entry_t *e = hop_queue_take(q);
     if (!e) {

@@ -135,6 +135,19 @@ s_equivalent(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, const ch
     return -1;
 }
 
+hop_queue_t *
+hop_topology_use_queue(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    if (s_need(self, conn, w, HOP_F_QUEUE, "queue"))
+        return NULL;
+    hop_queue_t *q = hop_topology_queue(self, &w->queue);
+    if (!q) {
+        s_not_found(self, conn, w->id, "queue", &w->queue);
+        return NULL;
+    }
+    return hop_topology_access(self, conn, q, w->id) ? NULL : q;
+}
+
 void
 hop_topology_exchange_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
@@ -325,14 +338,8 @@ hop_topology_delete_queue(hop_broker_t *self, hop_queue_t *queue)
 void
 hop_topology_queue_delete(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
-    if (s_need(self, conn, w, HOP_F_QUEUE, "queue"))
-        return;
-    hop_queue_t *q = hop_topology_queue(self, &w->queue);
-    if (!q) {
-        s_not_found(self, conn, w->id, "queue", &w->queue);
-        return;
-    }
-    if (hop_topology_access(self, conn, q, w->id))
+    hop_queue_t *q = hop_topology_use_queue(self, conn, w);
+    if (!q)
         return;
     if (w->if_unused && q->consumer_count) {
         hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
@@ -354,14 +361,8 @@ hop_topology_queue_delete(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t
 void
 hop_topology_queue_purge(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
-    if (s_need(self, conn, w, HOP_F_QUEUE, "queue"))
-        return;
-    hop_queue_t *q = hop_topology_queue(self, &w->queue);
-    if (!q) {
-        s_not_found(self, conn, w->id, "queue", &w->queue);
-        return;
-    }
-    if (hop_topology_access(self, conn, q, w->id))
+    hop_queue_t *q = hop_topology_use_queue(self, conn, w);
+    if (!q)
         return;
     size_t n = hop_queue_purge(q);
     hop_broker_reply(self, HOP_CMD_OK, w->id);
@@ -372,21 +373,16 @@ hop_topology_queue_purge(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t 
 void
 hop_topology_bind(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, bool bind)
 {
-    if (s_need(self, conn, w, HOP_F_QUEUE, "queue") ||
-        s_need(self, conn, w, HOP_F_EXCHANGE, "exchange"))
+    if (s_need(self, conn, w, HOP_F_EXCHANGE, "exchange"))
         return;
-    hop_queue_t *q = hop_topology_queue(self, &w->queue);
-    if (!q) {
-        s_not_found(self, conn, w->id, "queue", &w->queue);
+    hop_queue_t *q = hop_topology_use_queue(self, conn, w);
+    if (!q)
         return;
-    }
     hop_xchg_t *x = hop_topology_exchange(self, &w->exchange);
     if (!x) {
         s_not_found(self, conn, w->id, "exchange", &w->exchange);
         return;
     }
-    if (hop_topology_access(self, conn, q, w->id))
-        return;
     if (!x->table) {
         hop_broker_error(self, conn, w->id, HOP_CODE_ACCESS_REFUSED,
                          "the default exchange cannot be bound or unbound: every queue is "

@@ -38,37 +38,6 @@ static const struct {
     {"list", hop_cli_list},       {"status", hop_cli_status},
 };
 
-static const char *
-s_code_name(int code)
-{
-    switch (code) {
-    case HOP_CODE_CONTENT_TOO_LARGE:
-        return "content-too-large";
-    case HOP_CODE_ACCESS_REFUSED:
-        return "access-refused";
-    case HOP_CODE_NOT_FOUND:
-        return "not-found";
-    case HOP_CODE_RESOURCE_LOCKED:
-        return "resource-locked";
-    case HOP_CODE_PRECONDITION_FAILED:
-        return "precondition-failed";
-    case HOP_CODE_FRAME_ERROR:
-        return "frame-error";
-    case HOP_CODE_SYNTAX_ERROR:
-        return "syntax-error";
-    case HOP_CODE_COMMAND_INVALID:
-        return "command-invalid";
-    case HOP_CODE_UNEXPECTED_FRAME:
-        return "unexpected-frame";
-    case HOP_CODE_NOT_IMPLEMENTED:
-        return "not-implemented";
-    case HOP_CODE_INTERNAL_ERROR:
-        return "internal-error";
-    default:
-        return "error";
-    }
-}
-
 static const hop_cli_opt_t *
 s_find_opt(const hop_cli_opt_t *opts, const char *word, size_t len)
 {
@@ -264,7 +233,7 @@ hop_cli_fail(const hop_cli_t *cli, hop_client_t *client, int rc, const char *hin
     // text first and its code after, so drop that prefix.
     if (code) {
         char prefix[64];
-        snprintf(prefix, sizeof prefix, "broker: %d %s: ", code, s_code_name(code));
+        snprintf(prefix, sizeof prefix, "broker: %d %s: ", code, hop_code_name(code));
         if (strncmp(text, prefix, strlen(prefix)) == 0)
             text += strlen(prefix);
     }
@@ -296,7 +265,7 @@ hop_cli_fail(const hop_cli_t *cli, hop_client_t *client, int rc, const char *hin
         return HOP_EXIT_USAGE;
     default:
         if (code)
-            fprintf(stderr, ": %s (%d %s)", text, code, s_code_name(code));
+            fprintf(stderr, ": %s (%d %s)", text, code, hop_code_name(code));
         else
             fprintf(stderr, ": %s", text);
         if (hint)

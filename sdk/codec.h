@@ -7,6 +7,8 @@
 #ifndef HOP_CODEC_H_INCLUDED
 #define HOP_CODEC_H_INCLUDED
 
+#include "hopper.h"
+
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -205,7 +207,6 @@ int hop_batch_next(hop_batch_t *self, const uint8_t **header, uint32_t *header_l
 void hop_batch_append(msgpack_sbuffer *buf, const void *header, size_t header_len, const void *body,
                       size_t body_len);
 
-// Error code names ("not-found" for 404); "error" for unknown codes.
-const char *hop_code_name(int code);
+// hop_code_name (error code names) is declared in hopper.h: applications use it too.
 
 #endif

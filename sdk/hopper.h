@@ -76,6 +76,9 @@ enum {
     HOP_CODE_INTERNAL_ERROR = 541,
 };
 
+// Name of a broker error code ("not-found" for 404); "error" for codes it does not know.
+const char *hop_code_name(int code);
+
 // Flags for declares and consume.
 enum {
     HOP_DURABLE = 1 << 0,
