@@ -218,10 +218,11 @@ hop_broker_send_raw(hop_broker_t *self, const void *peer, size_t peer_len, const
     }
     // Once the first frame is accepted the rest of the message always is.
     zmq_send(self->router, header, header_size, (has_body ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT);
-    if (has_body && msg->body_frame) {
+    zmq_msg_t *own = msg && msg->frames ? &msg->frames->body : NULL;
+    if (has_body && own && zmq_msg_size(own)) {
         zmq_msg_t copy; // shares the body's buffer: no copy of the bytes
         zmq_msg_init(&copy);
-        zmq_msg_copy(&copy, msg->body_frame);
+        zmq_msg_copy(&copy, own);
         if (zmq_msg_send(&copy, self->router, ZMQ_DONTWAIT) < 0)
             zmq_msg_close(&copy);
     } else if (has_body)
@@ -594,8 +595,8 @@ s_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 // when a batch record is not allowed in a batch (the rest of the batch is then skipped).
 static int
 s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, const uint8_t *hdr,
-          size_t hdr_len, zmq_msg_t *frame, zmq_msg_t *body_frame, const void *body,
-          size_t body_len, bool has_body, int extra, bool in_batch)
+          size_t hdr_len, hop_frames_t *batch, zmq_msg_t *frame, zmq_msg_t *body_frame,
+          const void *body, size_t body_len, bool has_body, int extra, bool in_batch)
 {
     hop_wire_t w;
     int rc = hop_wire_decode(&w, hdr, hdr_len, self->err, sizeof self->err);
@@ -650,19 +651,27 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
                              "a batch needs its records frame");
             break;
         }
+        // The records frame goes into a holder that publishes in it will share. The loop holds
+        // a reference of its own: a no-ack delivery may release every message's reference
+        // while the rest of the batch is still being read.
+        hop_frames_t *holder = hop_frames_new();
+        zmq_msg_move(&holder->header, body_frame);
+        holder->refs = 1;
         hop_batch_t it;
-        hop_batch_init(&it, body, body_len);
+        hop_batch_init(&it, zmq_msg_data(&holder->header), zmq_msg_size(&holder->header));
         const uint8_t *rh, *rb;
         uint32_t rhl, rbl;
         uint64_t n = 0;
-        while ((rc = hop_batch_next(&it, &rh, &rhl, &rb, &rbl)) == 1) {
+        bool stop = false;
+        while (!stop && (rc = hop_batch_next(&it, &rh, &rhl, &rb, &rbl)) == 1) {
             n++;
-            if (s_command(self, conn, id, id_len, rh, rhl, body_frame, NULL, rb, rbl, rbl > 0, 0,
-                          true) < 0)
-                return 0;
-            if (conn->dead)
-                return 0;
+            stop = s_command(self, conn, id, id_len, rh, rhl, holder, NULL, NULL, rb, rbl, rbl > 0,
+                             0, true) < 0 ||
+                   conn->dead;
         }
+        hop_frames_release(holder);
+        if (stop)
+            return 0;
         if (rc < 0)
             hop_broker_error(self, conn, rid, HOP_CODE_FRAME_ERROR,
                              "batch record %llu runs past the end of the frame; the rest of "
@@ -682,7 +691,7 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
                              body_len, self->config.max_message);
             break;
         }
-        hop_deliver_publish(self, conn, &w, frame, body_frame, body, body_len);
+        hop_deliver_publish(self, conn, &w, batch, frame, body_frame, body, body_len);
         break;
     case HOP_CMD_ACK:
     case HOP_CMD_NACK:
@@ -760,9 +769,9 @@ s_handle(hop_broker_t *self, zmq_msg_t *peer, zmq_msg_t *header, zmq_msg_t *body
     hop_conn_t *conn = hop_map_get(self->conns, id, id_len);
     if (conn)
         conn->last_recv = self->now;
-    s_command(self, conn, id, id_len, zmq_msg_data(header), zmq_msg_size(header), header, body,
-              body ? zmq_msg_data(body) : NULL, body ? zmq_msg_size(body) : 0, body != NULL, extra,
-              false);
+    s_command(self, conn, id, id_len, zmq_msg_data(header), zmq_msg_size(header), NULL, header,
+              body, body ? zmq_msg_data(body) : NULL, body ? zmq_msg_size(body) : 0, body != NULL,
+              extra, false);
 }
 
 // Receives and handles up to DRAIN_BATCH messages without blocking.

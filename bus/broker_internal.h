@@ -89,12 +89,12 @@ void hop_topology_queue_purge(hop_broker_t *self, hop_conn_t *conn, const hop_wi
 void hop_topology_bind(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, bool bind);
 
 // deliver.c --------------------------------------------------------------------------------
-// Publishes. frame holds the header bytes that w borrows; body_frame the body (its own frame,
-// moved into the message), or NULL when the body is a span inside frame (a batch record,
-// which the message then shares by reference).
+// Publishes. w borrows the header bytes. A batch record's bytes (header and body) live in
+// batch, which the message then shares; a single publish hands over its header and body
+// frames (moved into a holder of the message's own).
 void hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w,
-                         zmq_msg_t *frame, zmq_msg_t *body_frame, const void *body,
-                         size_t body_len);
+                         hop_frames_t *batch, zmq_msg_t *header, zmq_msg_t *body_frame,
+                         const void *body, size_t body_len);
 // Sends conn's waiting batch (if any). On failure its deliveries go back to their queues as
 // if never taken. Returns 0 or -1.
 int hop_deliver_flush(hop_broker_t *self, hop_conn_t *conn);

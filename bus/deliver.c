@@ -19,8 +19,8 @@ s_rebase(const void *ptr, const void *old_base, const void *new_base)
 }
 
 void
-hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, zmq_msg_t *frame,
-                    zmq_msg_t *body_frame, const void *body, size_t body_len)
+hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, hop_frames_t *batch,
+                    zmq_msg_t *header, zmq_msg_t *body_frame, const void *body, size_t body_len)
 {
     hop_str_t xname = w->exchange;
     hop_xchg_t *x = hop_topology_exchange(self, &xname);
@@ -48,22 +48,24 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, z
         return;
     }
     // Keep the frames: the body is shared by every queue and delivery, never copied. A batch
-    // record keeps a reference to the whole records frame instead.
+    // record shares the batch's holder; a single publish gets a holder of its own.
     hop_msg_t *msg = hop_msg_new();
-    const void *old_base = zmq_msg_data(frame);
-    if (body_frame) {
-        zmq_msg_move(&msg->frame, frame);
-        if (zmq_msg_size(body_frame)) {
-            zmq_msg_t *own = hop_msg_body_frame(msg);
-            zmq_msg_move(own, body_frame);
-            msg->body = zmq_msg_data(own);
-        }
+    const void *old_base, *base;
+    if (batch) {
+        hop_msg_attach(msg, batch);
+        old_base = base = zmq_msg_data(&batch->header);
+        msg->body = body_len ? body : NULL;
     } else {
-        zmq_msg_copy(&msg->frame, frame);
-        msg->body = body_len ? s_rebase(body, old_base, zmq_msg_data(&msg->frame)) : NULL;
+        hop_frames_t *frames = hop_frames_new();
+        old_base = zmq_msg_data(header);
+        zmq_msg_move(&frames->header, header);
+        if (body_frame)
+            zmq_msg_move(&frames->body, body_frame);
+        hop_msg_attach(msg, frames);
+        base = zmq_msg_data(&frames->header);
+        msg->body = body_len ? zmq_msg_data(&frames->body) : NULL;
     }
     msg->body_len = (uint32_t)body_len;
-    const void *base = zmq_msg_data(&msg->frame);
     msg->exchange = s_rebase(xname.ptr, old_base, base);
     msg->exchange_len = xname.len;
     msg->key = s_rebase(w->key.ptr, old_base, base);

@@ -11,16 +11,45 @@
 // system, see hop_broker's idle trim) instead of pinning the peak's memory forever.
 #define FREELIST_MAX 16384
 
-// A body-frame holder; while free, its first bytes link the freelist.
-typedef union s_holder {
-    zmq_msg_t frame;
-    union s_holder *next;
-} s_holder_t;
-
 static hop_msg_t *s_free_msgs;
 static hop_entry_t *s_free_entries;
-static s_holder_t *s_free_holders;
-static size_t s_free_msg_count, s_free_entry_count, s_free_holder_count;
+static hop_frames_t *s_free_frames;
+static size_t s_free_msg_count, s_free_entry_count, s_free_frames_count;
+
+hop_frames_t *
+hop_frames_new(void)
+{
+    hop_frames_t *frames = s_free_frames;
+    if (frames) {
+        s_free_frames = frames->next;
+        s_free_frames_count--;
+    } else
+        frames = hop_malloc(sizeof *frames);
+    zmq_msg_init(&frames->header);
+    zmq_msg_init(&frames->body);
+    frames->refs = 0;
+    frames->next = NULL;
+    return frames;
+}
+
+void
+hop_frames_release(hop_frames_t *frames)
+{
+    assert(frames);
+    if (frames->refs > 1) {
+        frames->refs--;
+        return;
+    }
+    zmq_msg_close(&frames->header);
+    zmq_msg_close(&frames->body);
+    if (s_free_frames_count == FREELIST_MAX) {
+        free(frames);
+        return;
+    }
+    frames->next = s_free_frames;
+    s_free_frames = frames;
+    s_free_frames_count++;
+}
 
 hop_msg_t *
 hop_msg_new(void)
@@ -32,23 +61,23 @@ hop_msg_new(void)
     } else
         msg = hop_malloc(sizeof *msg);
     memset(msg, 0, sizeof *msg);
-    zmq_msg_init(&msg->frame);
     return msg;
+}
+
+void
+hop_msg_attach(hop_msg_t *msg, hop_frames_t *frames)
+{
+    assert(msg && !msg->frames);
+    assert(frames);
+    msg->frames = frames;
+    frames->refs++;
 }
 
 zmq_msg_t *
 hop_msg_body_frame(hop_msg_t *msg)
 {
-    assert(msg && !msg->body_frame);
-    s_holder_t *holder = s_free_holders;
-    if (holder) {
-        s_free_holders = holder->next;
-        s_free_holder_count--;
-    } else
-        holder = hop_malloc(sizeof *holder);
-    zmq_msg_init(&holder->frame);
-    msg->body_frame = &holder->frame;
-    return msg->body_frame;
+    hop_msg_attach(msg, hop_frames_new());
+    return &msg->frames->body;
 }
 
 void
@@ -59,18 +88,8 @@ hop_msg_release(hop_msg_t *msg)
         msg->refs--;
         return;
     }
-    zmq_msg_close(&msg->frame);
-    if (msg->body_frame) {
-        zmq_msg_close(msg->body_frame);
-        s_holder_t *holder = (s_holder_t *)msg->body_frame;
-        if (s_free_holder_count == FREELIST_MAX)
-            free(holder);
-        else {
-            holder->next = s_free_holders;
-            s_free_holders = holder;
-            s_free_holder_count++;
-        }
-    }
+    if (msg->frames)
+        hop_frames_release(msg->frames);
     if (s_free_msg_count == FREELIST_MAX) {
         free(msg);
         return;
@@ -140,12 +159,12 @@ hop_records_trim(void)
         free(s_free_entries);
         s_free_entries = next;
     }
-    while (s_free_holders) {
-        s_holder_t *next = s_free_holders->next;
-        free(s_free_holders);
-        s_free_holders = next;
+    while (s_free_frames) {
+        hop_frames_t *next = s_free_frames->next;
+        free(s_free_frames);
+        s_free_frames = next;
     }
-    s_free_msg_count = s_free_entry_count = s_free_holder_count = 0;
+    s_free_msg_count = s_free_entry_count = s_free_frames_count = 0;
 }
 
 void

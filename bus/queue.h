@@ -39,17 +39,24 @@ typedef struct hop_entry {
     bool embedded; // the entry inside its message record (not from the freelist)
 } hop_entry_t;
 
-// A published message. Strings point into the retained frames: for a single publish the
-// header frame and the body frame; for a publish inside a batch, one shared reference to the
-// batch's records frame holds both. Most messages go to one queue, so the record carries
-// that queue's entry inside it: one record, one allocation, per message.
+// The frames one received ZeroMQ message brought: a single publish's header and body frames,
+// or a batch's records frame (header) shared by every message published in that batch.
+// Messages hold it by reference, so a batch of 256 publishes keeps one record, not 256.
+typedef struct hop_frames {
+    zmq_msg_t header;        // header frame, or the records frame of a batch
+    zmq_msg_t body;          // body frame of a single publish; empty for a batch
+    uint32_t refs;           // messages holding it
+    struct hop_frames *next; // freelist link
+} hop_frames_t;
+
+// A published message. Strings and the body point into its frames. Most messages go to one
+// queue, so the record carries that queue's entry inside it: one record per message.
 struct hop_msg {
-    zmq_msg_t frame;       // holds the header bytes (and the body, for batched publishes)
-    zmq_msg_t *body_frame; // the body frame of a single publish, shared with deliveries; or NULL
-    const char *exchange;  // exchange name as published
-    const char *key;       // routing key
-    const uint8_t *props;  // raw msgpack props map, or NULL
-    const uint8_t *body;   // body bytes, or NULL when empty
+    hop_frames_t *frames; // where the bytes live (shared); NULL until attached
+    const char *exchange; // exchange name as published
+    const char *key;      // routing key
+    const uint8_t *props; // raw msgpack props map, or NULL
+    const uint8_t *body;  // body bytes, or NULL when empty
     uint32_t exchange_len, key_len, props_len, body_len;
     uint32_t refs;        // entries (queues) still holding the message
     bool entry_used;      // the embedded entry is in use
@@ -95,9 +102,16 @@ struct hop_queue {
 
 // Records ----------------------------------------------------------------------------------
 
-// Returns a message record with an empty frame (from a freelist).
+// Returns a frames holder with empty frames and no references (from a freelist).
+hop_frames_t *hop_frames_new(void);
+// Drops one reference; closes the frames and recycles the holder at zero (a holder that no
+// message took is freed by one call).
+void hop_frames_release(hop_frames_t *frames);
+// Returns a message record with no frames (from a freelist).
 hop_msg_t *hop_msg_new(void);
-// Gives msg a body frame of its own (empty, for the caller to fill or move into) and returns it.
+// Makes msg hold frames (one reference).
+void hop_msg_attach(hop_msg_t *msg, hop_frames_t *frames);
+// Gives msg a frames holder of its own and returns its (empty) body frame to fill.
 zmq_msg_t *hop_msg_body_frame(hop_msg_t *msg);
 // Drops one reference; frees the record (and its frames) at zero.
 void hop_msg_release(hop_msg_t *msg);

@@ -42,9 +42,9 @@ s_assert_body(hop_msg_t *msg, char fill)
 {
     char expect[BODY_SIZE];
     memset(expect, fill, sizeof expect);
-    assert_non_null(msg->body_frame);
-    assert_int_equal(zmq_msg_size(msg->body_frame), BODY_SIZE);
-    assert_memory_equal(zmq_msg_data(msg->body_frame), expect, BODY_SIZE);
+    assert_non_null(msg->frames);
+    assert_int_equal(zmq_msg_size(&msg->frames->body), BODY_SIZE);
+    assert_memory_equal(zmq_msg_data(&msg->frames->body), expect, BODY_SIZE);
 }
 
 // Pushes n fresh messages; returns the entries in entries[] (may be NULL).
@@ -82,11 +82,33 @@ test_msg_new_has_empty_frames_and_no_refs(void **state)
     (void)state;
     hop_msg_t *msg = hop_msg_new();
     assert_int_equal(msg->refs, 0);
-    assert_int_equal(zmq_msg_size(&msg->frame), 0);
-    assert_null(msg->body_frame);
+    assert_null(msg->frames);
     assert_false(msg->entry_used);
     assert_true(!msg->exchange && !msg->key && !msg->props);
     hop_msg_release(msg);
+}
+
+// Messages of one batch share one frames holder; it lives until the last of them goes.
+static void
+test_frames_are_shared_until_the_last_message_goes(void **state)
+{
+    (void)state;
+    hop_frames_t *frames = hop_frames_new();
+    assert_int_equal(zmq_msg_init_size(&frames->header, BODY_SIZE), 0);
+    memset(zmq_msg_data(&frames->header), 'f', BODY_SIZE);
+    frames->refs = 1; // the batch loop's own reference
+    hop_msg_t *a = hop_msg_new(), *b = hop_msg_new();
+    hop_msg_attach(a, frames);
+    hop_msg_attach(b, frames);
+    hop_entry_t *ea = hop_entry_new(a), *eb = hop_entry_new(b);
+    hop_frames_release(frames); // the loop is done
+    assert_int_equal(frames->refs, 2);
+    hop_entry_destroy(&ea);
+    assert_int_equal(frames->refs, 1);
+    assert_int_equal(((const char *)zmq_msg_data(&frames->header))[BODY_SIZE - 1], 'f');
+    hop_entry_destroy(&eb); // last one: holder recycled, frame closed (LSan checks)
+    assert_ptr_equal(hop_frames_new(), frames);
+    hop_frames_release(frames);
 }
 
 // The first queue's entry lives inside the message record; a second queue gets its own. The
@@ -816,6 +838,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_msg_new_has_empty_frames_and_no_refs),
         cmocka_unit_test(test_first_entry_is_embedded_in_the_message),
+        cmocka_unit_test(test_frames_are_shared_until_the_last_message_goes),
         cmocka_unit_test(test_entry_new_takes_a_reference),
         cmocka_unit_test(test_released_records_are_reused),
         cmocka_unit_test(test_new_copies_name_and_starts_empty),
