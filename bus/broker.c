@@ -112,6 +112,8 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
         self->config.heartbeat_ms = HOP_DEFAULT_HEARTBEAT;
     if (!self->config.max_message)
         self->config.max_message = HOP_DEFAULT_MAX_MESSAGE;
+    if (!self->config.sndhwm)
+        self->config.sndhwm = HOP_DEFAULT_SNDHWM;
     self->data_dir =
         hop_strndup(config->data_dir ? config->data_dir : HOP_DEFAULT_DATA_DIR,
                     strlen(config->data_dir ? config->data_dir : HOP_DEFAULT_DATA_DIR));
@@ -134,7 +136,7 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
     self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
     // Mandatory routing: a send to a full or vanished peer fails instead of being dropped
     // silently, so a delivery is never lost in the socket.
-    int one = 1, zero = 0, sndhwm = 100000, rcvhwm = 10000;
+    int one = 1, zero = 0, sndhwm = self->config.sndhwm, rcvhwm = 10000;
     zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->router, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);

@@ -10,12 +10,14 @@ typedef struct {
     const char *data_dir;  // created if missing, locked while the broker runs
     uint32_t heartbeat_ms; // default heartbeat interval offered to clients
     size_t max_message;    // largest body accepted, bytes
+    int sndhwm;            // ZeroMQ messages queued per connection before its consumers stall
 } hop_broker_config_t;
 
 #define HOP_DEFAULT_BIND        "tcp://127.0.0.1:5680"
 #define HOP_DEFAULT_DATA_DIR    "./var/hopper"
 #define HOP_DEFAULT_HEARTBEAT   1000
 #define HOP_DEFAULT_MAX_MESSAGE (8u * 1024 * 1024)
+#define HOP_DEFAULT_SNDHWM      100000
 
 typedef struct hop_broker hop_broker_t;
 

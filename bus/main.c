@@ -26,6 +26,9 @@ s_usage(FILE *out)
             "                        a client silent for 5 intervals is declared dead and\n"
             "                        its unacked messages return to their queues\n"
             "  --max-message BYTES   largest message body accepted (default %u)\n"
+            "  --sndhwm N            messages (or batches) queued per connection before its\n"
+            "                        consumers are paused; they resume as it drains\n"
+            "                        (default %d)\n"
             "  --log-level LEVEL     error, warn, info or debug (default info)\n"
             "  -h, --help            show this help\n"
             "  --version             show the version\n"
@@ -33,7 +36,7 @@ s_usage(FILE *out)
             "On start it prints one line on stdout: \"hopperd listening on ENDPOINT\".\n"
             "Logs go to stderr. SIGINT or SIGTERM stops it cleanly.\n",
             HOP_DEFAULT_BIND, HOP_DEFAULT_DATA_DIR, HOP_DEFAULT_BIND, HOP_DEFAULT_DATA_DIR,
-            HOP_DEFAULT_HEARTBEAT, HOP_DEFAULT_MAX_MESSAGE);
+            HOP_DEFAULT_HEARTBEAT, HOP_DEFAULT_MAX_MESSAGE, HOP_DEFAULT_SNDHWM);
 }
 
 static int
@@ -70,7 +73,7 @@ main(int argc, char **argv)
         }
         bool takes_value = strcmp(arg, "--bind") == 0 || strcmp(arg, "--data-dir") == 0 ||
                            strcmp(arg, "--heartbeat") == 0 || strcmp(arg, "--max-message") == 0 ||
-                           strcmp(arg, "--log-level") == 0;
+                           strcmp(arg, "--log-level") == 0 || strcmp(arg, "--sndhwm") == 0;
         if (!takes_value) {
             fprintf(stderr, "hopperd: unknown option '%s' (see hopperd --help)\n", arg);
             return 2;
@@ -92,6 +95,10 @@ main(int argc, char **argv)
             if (s_number(arg, value, 1, 1ull << 30, &n))
                 return 2;
             config.max_message = (size_t)n;
+        } else if (strcmp(arg, "--sndhwm") == 0) {
+            if (s_number(arg, value, 1, 10000000, &n))
+                return 2;
+            config.sndhwm = (int)n;
         } else {
             int level = hop_log_level_parse(value);
             if (level < 0) {

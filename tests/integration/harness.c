@@ -275,7 +275,7 @@ s_read_endpoint(harness_broker_t *self, uint64_t deadline)
 static int
 s_spawn(harness_broker_t *self, const char *bind)
 {
-    char heartbeat[32], max_message[32];
+    char heartbeat[32], max_message[32], sndhwm[32];
     char *argv[16];
     int argc = 0;
     argv[argc++] = (char *)HOPPERD_PATH;
@@ -294,6 +294,11 @@ s_spawn(harness_broker_t *self, const char *bind)
         snprintf(max_message, sizeof max_message, "%ld", self->opts.max_message);
         argv[argc++] = "--max-message";
         argv[argc++] = max_message;
+    }
+    if (self->opts.sndhwm > 0) {
+        snprintf(sndhwm, sizeof sndhwm, "%d", self->opts.sndhwm);
+        argv[argc++] = "--sndhwm";
+        argv[argc++] = sndhwm;
     }
     argv[argc] = NULL;
 

@@ -26,6 +26,7 @@ typedef struct {
     int heartbeat_ms;      // --heartbeat; 0 = the broker's default
     long max_message;      // --max-message; 0 = the broker's default
     const char *log_level; // --log-level; NULL = "info"
+    int sndhwm;            // --sndhwm; 0 = the broker's default
 } harness_opts_t;
 
 typedef struct harness_broker harness_broker_t;

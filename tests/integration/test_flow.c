@@ -1,0 +1,217 @@
+// tests/integration/test_flow.c - a consumer that stops reading: the broker must stop sending
+// to it (its per-connection send limit, --sndhwm), keep the rest of the messages ready in the
+// queue, and deliver every one of them, in order and exactly once, when the consumer reads
+// again. This drives the path where a batch of deliveries cannot be sent and goes back to its
+// queue as if never taken.
+#include "codec.h"
+#include "harness.h"
+#include "hopper.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include <cmocka.h>
+
+#define N_MESSAGES 100000
+#define BODY_SIZE  100
+
+typedef struct {
+    harness_broker_t *broker;
+    void *ctx;
+    void *sub; // raw DEALER that says batch:true and reads only when told
+} fx_t;
+
+static int
+s_setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    harness_opts_t opts = {.sndhwm = 20, .log_level = "warn"};
+    fx->broker = harness_broker_start(&opts);
+    assert_non_null(fx->broker);
+    fx->ctx = zmq_ctx_new();
+    *state = fx;
+    return 0;
+}
+
+static int
+s_teardown(void **state)
+{
+    fx_t *fx = *state;
+    if (fx->sub)
+        zmq_close(fx->sub);
+    zmq_ctx_term(fx->ctx);
+    assert_int_equal(harness_broker_stop(fx->broker, 10000), 0);
+    harness_broker_destroy(&fx->broker);
+    free(fx);
+    return 0;
+}
+
+static void
+s_send(void *sock, hop_enc_t *enc)
+{
+    size_t size;
+    const void *data = hop_enc_end(enc, &size);
+    assert_int_equal(zmq_send(sock, data, size, 0), (int)size);
+}
+
+// Receives one message; returns its frames (header, and body or records) into h and b.
+static bool
+s_recv(void *sock, zmq_msg_t *h, zmq_msg_t *b, int timeout_ms)
+{
+    zmq_pollitem_t item = {.socket = sock, .events = ZMQ_POLLIN};
+    if (zmq_poll(&item, 1, timeout_ms) <= 0)
+        return false;
+    assert_true(zmq_msg_recv(h, sock, 0) >= 0);
+    if (zmq_msg_more(h))
+        assert_true(zmq_msg_recv(b, sock, 0) >= 0);
+    return true;
+}
+
+// Reads the reply to a request on the raw socket (skipping heartbeats).
+static hop_cmd_t
+s_reply(void *sock)
+{
+    for (;;) {
+        zmq_msg_t h, b;
+        zmq_msg_init(&h);
+        zmq_msg_init(&b);
+        assert_true(s_recv(sock, &h, &b, 5000));
+        hop_wire_t w;
+        assert_int_equal(hop_wire_decode(&w, zmq_msg_data(&h), zmq_msg_size(&h), NULL, 0), 0);
+        hop_cmd_t cmd = w.cmd;
+        zmq_msg_close(&h);
+        zmq_msg_close(&b);
+        if (cmd != HOP_CMD_HEARTBEAT)
+            return cmd;
+    }
+}
+
+static uint64_t
+s_ready(hop_client_t *admin, const char *queue)
+{
+    hop_client_t *c = admin;
+    uint64_t messages = 0;
+    assert_int_equal(hop_client_declare_queue_ex(c, queue, HOP_PASSIVE, NULL, 0, &messages, NULL),
+                     HOP_OK);
+    return messages;
+}
+
+// Checks one delivery's body: the sequence numbers must come in order, each once.
+static void
+s_take(uint64_t *next, const void *body, size_t size)
+{
+    assert_int_equal(size, BODY_SIZE);
+    uint64_t seq;
+    memcpy(&seq, body, sizeof seq);
+    assert_int_equal(seq, *next);
+    (*next)++;
+}
+
+static void
+test_stalled_consumer_gets_everything_in_order_once(void **state)
+{
+    fx_t *fx = *state;
+    const char *ep = harness_broker_endpoint(fx->broker);
+
+    // The consumer: a small receive buffer, and it will not read while the flood goes on.
+    fx->sub = zmq_socket(fx->ctx, ZMQ_DEALER);
+    int small = 1, rcvbuf = 4096;
+    zmq_setsockopt(fx->sub, ZMQ_RCVHWM, &small, sizeof small);
+    zmq_setsockopt(fx->sub, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    assert_int_equal(zmq_connect(fx->sub, ep), 0);
+    hop_enc_t enc;
+    hop_enc_init(&enc);
+    hop_enc_begin(&enc, HOP_CMD_HELLO);
+    hop_enc_uint(&enc, "id", 1);
+    hop_enc_uint(&enc, "version", 1);
+    hop_enc_uint(&enc, "heartbeat", 60000);
+    hop_enc_bool(&enc, "batch", true);
+    s_send(fx->sub, &enc);
+    assert_int_equal(s_reply(fx->sub), HOP_CMD_HELLO_OK);
+    hop_enc_begin(&enc, HOP_CMD_QUEUE_DECLARE);
+    hop_enc_uint(&enc, "id", 2);
+    hop_enc_cstr(&enc, "queue", "flow");
+    s_send(fx->sub, &enc);
+    assert_int_equal(s_reply(fx->sub), HOP_CMD_QUEUE_OK);
+    hop_enc_begin(&enc, HOP_CMD_CONSUME);
+    hop_enc_uint(&enc, "id", 3);
+    hop_enc_cstr(&enc, "queue", "flow");
+    hop_enc_bool(&enc, "no_ack", true); // no prefetch: only the send limit holds it back
+    s_send(fx->sub, &enc);
+    assert_int_equal(s_reply(fx->sub), HOP_CMD_CONSUME_OK);
+
+    // The flood.
+    hop_client_t *admin = hop_client_new();
+    hop_client_set_heartbeat(admin, 60000);
+    assert_int_equal(hop_client_connect(admin, ep), HOP_OK);
+    char body[BODY_SIZE] = {0};
+    for (uint64_t i = 0; i < N_MESSAGES; i++) {
+        memcpy(body, &i, sizeof i);
+        assert_int_equal(hop_client_publish(admin, "", "flow", body, sizeof body, NULL), HOP_OK);
+    }
+    // Once every publish is in, the broker holds back what the consumer's pipe cannot take.
+    uint64_t ready = s_ready(admin, "flow");
+    assert_true(ready > 0);
+
+    // The consumer reads again: everything arrives, in order, once.
+    uint64_t next = 0;
+    while (next < N_MESSAGES) {
+        zmq_msg_t h, b;
+        zmq_msg_init(&h);
+        zmq_msg_init(&b);
+        if (!s_recv(fx->sub, &h, &b, 10000))
+            fail_msg("stalled at %llu of %d messages", (unsigned long long)next, N_MESSAGES);
+        hop_wire_t w;
+        assert_int_equal(hop_wire_decode(&w, zmq_msg_data(&h), zmq_msg_size(&h), NULL, 0), 0);
+        if (w.cmd == HOP_CMD_DELIVER)
+            s_take(&next, zmq_msg_data(&b), zmq_msg_size(&b));
+        else if (w.cmd == HOP_CMD_BATCH) {
+            hop_batch_t it;
+            hop_batch_init(&it, zmq_msg_data(&b), zmq_msg_size(&b));
+            const uint8_t *rh, *rb;
+            uint32_t rhl, rbl;
+            uint64_t records = 0;
+            while (hop_batch_next(&it, &rh, &rhl, &rb, &rbl) == 1) {
+                hop_wire_t r;
+                assert_int_equal(hop_wire_decode(&r, rh, rhl, NULL, 0), 0);
+                assert_int_equal(r.cmd, HOP_CMD_DELIVER);
+                s_take(&next, rb, rbl);
+                records++;
+            }
+            assert_int_equal(records, w.count);
+        } else
+            assert_int_equal(w.cmd, HOP_CMD_HEARTBEAT);
+        zmq_msg_close(&h);
+        zmq_msg_close(&b);
+    }
+    // Nothing more: no duplicate comes after the last one, and the queue is empty.
+    zmq_msg_t h, b;
+    zmq_msg_init(&h);
+    zmq_msg_init(&b);
+    while (s_recv(fx->sub, &h, &b, 300)) {
+        hop_wire_t w;
+        assert_int_equal(hop_wire_decode(&w, zmq_msg_data(&h), zmq_msg_size(&h), NULL, 0), 0);
+        assert_int_equal(w.cmd, HOP_CMD_HEARTBEAT);
+    }
+    zmq_msg_close(&h);
+    zmq_msg_close(&b);
+    assert_int_equal(s_ready(admin, "flow"), 0);
+    hop_client_destroy(&admin);
+    hop_enc_fini(&enc);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_stalled_consumer_gets_everything_in_order_once,
+                                        s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
