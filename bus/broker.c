@@ -834,14 +834,22 @@ s_tick(hop_broker_t *self)
         }
     }
     hop_deliver_tick(self);
-    // After a burst, give freed memory back to the system once things are quiet: glibc keeps
-    // freed heap otherwise, and a drained backlog would hold the broker's RSS at its peak.
-    // Only when idle, because trimming walks the heap.
-    if (self->busy)
+    // After a burst, give freed memory back to the system: glibc keeps freed heap otherwise,
+    // and a drained backlog would hold the broker's RSS at its peak. Trimming walks the heap,
+    // so it runs once when the broker goes idle, or at most once a second while busy when
+    // the messages held fell under a quarter of their peak.
+    size_t live = hop_msg_live();
+    if (live > self->live_peak)
+        self->live_peak = live;
+    bool drained = self->live_peak >= 65536 && live < self->live_peak / 4 &&
+                   self->now - self->trimmed_at >= 1000;
+    if (self->busy && !drained)
         self->trimmed = false;
-    else if (!self->trimmed) {
+    else if (!self->trimmed || drained) {
         malloc_trim(0);
         self->trimmed = true;
+        self->trimmed_at = self->now;
+        self->live_peak = live;
     }
     self->busy = false;
 }

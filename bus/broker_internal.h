@@ -47,6 +47,8 @@ struct hop_broker {
     bool has_dead;        // some connection is marked dead and waits to be closed
     bool busy;            // messages arrived since the last tick
     bool trimmed;         // the heap was trimmed since the broker was last busy
+    size_t live_peak;     // most message records alive since the last trim
+    uint64_t trimmed_at;  // monotonic ms of the last trim
     uint64_t published, delivered, acked, unroutable; // totals for status
     char err[256];                                    // scratch for error texts
 };

@@ -15,6 +15,13 @@ static hop_msg_t *s_free_msgs;
 static hop_entry_t *s_free_entries;
 static hop_frames_t *s_free_frames;
 static size_t s_free_msg_count, s_free_entry_count, s_free_frames_count;
+static size_t s_live_msgs; // message records in use
+
+size_t
+hop_msg_live(void)
+{
+    return s_live_msgs;
+}
 
 hop_frames_t *
 hop_frames_new(void)
@@ -61,6 +68,7 @@ hop_msg_new(void)
     } else
         msg = hop_malloc(sizeof *msg);
     memset(msg, 0, sizeof *msg);
+    s_live_msgs++;
     return msg;
 }
 
@@ -90,6 +98,7 @@ hop_msg_release(hop_msg_t *msg)
     }
     if (msg->frames)
         hop_frames_release(msg->frames);
+    s_live_msgs--;
     if (s_free_msg_count == FREELIST_MAX) {
         free(msg);
         return;

@@ -109,6 +109,8 @@ hop_frames_t *hop_frames_new(void);
 void hop_frames_release(hop_frames_t *frames);
 // Returns a message record with no frames (from a freelist).
 hop_msg_t *hop_msg_new(void);
+// Message records in use (for memory housekeeping).
+size_t hop_msg_live(void);
 // Makes msg hold frames (one reference).
 void hop_msg_attach(hop_msg_t *msg, hop_frames_t *frames);
 // Gives msg a frames holder of its own and returns its (empty) body frame to fill.
