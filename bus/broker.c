@@ -104,6 +104,13 @@ hop_broker_t *
 hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
 {
     assert(config);
+    // Handlers first: a SIGTERM that arrives as soon as the broker says it is listening must
+    // still shut it down cleanly, not kill it.
+    struct sigaction sa = {.sa_handler = s_on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
     hop_broker_t *self = hop_calloc(1, sizeof *self);
     self->config = *config;
     if (!self->config.bind)
@@ -857,12 +864,6 @@ s_tick(hop_broker_t *self)
 int
 hop_broker_run(hop_broker_t *self)
 {
-    struct sigaction sa = {.sa_handler = s_on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     zmq_pollitem_t item = {.socket = self->router, .events = ZMQ_POLLIN};
     self->next_tick = hop_now_ms() + TICK_MS;
     while (!s_interrupted) {

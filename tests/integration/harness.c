@@ -845,3 +845,21 @@ harness_items_uint(const void *items, size_t size, const char *key, const char *
     return harness_items_find(items, size, key, value, &map, &map_size) &&
            harness_map_uint(map, map_size, field, out);
 }
+
+int
+harness_broker_finish(harness_broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return 0;
+    int rc = 0;
+    if (!harness_broker_alive(*self_p)) {
+        fprintf(stderr, "teardown: hopperd is not running any more\n");
+        harness_broker_dump_log(*self_p, stderr);
+        rc = -1;
+    } else if (harness_broker_stop(*self_p, HARNESS_STOP_TIMEOUT_MS) != 0) {
+        fprintf(stderr, "teardown: hopperd did not exit cleanly\n");
+        rc = -1;
+    }
+    harness_broker_destroy(self_p);
+    return rc;
+}

@@ -56,6 +56,10 @@ int harness_broker_kill(harness_broker_t *self);
 int harness_broker_restart(harness_broker_t *self);
 // Copies the broker's log (its stderr, across restarts) to out, prefixed.
 void harness_broker_dump_log(const harness_broker_t *self, FILE *out);
+// Ends a test's broker: it must still be running (else its log is dumped) and must exit
+// cleanly on SIGTERM (under ASan: without leaks or errors). Destroys it either way and sets
+// *self_p to NULL. Returns 0, or -1 when either check failed. Accepts NULL.
+int harness_broker_finish(harness_broker_t **self_p);
 // Resident set size of the broker process in KiB (from /proc), or -1.
 long harness_broker_rss_kb(const harness_broker_t *self);
 

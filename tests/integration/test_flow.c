@@ -46,8 +46,7 @@ s_teardown(void **state)
     if (fx->sub)
         zmq_close(fx->sub);
     zmq_ctx_term(fx->ctx);
-    assert_int_equal(harness_broker_stop(fx->broker, 10000), 0);
-    harness_broker_destroy(&fx->broker);
+    assert_int_equal(harness_broker_finish(&fx->broker), 0);
     free(fx);
     return 0;
 }

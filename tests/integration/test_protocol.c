@@ -93,19 +93,8 @@ teardown(void **state)
         return 0;
     raw_destroy(&fx->a);
     raw_destroy(&fx->b);
-    int rc = 0;
-    if (fx->broker) {
-        // The broker must still be up, and must exit cleanly (under ASan: without leaks).
-        if (!harness_broker_alive(fx->broker)) {
-            fprintf(stderr, "teardown: hopperd is not running any more\n");
-            harness_broker_dump_log(fx->broker, stderr);
-            rc = -1;
-        } else if (harness_broker_stop(fx->broker, HARNESS_STOP_TIMEOUT_MS) != 0) {
-            fprintf(stderr, "teardown: hopperd did not exit cleanly\n");
-            rc = -1;
-        }
-        harness_broker_destroy(&fx->broker);
-    }
+    // The broker must still be up, and must exit cleanly (under ASan: without leaks).
+    int rc = harness_broker_finish(&fx->broker);
     free(fx);
     *state = NULL;
     return rc;

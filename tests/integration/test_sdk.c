@@ -56,16 +56,7 @@ teardown(void **state)
         return 0;
     for (int i = 0; i < MAX_CLIENTS; i++)
         hop_client_destroy(&fx->clients[i]);
-    int rc = 0;
-    if (!harness_broker_alive(fx->broker)) {
-        fprintf(stderr, "teardown: hopperd is not running any more\n");
-        harness_broker_dump_log(fx->broker, stderr);
-        rc = -1;
-    } else if (harness_broker_stop(fx->broker, HARNESS_STOP_TIMEOUT_MS) != 0) {
-        fprintf(stderr, "teardown: hopperd did not exit cleanly\n");
-        rc = -1;
-    }
-    harness_broker_destroy(&fx->broker);
+    int rc = harness_broker_finish(&fx->broker);
     free(fx);
     *state = NULL;
     return rc;
