@@ -504,6 +504,7 @@ hop_wire_decode(hop_wire_t *self, const void *data, size_t size, char *err, size
                       "");
     hop_mp_t mp;
     hop_mp_init(&mp, data, size);
+    int syntax = 0; // the first syntax error; decoding goes on to the end regardless
     uint32_t count;
     if (hop_mp_map(&mp, &count))
         return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "header is not a msgpack map%s", "");
@@ -524,8 +525,11 @@ hop_wire_decode(hop_wire_t *self, const void *data, size_t size, char *err, size
                 if (hop_mp_skip(&probe))
                     return s_fail(err, err_size, HOP_CODE_FRAME_ERROR,
                                   "malformed msgpack in 'cmd'%s", "");
-                return s_fail(err, err_size, HOP_CODE_SYNTAX_ERROR,
-                              "field 'cmd' must be a string%s", "");
+                if (!syntax)
+                    syntax = s_fail(err, err_size, HOP_CODE_SYNTAX_ERROR,
+                                    "field 'cmd' must be a string%s", "");
+                mp = probe;
+                continue;
             }
             self->cmd_name.ptr = c;
             self->cmd_name.len = c_len;
@@ -555,9 +559,15 @@ hop_wire_decode(hop_wire_t *self, const void *data, size_t size, char *err, size
             want = "a string";
             hop_str_t *s = (hop_str_t *)at;
             rc = hop_mp_str(&mp, &s->ptr, &s->len);
-            if (rc == 0 && s->len > HOP_NAME_MAX && f->bit != HOP_F_TEXT && f->bit != HOP_F_SERVER)
-                return s_fail(err, err_size, HOP_CODE_SYNTAX_ERROR,
-                              "field '%s' is longer than 255 bytes", f->key);
+            if (rc == 0 && s->len > HOP_NAME_MAX && f->bit != HOP_F_TEXT &&
+                f->bit != HOP_F_SERVER) {
+                if (!syntax)
+                    syntax = s_fail(err, err_size, HOP_CODE_SYNTAX_ERROR,
+                                    "field '%s' is longer than 255 bytes", f->key);
+                s->ptr = NULL;
+                s->len = 0;
+                continue;
+            }
             break;
         }
         case K_MAP:
@@ -584,15 +594,21 @@ hop_wire_decode(hop_wire_t *self, const void *data, size_t size, char *err, size
             if (hop_mp_skip(&probe))
                 return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "malformed msgpack in '%s'",
                               f->key);
-            if (err && err_size)
-                snprintf(err, err_size, "field '%s' must be %s", f->key, want);
-            return HOP_CODE_SYNTAX_ERROR;
+            // Keep reading past it: the rest (the request id above all) still decodes, so
+            // the error reply can name the request it answers.
+            if (!syntax) {
+                if (err && err_size)
+                    snprintf(err, err_size, "field '%s' must be %s", f->key, want);
+                syntax = HOP_CODE_SYNTAX_ERROR;
+            }
+            mp = probe;
+            continue;
         }
         self->has |= f->bit;
     }
     if (!hop_mp_at_end(&mp))
         return s_fail(err, err_size, HOP_CODE_FRAME_ERROR, "trailing bytes after header map%s", "");
-    return 0;
+    return syntax;
 }
 
 // ---------------------------------------------------------------------------------------

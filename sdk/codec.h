@@ -147,9 +147,11 @@ typedef struct {
     hop_span_t items; // an array
 } hop_wire_t;
 
-// Decodes a header frame. Returns 0, or an error code (HOP_CODE_FRAME_ERROR for bad msgpack /
-// not a map / trailing bytes / over HOP_HEADER_MAX, HOP_CODE_SYNTAX_ERROR for a known key of
-// the wrong type or a string over 255 bytes) with a readable reason in err. Unknown keys are
+// Decodes a header frame. A syntax error (a well-formed value of the wrong type, a name too
+// long) does not stop decoding: the other keys, `id` above all, are still decoded, so the
+// error can be matched to its request. Returns 0, or an error code (HOP_CODE_FRAME_ERROR for bad
+// msgpack / not a map / trailing bytes / over HOP_HEADER_MAX, HOP_CODE_SYNTAX_ERROR for a known key
+// of the wrong type or a string over 255 bytes) with a readable reason in err. Unknown keys are
 // skipped. A missing or unknown cmd is not an error here: cmd is HOP_CMD_UNKNOWN.
 int hop_wire_decode(hop_wire_t *self, const void *data, size_t size, char *err, size_t err_size);
 

@@ -1641,6 +1641,43 @@ test_decode_wrong_type_names_the_key(void **state)
     assert_non_null(strstr(err, "'tag'"));
 }
 
+// A wrong type before `id` once hid the id: the error reply then said id 0 and the client
+// waiting for it timed out. Decoding goes on past a syntax error; the first error wins.
+static void
+test_decode_syntax_error_still_decodes_the_id(void **state)
+{
+    (void)state;
+    // {"cmd":"ack","tag":"x","queue":<300 x 'q'>,"id":7}
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    s_pk_str(&pk, "cmd");
+    s_pk_str(&pk, "ack");
+    s_pk_str(&pk, "tag");
+    s_pk_str(&pk, "x");
+    s_pk_str(&pk, "queue");
+    char long_name[300];
+    memset(long_name, 'q', sizeof long_name);
+    msgpack_pack_str(&pk, sizeof long_name);
+    msgpack_pack_str_body(&pk, long_name, sizeof long_name);
+    s_pk_str(&pk, "id");
+    msgpack_pack_uint64(&pk, 7);
+    hop_wire_t w;
+    char err[ERR_SIZE];
+    assert_int_equal(s_decode(&w, sb.data, sb.size, NULL, err), HOP_CODE_SYNTAX_ERROR);
+    assert_non_null(strstr(err, "'tag'")); // the first error is the one reported
+    assert_true(w.has & HOP_F_ID);
+    assert_int_equal(w.id, 7);
+    assert_int_equal(w.cmd, HOP_CMD_ACK);
+    assert_false(w.has & (HOP_F_TAG | HOP_F_QUEUE)); // the bad fields are not "present"
+    // Garbage after a syntax error is still a frame error.
+    sb.data[sb.size - 1] = (char)0xc1;
+    assert_int_equal(s_decode(&w, sb.data, sb.size, NULL, err), HOP_CODE_FRAME_ERROR);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 // {"cmd": "x", key: value}, value given as msgpack bytes; returns the decode code.
 static int
 s_decode_one(const char *key, const uint8_t *value, size_t value_size, hop_wire_t *w, char *err)
@@ -2367,6 +2404,7 @@ main(void)
         cmocka_unit_test(test_decode_empty_map_has_unknown_cmd),
         cmocka_unit_test(test_decode_lying_map_count_is_frame_error),
         cmocka_unit_test(test_decode_wrong_type_names_the_key),
+        cmocka_unit_test(test_decode_syntax_error_still_decodes_the_id),
         cmocka_unit_test(test_decode_wrong_type_for_every_kind_is_syntax_error),
         cmocka_unit_test(test_decode_malformed_value_of_known_key_is_frame_error),
         cmocka_unit_test(test_decode_name_over_255_bytes_is_syntax_error),
