@@ -57,50 +57,15 @@ hop_inmsg_recv(hop_inmsg_t *msg, void *sock)
     return 1;
 }
 
-// Reads only cmd, id, code and text from a header that failed strict decoding. Returns 0 when
-// that makes it a reply.
-static int
-s_wire_lenient(hop_wire_t *wire, const void *data, size_t size)
-{
-    memset(wire, 0, sizeof *wire);
-    wire->requeue = true;
-    hop_mp_t mp;
-    hop_mp_init(&mp, data, size);
-    uint32_t count;
-    if (hop_mp_map(&mp, &count))
-        return -1;
-    for (uint32_t i = 0; i < count; i++) {
-        const char *key, *str;
-        uint32_t len, str_len;
-        if (hop_mp_str(&mp, &key, &len)) {
-            if (hop_mp_skip(&mp) || hop_mp_skip(&mp))
-                return -1;
-            continue;
-        }
-        if (len == 3 && memcmp(key, "cmd", 3) == 0 && hop_mp_str(&mp, &str, &str_len) == 0)
-            wire->cmd = hop_cmd_parse(str, str_len);
-        else if (len == 2 && memcmp(key, "id", 2) == 0 && hop_mp_uint(&mp, &wire->id) == 0)
-            wire->has |= HOP_F_ID;
-        else if (len == 4 && memcmp(key, "code", 4) == 0 && hop_mp_uint(&mp, &wire->code) == 0)
-            wire->has |= HOP_F_CODE;
-        else if (len == 4 && memcmp(key, "text", 4) == 0 &&
-                 hop_mp_str(&mp, &wire->text.ptr, &wire->text.len) == 0)
-            wire->has |= HOP_F_TEXT;
-        else if (hop_mp_skip(&mp))
-            return -1;
-    }
-    return hop_mp_at_end(&mp) && hop_client_is_reply(wire->cmd) ? 0 : -1;
-}
-
 // Decodes msg's header. Returns 0 or -1 with a reason in err. A reply with a wrongly typed
 // field (a broker newer or buggier than us) is still matched to its request by cmd and id, so
-// that the request fails or succeeds on its own instead of timing out; callers then see only
-// cmd, id, code and text.
+// that the request fails or succeeds on its own instead of timing out: the codec decodes past
+// such a field and leaves it out of wire.has.
 int
 hop_inmsg_decode(hop_inmsg_t *msg, char *err, size_t err_size)
 {
     int code = hop_wire_decode(&msg->wire, msg->head, msg->head_size, err, err_size);
-    if (code == HOP_CODE_SYNTAX_ERROR && s_wire_lenient(&msg->wire, msg->head, msg->head_size) == 0)
+    if (code == HOP_CODE_SYNTAX_ERROR && hop_client_is_reply(msg->wire.cmd))
         return 0;
     return code ? -1 : 0;
 }
