@@ -76,10 +76,6 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
     // message's first reference while other queues still need it.
     for (size_t i = 0; i < self->route.size; i++)
         hop_queue_push(self->route.queues[i], msg);
-    if (msg->refs == 0) {
-        hop_msg_release(msg);
-        return;
-    }
     for (size_t i = 0; i < self->route.size; i++)
         hop_deliver_dispatch(self, self->route.queues[i]);
 }
