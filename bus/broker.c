@@ -121,6 +121,8 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
         self->config.max_message = HOP_DEFAULT_MAX_MESSAGE;
     if (!self->config.sndhwm)
         self->config.sndhwm = HOP_DEFAULT_SNDHWM;
+    if (!self->config.ack_timeout_ms)
+        self->config.ack_timeout_ms = HOP_DEFAULT_ACK_TIMEOUT;
     self->data_dir =
         hop_strndup(config->data_dir ? config->data_dir : HOP_DEFAULT_DATA_DIR,
                     strlen(config->data_dir ? config->data_dir : HOP_DEFAULT_DATA_DIR));
@@ -327,6 +329,7 @@ s_conn_close(hop_broker_t *self, hop_conn_t *conn, const char *why)
     for (hop_consumer_t *c = conn->consumers; c; c = c->conn_next)
         c->stalled = true;
     hop_deliver_drop_batch(self, conn);
+    hop_deliver_drop_confirms(self, conn);
     hop_deliver_requeue_conn(self, conn);
     while (conn->consumers)
         hop_deliver_end_consumer(self, conn->consumers, false);
@@ -402,6 +405,36 @@ s_hello(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, con
 
 // Inspection ------------------------------------------------------------------------------
 
+// Writes the queue arguments that are set.
+static void
+s_write_args(hop_broker_t *self, const hop_qargs_t *a)
+{
+    if (a->max_length)
+        hop_enc_uint(&self->enc, "max_length", a->max_length);
+    if (a->max_length_bytes)
+        hop_enc_uint(&self->enc, "max_length_bytes", a->max_length_bytes);
+    if (a->max_length || a->max_length_bytes)
+        hop_enc_cstr(&self->enc, "overflow", a->reject_publish ? "reject-publish" : "drop-head");
+    if (a->has_ttl)
+        hop_enc_uint(&self->enc, "message_ttl", a->message_ttl);
+    if (a->expires)
+        hop_enc_uint(&self->enc, "expires", a->expires);
+    if (a->max_deliveries)
+        hop_enc_uint(&self->enc, "max_deliveries", a->max_deliveries);
+    if (a->dlx)
+        hop_enc_cstr(&self->enc, "dead_letter_exchange", a->dlx);
+    if (a->dlk)
+        hop_enc_cstr(&self->enc, "dead_letter_key", a->dlk);
+    if (a->retry_delay)
+        hop_enc_uint(&self->enc, "retry_delay", a->retry_delay);
+    if (a->retry_delay_max)
+        hop_enc_uint(&self->enc, "retry_delay_max", a->retry_delay_max);
+    if (a->max_priority)
+        hop_enc_uint(&self->enc, "max_priority", a->max_priority);
+    if (a->ack_timeout)
+        hop_enc_uint(&self->enc, "ack_timeout", a->ack_timeout);
+}
+
 static void
 s_list_queues(hop_broker_t *self)
 {
@@ -415,13 +448,23 @@ s_list_queues(hop_broker_t *self)
         hop_enc_bool(&self->enc, "durable", q->durable);
         hop_enc_bool(&self->enc, "exclusive", q->exclusive);
         hop_enc_bool(&self->enc, "auto_delete", q->auto_delete);
-        hop_enc_uint(&self->enc, "messages_ready", q->ready.size);
+        hop_enc_uint(&self->enc, "messages_ready", q->ready_count);
         hop_enc_uint(&self->enc, "messages_unacked", q->unacked.size);
-        hop_enc_uint(&self->enc, "messages", q->ready.size + q->unacked.size);
+        hop_enc_uint(&self->enc, "messages_delayed", q->delayed.size);
+        hop_enc_uint(&self->enc, "messages", q->ready_count + q->unacked.size + q->delayed.size);
+        hop_enc_uint(&self->enc, "bytes_ready", q->ready_bytes);
+        hop_entry_t *oldest = hop_queue_oldest(q);
+        // Age since it was published (or last delivered, or due, if it came back).
+        hop_enc_uint(&self->enc, "oldest_ready_ms", oldest ? self->now - oldest->at : 0);
         hop_enc_uint(&self->enc, "consumers", q->consumer_count);
         hop_enc_uint(&self->enc, "published", q->published);
         hop_enc_uint(&self->enc, "delivered", q->delivered);
         hop_enc_uint(&self->enc, "acked", q->acked);
+        hop_enc_uint(&self->enc, "dead_lettered", q->dead_lettered);
+        hop_enc_uint(&self->enc, "dropped", q->dropped);
+        hop_enc_uint(&self->enc, "expired", q->expired);
+        hop_enc_uint(&self->enc, "rejected_publishes", q->rejected_publishes);
+        s_write_args(self, &q->args);
         hop_enc_map_end(&self->enc);
     }
 }
@@ -513,6 +556,10 @@ s_list_consumers(hop_broker_t *self)
             hop_enc_bool(&self->enc, "exclusive", c->exclusive);
             hop_enc_uint(&self->enc, "unacked", c->unacked);
             hop_enc_uint(&self->enc, "delivered", c->delivered);
+            hop_enc_uint(&self->enc, "ack_timeout",
+                         c->ack_timeout               ? c->ack_timeout
+                         : c->queue->args.ack_timeout ? c->queue->args.ack_timeout
+                                                      : self->config.ack_timeout_ms);
             hop_enc_map_end(&self->enc);
         }
     }
@@ -568,13 +615,14 @@ s_list(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 static void
 s_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
-    uint64_t ready = 0, unacked = 0, consumers = 0;
+    uint64_t ready = 0, unacked = 0, delayed = 0, consumers = 0;
     size_t cursor = 0;
     void *value;
     while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
         hop_queue_t *q = value;
-        ready += q->ready.size;
+        ready += q->ready_count;
         unacked += q->unacked.size;
+        delayed += q->delayed.size;
         consumers += q->consumer_count;
     }
     hop_broker_reply(self, HOP_CMD_STATUS_OK, w->id);
@@ -589,10 +637,19 @@ s_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     hop_enc_uint(&self->enc, "exchanges", hop_map_size(self->exchanges));
     hop_enc_uint(&self->enc, "messages_ready", ready);
     hop_enc_uint(&self->enc, "messages_unacked", unacked);
+    hop_enc_uint(&self->enc, "messages_delayed", delayed);
     hop_enc_uint(&self->enc, "published", self->published);
     hop_enc_uint(&self->enc, "delivered", self->delivered);
     hop_enc_uint(&self->enc, "acked", self->acked);
     hop_enc_uint(&self->enc, "unroutable", self->unroutable);
+    hop_enc_uint(&self->enc, "returned", self->returned);
+    hop_enc_uint(&self->enc, "confirmed", self->confirmed);
+    hop_enc_uint(&self->enc, "rejected_publishes", self->rejected_publishes);
+    hop_enc_uint(&self->enc, "dead_lettered", self->dead_lettered);
+    hop_enc_uint(&self->enc, "dropped", self->dropped);
+    hop_enc_uint(&self->enc, "expired", self->expired);
+    hop_enc_uint(&self->enc, "revoked", self->revoked);
+    hop_enc_uint(&self->enc, "ack_timeout", self->config.ack_timeout_ms);
     hop_enc_uint(&self->enc, "rss_bytes", hop_rss_bytes());
     hop_broker_send(self, conn, NULL);
 }
@@ -885,6 +942,7 @@ hop_broker_run(hop_broker_t *self)
         }
         // Deliveries batched during this turn go out now: batching never waits for more.
         hop_deliver_flush_all(self);
+        hop_deliver_flush_confirms(self);
         s_close_dead(self);
     }
     hop_log(HOP_INFO, "broker", "shutting down: connections=%zu queues=%zu",

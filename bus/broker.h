@@ -6,11 +6,12 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *bind;      // ZeroMQ endpoint; port 0 or * picks a free port
-    const char *data_dir;  // created if missing, locked while the broker runs
-    uint32_t heartbeat_ms; // default heartbeat interval offered to clients
-    size_t max_message;    // largest body accepted, bytes
-    int sndhwm;            // ZeroMQ messages queued per connection before its consumers stall
+    const char *bind;        // ZeroMQ endpoint; port 0 or * picks a free port
+    const char *data_dir;    // created if missing, locked while the broker runs
+    uint32_t heartbeat_ms;   // default heartbeat interval offered to clients
+    size_t max_message;      // largest body accepted, bytes
+    int sndhwm;              // ZeroMQ messages queued per connection before its consumers stall
+    uint64_t ack_timeout_ms; // default ack deadline of deliveries
 } hop_broker_config_t;
 
 #define HOP_DEFAULT_BIND        "tcp://127.0.0.1:5680"
@@ -18,6 +19,7 @@ typedef struct {
 #define HOP_DEFAULT_HEARTBEAT   1000
 #define HOP_DEFAULT_MAX_MESSAGE (8u * 1024 * 1024)
 #define HOP_DEFAULT_SNDHWM      100000
+#define HOP_DEFAULT_ACK_TIMEOUT (30u * 60 * 1000) // 30 minutes, as RabbitMQ
 
 typedef struct hop_broker hop_broker_t;
 

@@ -30,27 +30,29 @@ struct hop_broker {
     hop_broker_config_t config;
     char endpoint[256]; // bound endpoint
     char *data_dir;
-    int lock_fd;          // flock on data_dir/LOCK
-    void *ctx;            // ZeroMQ context
-    void *router;         // the ROUTER socket
-    hop_map_t *conns;     // routing id -> hop_conn_t
-    hop_map_t *queues;    // name -> hop_queue_t
-    hop_map_t *exchanges; // name -> hop_xchg_t
-    hop_enc_t enc;        // reused for every header we send
-    hop_enc_t batch_enc;  // batch headers, written while enc may hold a reply
-    hop_conn_t *out_head; // connections with deliveries waiting in a batch
-    hop_route_t route;    // reused for every publish
-    uint64_t conn_seq;    // for conn-N labels
-    uint64_t started_at;  // monotonic ms
-    uint64_t now;         // monotonic ms, refreshed once per loop turn
-    uint64_t next_tick;   // when the liveness tick runs next
-    bool has_dead;        // some connection is marked dead and waits to be closed
-    bool busy;            // messages arrived since the last tick
-    bool trimmed;         // the heap was trimmed since the broker was last busy
-    size_t live_peak;     // most message records alive since the last trim
-    uint64_t trimmed_at;  // monotonic ms of the last trim
+    int lock_fd;              // flock on data_dir/LOCK
+    void *ctx;                // ZeroMQ context
+    void *router;             // the ROUTER socket
+    hop_map_t *conns;         // routing id -> hop_conn_t
+    hop_map_t *queues;        // name -> hop_queue_t
+    hop_map_t *exchanges;     // name -> hop_xchg_t
+    hop_enc_t enc;            // reused for every header we send
+    hop_enc_t batch_enc;      // batch headers, written while enc may hold a reply
+    hop_conn_t *out_head;     // connections with deliveries waiting in a batch
+    hop_conn_t *confirm_head; // connections with positive confirms to send
+    hop_route_t route;        // reused for every publish
+    uint64_t conn_seq;        // for conn-N labels
+    uint64_t started_at;      // monotonic ms
+    uint64_t now;             // monotonic ms, refreshed once per loop turn
+    uint64_t next_tick;       // when the liveness tick runs next
+    bool has_dead;            // some connection is marked dead and waits to be closed
+    bool busy;                // messages arrived since the last tick
+    bool trimmed;             // the heap was trimmed since the broker was last busy
+    size_t live_peak;         // most message records alive since the last trim
+    uint64_t trimmed_at;      // monotonic ms of the last trim
     uint64_t published, delivered, acked, unroutable; // totals for status
-    char err[256];                                    // scratch for error texts
+    uint64_t returned, confirmed, rejected_publishes, dead_lettered, dropped, expired, revoked;
+    char err[256]; // scratch for error texts
 };
 
 // broker.c ---------------------------------------------------------------------------------
@@ -115,7 +117,28 @@ void hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue);
 void hop_deliver_end_consumer(hop_broker_t *self, hop_consumer_t *consumer, bool notify);
 // Returns every unacked delivery of conn to its queue (newest first, so order is kept).
 void hop_deliver_requeue_conn(hop_broker_t *self, hop_conn_t *conn);
-// Retries stalled consumers (their pipes were full).
+// Every tick: retries stalled consumers (their pipes were full), makes due delayed messages
+// ready, expires messages, revokes deliveries past their ack deadline, deletes queues unused
+// past their `expires`.
 void hop_deliver_tick(hop_broker_t *self);
+// Stores msg in every queue of route, applying each queue's overflow policy. A queue that
+// refuses it (reject-publish, full) is set to NULL in route and *rejected (may be NULL) is set.
+// Returns how many queues stored it. Does not dispatch.
+size_t hop_deliver_enqueue(hop_broker_t *self, hop_route_t *route, hop_msg_t *msg, bool *rejected);
+// Returns an unacked entry (already untracked from its connection) to its queue: dead-letters
+// it when it reached the queue's max_deliveries, delays it delay_ms when > 0, else requeues
+// it. Does not dispatch.
+void hop_deliver_return(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *entry,
+                        uint64_t delay_ms);
+// Sends the positive confirms gathered this turn; forgets conn's (it is closing).
+void hop_deliver_flush_confirms(hop_broker_t *self);
+void hop_deliver_drop_confirms(hop_broker_t *self, hop_conn_t *conn);
+
+// deadletter.c -----------------------------------------------------------------------------
+// Disposes of an entry leaving queue unconsumed (already out of every list): republishes it to
+// the queue's dead-letter exchange with a death record for reason ("rejected", "expired",
+// "maxlen", "delivery-limit"), or drops it; counts it either way.
+void hop_deliver_dead_letter(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *entry,
+                             const char *reason);
 
 #endif

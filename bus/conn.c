@@ -154,3 +154,19 @@ hop_conn_remove_consumer(hop_conn_t *self, hop_consumer_t *consumer)
     consumer->conn_prev = consumer->conn_next = NULL;
     self->consumer_count--;
 }
+
+void
+hop_conn_revoke(hop_conn_t *self, uint64_t tag)
+{
+    size_t n = sizeof self->revoked / sizeof self->revoked[0];
+    self->revoked[self->revoked_next++ % n] = tag;
+}
+
+bool
+hop_conn_was_revoked(const hop_conn_t *self, uint64_t tag)
+{
+    for (size_t i = 0; i < sizeof self->revoked / sizeof self->revoked[0]; i++)
+        if (tag && self->revoked[i] == tag)
+            return true;
+    return false;
+}

@@ -46,6 +46,14 @@ struct hop_conn {
     size_t out_entries_cap;
     bool out_listed; // in the broker's list of connections with pending output
     hop_conn_t *out_next;
+    // Publisher confirms (PROTOCOL.md 4.4): positive confirms are sent once per loop turn as
+    // one "multiple" confirm covering every sequence up to confirm_hi.
+    uint64_t confirm_hi; // highest sequence confirmed but not told yet; 0: none
+    bool confirm_listed; // in the broker's list of connections with confirms to send
+    hop_conn_t *confirm_next;
+    // The last delivery tags revoked after their ack deadline, so a late ack says why it fails.
+    uint64_t revoked[8];
+    uint32_t revoked_next;
 };
 
 hop_conn_t *hop_conn_new(const void *id, size_t id_len, uint64_t seq, uint64_t now);
@@ -62,6 +70,11 @@ void hop_conn_skip_tag(hop_conn_t *self);
 void hop_conn_untrack(hop_conn_t *self, uint64_t tag);
 // The tags that may be unacked are [hop_conn_first_tag, self->next_tag).
 uint64_t hop_conn_first_tag(const hop_conn_t *self);
+
+// Remembers that tag was revoked (a small ring: the most recent ones).
+void hop_conn_revoke(hop_conn_t *self, uint64_t tag);
+// True when tag is one of the recently revoked tags.
+bool hop_conn_was_revoked(const hop_conn_t *self, uint64_t tag);
 
 hop_consumer_t *hop_conn_find_consumer(const hop_conn_t *self, const char *tag, size_t len);
 void hop_conn_add_consumer(hop_conn_t *self, hop_consumer_t *consumer);

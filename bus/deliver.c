@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +19,172 @@ s_rebase(const void *ptr, const void *old_base, const void *new_base)
     return ptr ? (const char *)new_base + ((const char *)ptr - (const char *)old_base) : NULL;
 }
 
+// Publisher confirms ----------------------------------------------------------------------
+
+static void
+s_confirm_send(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, bool multiple)
+{
+    hop_enc_begin(&self->enc, HOP_CMD_CONFIRM);
+    hop_enc_uint(&self->enc, "seq", seq);
+    hop_enc_bool(&self->enc, "multiple", multiple);
+    hop_broker_send(self, conn, NULL);
+}
+
+// Confirms seq positively: gathered, sent at the end of the turn as one multiple confirm.
+static void
+s_confirm_ok(hop_broker_t *self, hop_conn_t *conn, uint64_t seq)
+{
+    self->confirmed++;
+    if (seq > conn->confirm_hi)
+        conn->confirm_hi = seq;
+    if (!conn->confirm_listed) {
+        conn->confirm_listed = true;
+        conn->confirm_next = self->confirm_head;
+        self->confirm_head = conn;
+    }
+}
+
+// Confirms seq negatively, at once, after the positive confirms gathered before it.
+static void s_confirm_nack(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, int code,
+                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void
+s_confirm_nack(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, int code, const char *fmt, ...)
+{
+    if (conn->confirm_hi) {
+        s_confirm_send(self, conn, conn->confirm_hi, true);
+        conn->confirm_hi = 0;
+    }
+    char text[512];
+    va_list args;
+    va_start(args, fmt);
+    vsnprintf(text, sizeof text, fmt, args);
+    va_end(args);
+    hop_enc_begin(&self->enc, HOP_CMD_CONFIRM);
+    hop_enc_uint(&self->enc, "seq", seq);
+    hop_enc_bool(&self->enc, "multiple", false);
+    hop_enc_bool(&self->enc, "nack", true);
+    hop_enc_uint(&self->enc, "code", (uint64_t)code);
+    hop_enc_cstr(&self->enc, "text", text);
+    hop_broker_send(self, conn, NULL);
+}
+
+void
+hop_deliver_flush_confirms(hop_broker_t *self)
+{
+    while (self->confirm_head) {
+        hop_conn_t *conn = self->confirm_head;
+        self->confirm_head = conn->confirm_next;
+        conn->confirm_listed = false;
+        conn->confirm_next = NULL;
+        if (conn->confirm_hi && !conn->dead)
+            s_confirm_send(self, conn, conn->confirm_hi, true);
+        conn->confirm_hi = 0;
+    }
+}
+
+void
+hop_deliver_drop_confirms(hop_broker_t *self, hop_conn_t *conn)
+{
+    if (!conn->confirm_listed)
+        return;
+    hop_conn_t **at = &self->confirm_head;
+    while (*at != conn)
+        at = &(*at)->confirm_next;
+    *at = conn->confirm_next;
+    conn->confirm_listed = false;
+    conn->confirm_hi = 0;
+}
+
+// Publishing -------------------------------------------------------------------------------
+
+// Drops the oldest ready messages of queue while it is over its length limits (drop-head).
+static void
+s_drop_head(hop_broker_t *self, hop_queue_t *queue)
+{
+    const hop_qargs_t *a = &queue->args;
+    while (queue->ready_count &&
+           ((a->max_length && queue->ready_count > a->max_length) ||
+            (a->max_length_bytes && queue->ready_bytes > a->max_length_bytes))) {
+        hop_entry_t *e = hop_queue_oldest(queue);
+        hop_queue_remove(queue, e);
+        hop_deliver_dead_letter(self, queue, e, "maxlen");
+    }
+}
+
+size_t
+hop_deliver_enqueue(hop_broker_t *self, hop_route_t *route, hop_msg_t *msg, bool *rejected)
+{
+    size_t stored = 0;
+    for (size_t i = 0; i < route->size; i++) {
+        hop_queue_t *q = route->queues[i];
+        if (q->args.reject_publish && hop_queue_full(q, msg->body_len)) {
+            q->rejected_publishes++;
+            self->rejected_publishes++;
+            route->queues[i] = NULL;
+            if (rejected)
+                *rejected = true;
+            continue;
+        }
+        hop_queue_push(q, msg, self->now);
+        stored++;
+        if (q->args.max_length || q->args.max_length_bytes)
+            s_drop_head(self, q);
+    }
+    return stored;
+}
+
+// Sends a mandatory message that matched no queue back to its publisher.
+static void
+s_return(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, const hop_msg_t *msg)
+{
+    self->returned++;
+    hop_enc_begin(&self->enc, HOP_CMD_RETURN);
+    hop_enc_uint(&self->enc, "code", HOP_CODE_NO_ROUTE);
+    char text[600];
+    snprintf(text, sizeof text, "no route: exchange '%.*s' has no binding matching key '%.*s'",
+             (int)msg->exchange_len, msg->exchange ? msg->exchange : "", (int)msg->key_len,
+             msg->key ? msg->key : "");
+    hop_enc_cstr(&self->enc, "text", text);
+    hop_enc_str(&self->enc, "exchange", msg->exchange ? msg->exchange : "", msg->exchange_len);
+    hop_enc_str(&self->enc, "key", msg->key ? msg->key : "", msg->key_len);
+    if (w->has & HOP_F_SEQ)
+        hop_enc_uint(&self->enc, "seq", w->seq);
+    if (msg->props)
+        hop_enc_raw(&self->enc, "props", msg->props, msg->props_len);
+    hop_broker_send(self, conn, msg);
+}
+
+// Refuses a publish: a negative confirm when it asked for one, else an error.
+#define s_refuse(self, conn, w, code, ...)                                                         \
+    do {                                                                                           \
+        if ((w)->has & HOP_F_SEQ)                                                                  \
+            s_confirm_nack(self, conn, (w)->seq, code, __VA_ARGS__);                               \
+        else                                                                                       \
+            hop_broker_error(self, conn, (w)->id, code, __VA_ARGS__);                              \
+    } while (0)
+
 void
 hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, hop_frames_t *batch,
                     zmq_msg_t *header, zmq_msg_t *body_frame, const void *body, size_t body_len)
 {
+    if ((w->has & HOP_F_SEQ) && w->seq == 0) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
+                         "publish 'seq' must be 1 or more (confirm sequence numbers start at 1)");
+        return;
+    }
+    if (w->priority > 255 || w->expiration > UINT32_MAX) {
+        s_refuse(self, conn, w, HOP_CODE_SYNTAX_ERROR,
+                 "publish %s is out of range (priority 0..255, expiration up to %u ms)",
+                 w->priority > 255 ? "priority" : "expiration", UINT32_MAX);
+        return;
+    }
     hop_str_t xname = w->exchange;
     hop_xchg_t *x = hop_topology_exchange(self, &xname);
     if (!x) {
-        hop_broker_error(self, conn, w->id, HOP_CODE_NOT_FOUND,
-                         "no exchange '%.*s': declare it first (publish to \"\" routes to the "
-                         "queue named by the key)",
-                         (int)xname.len, xname.ptr ? xname.ptr : "");
+        s_refuse(self, conn, w, HOP_CODE_NOT_FOUND,
+                 "no exchange '%.*s': declare it first (publish to \"\" routes to the "
+                 "queue named by the key)",
+                 (int)xname.len, xname.ptr ? xname.ptr : "");
         return;
     }
     const char *key = w->key.ptr ? w->key.ptr : "";
@@ -45,7 +201,11 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
     if (self->route.size == 0) {
         x->unroutable++;
         self->unroutable++;
-        return;
+        if (!w->mandatory) {
+            if (w->has & HOP_F_SEQ)
+                s_confirm_ok(self, conn, w->seq);
+            return;
+        }
     }
     // Keep the frames: the body is shared by every queue and delivery, never copied. A batch
     // record shares the batch's holder; a single publish gets a holder of its own.
@@ -72,12 +232,38 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
     msg->key_len = w->key.len;
     msg->props = s_rebase(w->props.ptr, old_base, base);
     msg->props_len = w->props.len;
+    msg->priority = (uint8_t)w->priority;
+    if (w->has & HOP_F_EXPIRATION) {
+        msg->has_ttl = true;
+        msg->ttl = (uint32_t)w->expiration;
+    }
+    if (self->route.size == 0) {
+        // Mandatory and unroutable: back to the publisher, then confirmed (as in AMQP).
+        s_return(self, conn, w, msg);
+        msg->refs = 1;
+        hop_msg_release(msg);
+        if (w->has & HOP_F_SEQ)
+            s_confirm_ok(self, conn, w->seq);
+        return;
+    }
     // Enqueue everywhere before dispatching anywhere: a no-ack delivery may release the
     // message's first reference while other queues still need it.
+    bool rejected = false;
+    msg->refs++; // held while enqueueing: a full drop-head queue may drop it at once
+    hop_deliver_enqueue(self, &self->route, msg, &rejected);
+    hop_msg_release(msg);
+    if (w->has & HOP_F_SEQ) {
+        if (rejected)
+            s_confirm_nack(self, conn, w->seq, HOP_CODE_RESOURCE_ERROR,
+                           "a queue bound to exchange '%.*s' with key '%.*s' is full "
+                           "(overflow reject-publish): the message was not stored there",
+                           (int)xname.len, xname.ptr ? xname.ptr : "", (int)w->key.len, key);
+        else
+            s_confirm_ok(self, conn, w->seq);
+    }
     for (size_t i = 0; i < self->route.size; i++)
-        hop_queue_push(self->route.queues[i], msg);
-    for (size_t i = 0; i < self->route.size; i++)
-        hop_deliver_dispatch(self, self->route.queues[i]);
+        if (self->route.queues[i])
+            hop_deliver_dispatch(self, self->route.queues[i]);
 }
 
 // Writes the fields every delivery carries (deliver and get-ok).
@@ -92,6 +278,23 @@ s_encode_delivery(hop_broker_t *self, const hop_entry_t *e, uint64_t tag)
     hop_enc_uint(&self->enc, "count", e->deliveries);
     if (m->props)
         hop_enc_raw(&self->enc, "props", m->props, m->props_len);
+    if (m->priority)
+        hop_enc_uint(&self->enc, "priority", m->priority);
+    if (m->death)
+        hop_enc_raw(&self->enc, "death", m->death, m->death_len);
+}
+
+// Removes expired messages from the head of queue (what would be delivered next). Returns the
+// head that is not expired, or NULL.
+static hop_entry_t *
+s_live_head(hop_broker_t *self, hop_queue_t *queue)
+{
+    hop_entry_t *e;
+    while ((e = hop_queue_head(queue)) && e->expires_at < self->now) {
+        hop_queue_remove(queue, e);
+        hop_deliver_dead_letter(self, queue, e, "expired");
+    }
+    return e;
 }
 
 // Batches go out when they reach this many records or bytes, or at the end of the turn.
@@ -135,11 +338,11 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
     if (queue->dispatching || queue->deleting)
         return;
     queue->dispatching = true;
-    while (queue->ready.head) {
+    while (queue->ready_count) {
         hop_consumer_t *c = hop_queue_next_consumer(queue);
-        if (!c)
+        if (!c || !s_live_head(self, queue))
             break;
-        hop_entry_t *e = hop_queue_take(queue);
+        hop_entry_t *e = hop_queue_take(queue, self->now);
         hop_conn_t *conn = c->conn;
         uint64_t tag = conn->next_tag;
         hop_enc_begin(&self->enc, HOP_CMD_DELIVER);
@@ -298,9 +501,35 @@ hop_deliver_drop_batch(hop_broker_t *self, hop_conn_t *conn)
     }
 }
 
-// Settles one unacked entry of conn. Returns its queue (NULL if the queue is gone).
+void
+hop_deliver_return(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *entry, uint64_t delay_ms)
+{
+    if (queue->args.max_deliveries && entry->deliveries >= queue->args.max_deliveries) {
+        hop_queue_unlink(queue, entry);
+        hop_deliver_dead_letter(self, queue, entry, "delivery-limit");
+    } else if (delay_ms)
+        hop_queue_delay(queue, entry, self->now + delay_ms);
+    else
+        hop_queue_requeue(queue, entry);
+}
+
+// The queue's retry backoff for an entry delivered `deliveries` times: retry_delay doubled
+// per earlier delivery, capped at retry_delay_max (default: retry_delay).
+static uint64_t
+s_backoff(const hop_queue_t *queue, uint32_t deliveries)
+{
+    uint64_t delay = queue->args.retry_delay;
+    uint64_t cap = queue->args.retry_delay_max ? queue->args.retry_delay_max : delay;
+    for (uint32_t i = 1; i < deliveries && delay < cap; i++)
+        delay *= 2;
+    return delay < cap ? delay : cap;
+}
+
+// Settles one unacked entry of conn. Returns its queue (NULL if the queue is gone). w is the
+// nack/reject that asked for a requeue (its delay applies), or NULL (the consumer went away).
 static hop_queue_t *
-s_settle_entry(hop_broker_t *self, hop_conn_t *conn, hop_entry_t *e, s_settle_t how)
+s_settle_entry(hop_broker_t *self, hop_conn_t *conn, hop_entry_t *e, s_settle_t how,
+               const hop_wire_t *w)
 {
     hop_conn_untrack(conn, e->tag);
     if (e->consumer && !e->noack)
@@ -311,12 +540,19 @@ s_settle_entry(hop_broker_t *self, hop_conn_t *conn, hop_entry_t *e, s_settle_t 
         hop_entry_destroy(&e); // its queue was deleted while it was out
         return NULL;
     }
-    if (how == SETTLE_REQUEUE)
-        hop_queue_requeue(q, e);
-    else {
-        hop_queue_settle(q, e, how == SETTLE_ACK);
-        if (how == SETTLE_ACK)
-            self->acked++;
+    if (how == SETTLE_REQUEUE) {
+        uint64_t delay = 0;
+        if (w && (w->has & HOP_F_DELAY))
+            delay = w->delay;
+        else if (w && q->args.retry_delay)
+            delay = s_backoff(q, e->deliveries);
+        hop_deliver_return(self, q, e, delay);
+    } else if (how == SETTLE_DROP) {
+        hop_queue_unlink(q, e);
+        hop_deliver_dead_letter(self, q, e, "rejected");
+    } else {
+        hop_queue_settle(q, e, true);
+        self->acked++;
     }
     return q;
 }
@@ -329,7 +565,15 @@ hop_deliver_settle(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
         hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR, "'%s' needs field 'tag'", verb);
         return;
     }
-    s_settle_t how = w->cmd == HOP_CMD_ACK ? SETTLE_ACK : w->requeue ? SETTLE_REQUEUE : SETTLE_DROP;
+    if ((w->has & HOP_F_DELAY) && w->delay > UINT32_MAX) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
+                         "'%s' delay %llu ms is too long (at most %u)", verb,
+                         (unsigned long long)w->delay, UINT32_MAX);
+        return;
+    }
+    s_settle_t how = w->cmd == HOP_CMD_ACK                    ? SETTLE_ACK
+                     : (w->requeue || (w->has & HOP_F_DELAY)) ? SETTLE_REQUEUE
+                                                              : SETTLE_DROP;
     bool multiple = w->cmd != HOP_CMD_REJECT && w->multiple;
     uint64_t last = w->tag;
     // A tag in conn's unsent batch, or "everything" (multiple, tag 0): send the batch first, so
@@ -339,14 +583,21 @@ hop_deliver_settle(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     if (multiple && last == 0)
         last = conn->next_tag - 1; // AMQP: multiple with tag 0 means everything outstanding
     if (last >= conn->next_tag || (!multiple && !hop_conn_lookup(conn, last))) {
-        hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
-                         "unknown delivery tag %llu: never delivered on this connection, "
-                         "already settled, or returned to its queue",
-                         (unsigned long long)w->tag);
+        if (!multiple && hop_conn_was_revoked(conn, last))
+            hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                             "delivery tag %llu was revoked: it was not settled within its ack "
+                             "deadline, so the broker returned it to its queue (raise the "
+                             "consumer's or queue's ack_timeout for long jobs)",
+                             (unsigned long long)w->tag);
+        else
+            hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                             "unknown delivery tag %llu: never delivered on this connection, "
+                             "already settled, or returned to its queue",
+                             (unsigned long long)w->tag);
         return;
     }
     if (!multiple) {
-        hop_queue_t *q = s_settle_entry(self, conn, hop_conn_lookup(conn, last), how);
+        hop_queue_t *q = s_settle_entry(self, conn, hop_conn_lookup(conn, last), how, w);
         if (q)
             hop_deliver_dispatch(self, q);
         return;
@@ -358,7 +609,7 @@ hop_deliver_settle(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
         hop_entry_t *e = hop_conn_lookup(conn, tag);
         if (!e)
             continue;
-        hop_queue_t *q = s_settle_entry(self, conn, e, how);
+        hop_queue_t *q = s_settle_entry(self, conn, e, how, w);
         settled++;
         if (q && q != touched) {
             if (touched)
@@ -386,6 +637,12 @@ hop_deliver_consume(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
                          (unsigned long long)w->prefetch, UINT32_MAX);
         return;
     }
+    if ((w->has & HOP_F_ACK_TIMEOUT) && (w->ack_timeout < 1000 || w->ack_timeout > UINT32_MAX)) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
+                         "ack_timeout %llu ms is out of range (1000 to %u)",
+                         (unsigned long long)w->ack_timeout, UINT32_MAX);
+        return;
+    }
     char tag[HOP_NAME_MAX + 1];
     if (w->consumer.len) {
         memcpy(tag, w->consumer.ptr, w->consumer.len);
@@ -411,6 +668,7 @@ hop_deliver_consume(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     c->prefetch = (uint32_t)w->prefetch;
     c->no_ack = w->no_ack;
     c->exclusive = w->exclusive;
+    c->ack_timeout = w->ack_timeout;
     hop_conn_add_consumer(conn, c);
     hop_queue_add_consumer(q, c);
     hop_broker_reply(self, HOP_CMD_CONSUME_OK, w->id);
@@ -428,7 +686,7 @@ hop_deliver_end_consumer(hop_broker_t *self, hop_consumer_t *consumer, bool noti
     for (uint64_t tag = conn->next_tag; consumer->unacked && tag-- > hop_conn_first_tag(conn);) {
         hop_entry_t *e = hop_conn_lookup(conn, tag);
         if (e && e->consumer == consumer)
-            s_settle_entry(self, conn, e, SETTLE_REQUEUE);
+            s_settle_entry(self, conn, e, SETTLE_REQUEUE, NULL);
     }
     if (notify) {
         hop_enc_begin(&self->enc, HOP_CMD_CANCELLED);
@@ -441,6 +699,7 @@ hop_deliver_end_consumer(hop_broker_t *self, hop_consumer_t *consumer, bool noti
     free(consumer);
     if (q->deleting)
         return;
+    q->last_used = self->now;
     if (q->auto_delete && q->consumer_count == 0)
         hop_topology_delete_queue(self, q);
     else
@@ -472,7 +731,7 @@ hop_deliver_requeue_conn(hop_broker_t *self, hop_conn_t *conn)
         hop_entry_t *e = hop_conn_lookup(conn, tag);
         if (!e)
             continue;
-        hop_queue_t *q = s_settle_entry(self, conn, e, SETTLE_REQUEUE);
+        hop_queue_t *q = s_settle_entry(self, conn, e, SETTLE_REQUEUE, NULL);
         if (!q)
             continue;
         bool seen = false;
@@ -498,7 +757,8 @@ hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     hop_queue_t *q = hop_topology_use_queue(self, conn, w);
     if (!q)
         return;
-    hop_entry_t *e = hop_queue_take(q);
+    q->last_used = self->now;
+    hop_entry_t *e = s_live_head(self, q) ? hop_queue_take(q, self->now) : NULL;
     if (!e) {
         hop_broker_reply(self, HOP_CMD_GET_EMPTY, w->id);
         hop_broker_send(self, conn, NULL);
@@ -506,7 +766,7 @@ hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     }
     hop_broker_reply(self, HOP_CMD_GET_OK, w->id);
     s_encode_delivery(self, e, conn->next_tag);
-    hop_enc_uint(&self->enc, "messages", q->ready.size);
+    hop_enc_uint(&self->enc, "messages", q->ready_count);
     if (hop_broker_send(self, conn, e->msg) < 0) {
         hop_queue_untake(q, e);
         return;
@@ -517,28 +777,4 @@ hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
         hop_queue_settle(q, e, false);
     } else
         hop_conn_track(conn, e);
-}
-
-void
-hop_deliver_tick(hop_broker_t *self)
-{
-    // Consumers whose pipes were full get another chance every tick.
-    size_t cursor = 0;
-    void *value;
-    while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
-        hop_queue_t *q = value;
-        if (!q->ready.head || !q->consumers)
-            continue;
-        bool any = false;
-        hop_consumer_t *c = q->consumers;
-        do {
-            if (c->stalled && !c->conn->dead) {
-                c->stalled = false;
-                any = true;
-            }
-            c = c->next;
-        } while (c != q->consumers);
-        if (any)
-            hop_deliver_dispatch(self, q);
-    }
 }

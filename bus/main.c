@@ -29,6 +29,9 @@ s_usage(FILE *out)
             "  --sndhwm N            messages (or batches) queued per connection before its\n"
             "                        consumers are paused; they resume as it drains\n"
             "                        (default %d)\n"
+            "  --ack-timeout MS      ack deadline of deliveries (default %u, 30 minutes): a\n"
+            "                        delivery unacked for longer is revoked and returns to its\n"
+            "                        queue; queues and consumers can set their own\n"
             "  --log-level LEVEL     error, warn, info or debug (default info)\n"
             "  -h, --help            show this help\n"
             "  --version             show the version\n"
@@ -36,7 +39,8 @@ s_usage(FILE *out)
             "On start it prints one line on stdout: \"hopperd listening on ENDPOINT\".\n"
             "Logs go to stderr. SIGINT or SIGTERM stops it cleanly.\n",
             HOP_DEFAULT_BIND, HOP_DEFAULT_DATA_DIR, HOP_DEFAULT_BIND, HOP_DEFAULT_DATA_DIR,
-            HOP_DEFAULT_HEARTBEAT, HOP_DEFAULT_MAX_MESSAGE, HOP_DEFAULT_SNDHWM);
+            HOP_DEFAULT_HEARTBEAT, HOP_DEFAULT_MAX_MESSAGE, HOP_DEFAULT_SNDHWM,
+            HOP_DEFAULT_ACK_TIMEOUT);
 }
 
 static int
@@ -73,7 +77,8 @@ main(int argc, char **argv)
         }
         bool takes_value = strcmp(arg, "--bind") == 0 || strcmp(arg, "--data-dir") == 0 ||
                            strcmp(arg, "--heartbeat") == 0 || strcmp(arg, "--max-message") == 0 ||
-                           strcmp(arg, "--log-level") == 0 || strcmp(arg, "--sndhwm") == 0;
+                           strcmp(arg, "--log-level") == 0 || strcmp(arg, "--sndhwm") == 0 ||
+                           strcmp(arg, "--ack-timeout") == 0;
         if (!takes_value) {
             fprintf(stderr, "hopperd: unknown option '%s' (see hopperd --help)\n", arg);
             return 2;
@@ -99,6 +104,10 @@ main(int argc, char **argv)
             if (s_number(arg, value, 1, 10000000, &n))
                 return 2;
             config.sndhwm = (int)n;
+        } else if (strcmp(arg, "--ack-timeout") == 0) {
+            if (s_number(arg, value, 1000, UINT32_MAX, &n))
+                return 2;
+            config.ack_timeout_ms = n;
         } else {
             int level = hop_log_level_parse(value);
             if (level < 0) {

@@ -98,6 +98,7 @@ hop_msg_release(hop_msg_t *msg)
     }
     if (msg->frames)
         hop_frames_release(msg->frames);
+    free(msg->own);
     s_live_msgs--;
     if (s_free_msg_count == FREELIST_MAX) {
         free(msg);
@@ -215,6 +216,30 @@ hop_queue_new(const char *name, size_t len)
 }
 
 void
+hop_queue_set_args(hop_queue_t *self, const hop_qargs_t *args)
+{
+    assert(self && args);
+    assert(!self->levels && self->ready_count == 0);
+    self->args = *args;
+    if (args->max_priority)
+        self->levels = hop_calloc(args->max_priority, sizeof *self->levels);
+}
+
+// Entries destroyed with the queue (ready and delayed alike).
+static size_t
+s_free_list(hop_list_t *list)
+{
+    size_t n = 0;
+    while (list->head) {
+        hop_entry_t *entry = list->head;
+        hop_list_remove(list, entry);
+        hop_entry_destroy(&entry);
+        n++;
+    }
+    return n;
+}
+
+void
 hop_queue_destroy(hop_queue_t **self_p)
 {
     assert(self_p);
@@ -230,33 +255,124 @@ hop_queue_destroy(hop_queue_t **self_p)
         e->queue = NULL;
         e->consumer = NULL;
     }
+    free(self->levels);
+    free(self->args.dlx);
+    free(self->args.dlk);
     free(self->name);
     free(self);
     *self_p = NULL;
 }
 
+// The ready list an entry of this priority lives in.
+static hop_list_t *
+s_level(hop_queue_t *self, const hop_entry_t *entry)
+{
+    uint32_t p = entry->msg->priority;
+    if (!self->levels || p == 0)
+        return &self->ready;
+    if (p > self->args.max_priority)
+        p = self->args.max_priority;
+    return &self->levels[p - 1];
+}
+
+// Inserts a ready entry at its place by seq (ready lists stay sorted).
+static void
+s_ready_insert(hop_queue_t *self, hop_entry_t *entry)
+{
+    hop_list_t *list = s_level(self, entry);
+    self->ready_count++;
+    self->ready_bytes += entry->msg->body_len;
+    if (!list->tail || list->tail->seq < entry->seq) {
+        hop_list_append(list, entry);
+        return;
+    }
+    // Back to its original place: before the first ready entry that is newer. Requeues of a
+    // batch newest-first each stop at the head, so a dead consumer's window costs O(n).
+    hop_entry_t *at = list->head;
+    while (at->seq < entry->seq)
+        at = at->next;
+    entry->next = at;
+    entry->prev = at->prev;
+    if (at->prev)
+        at->prev->next = entry;
+    else
+        list->head = entry;
+    at->prev = entry;
+    list->size++;
+}
+
+void
+hop_queue_remove(hop_queue_t *self, hop_entry_t *entry)
+{
+    assert(self && entry && !entry->unacked && !entry->delayed);
+    hop_list_remove(s_level(self, entry), entry);
+    self->ready_count--;
+    self->ready_bytes -= entry->msg->body_len;
+}
+
 hop_entry_t *
-hop_queue_push(hop_queue_t *self, hop_msg_t *msg)
+hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now)
 {
     assert(self);
     hop_entry_t *entry = hop_entry_new(msg);
     entry->queue = self;
     entry->seq = self->next_seq++;
-    hop_list_append(&self->ready, entry);
+    entry->at = now;
+    entry->expires_at = UINT64_MAX;
+    if (msg->has_ttl)
+        entry->expires_at = now + msg->ttl;
+    if (self->args.has_ttl && now + self->args.message_ttl < entry->expires_at)
+        entry->expires_at = now + self->args.message_ttl;
+    hop_list_t *list = s_level(self, entry);
+    hop_list_append(list, entry);
+    self->ready_count++;
+    self->ready_bytes += msg->body_len;
     self->published++;
     return entry;
 }
 
+bool
+hop_queue_full(const hop_queue_t *self, size_t body_len)
+{
+    return (self->args.max_length && self->ready_count + 1 > self->args.max_length) ||
+           (self->args.max_length_bytes &&
+            self->ready_bytes + body_len > self->args.max_length_bytes);
+}
+
 hop_entry_t *
-hop_queue_take(hop_queue_t *self)
+hop_queue_head(const hop_queue_t *self)
 {
     assert(self);
-    hop_entry_t *entry = self->ready.head;
+    for (uint32_t p = self->args.max_priority; self->levels && p > 0; p--)
+        if (self->levels[p - 1].head)
+            return self->levels[p - 1].head;
+    return self->ready.head;
+}
+
+hop_entry_t *
+hop_queue_oldest(const hop_queue_t *self)
+{
+    assert(self);
+    hop_entry_t *oldest = self->ready.head;
+    for (uint32_t p = 0; self->levels && p < self->args.max_priority; p++) {
+        hop_entry_t *e = self->levels[p].head;
+        if (e && (!oldest || e->seq < oldest->seq))
+            oldest = e;
+    }
+    return oldest;
+}
+
+hop_entry_t *
+hop_queue_take(hop_queue_t *self, uint64_t now)
+{
+    assert(self);
+    hop_entry_t *entry = hop_queue_head(self);
     if (!entry)
         return NULL;
-    hop_list_remove(&self->ready, entry);
+    hop_queue_remove(self, entry);
     hop_list_append(&self->unacked, entry);
     entry->unacked = true;
+    entry->at = now;
     entry->deliveries++;
     self->delivered++;
     return entry;
@@ -272,43 +388,77 @@ hop_queue_untake(hop_queue_t *self, hop_entry_t *entry)
     entry->deliveries--;
     self->delivered--;
     // It was the head when taken, and nothing older can have arrived since.
+    hop_list_t *list = s_level(self, entry);
     entry->prev = NULL;
-    entry->next = self->ready.head;
-    if (self->ready.head)
-        self->ready.head->prev = entry;
+    entry->next = list->head;
+    if (list->head)
+        list->head->prev = entry;
     else
-        self->ready.tail = entry;
-    self->ready.head = entry;
-    self->ready.size++;
+        list->tail = entry;
+    list->head = entry;
+    list->size++;
+    self->ready_count++;
+    self->ready_bytes += entry->msg->body_len;
 }
 
 void
-hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry)
+hop_queue_unlink(hop_queue_t *self, hop_entry_t *entry)
 {
     assert(self);
     assert(entry && entry->unacked && entry->queue == self);
     hop_list_remove(&self->unacked, entry);
     entry->unacked = false;
-    entry->redelivered = true;
     entry->consumer = NULL;
     entry->tag = 0;
-    // Back to its original place: after every ready entry that is older. Requeues of a batch
-    // newest-first each stop at the head, so a dead consumer's window costs O(n), not O(n^2).
-    hop_entry_t *at = self->ready.head;
-    while (at && at->seq < entry->seq)
-        at = at->next;
+}
+
+void
+hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry)
+{
+    hop_queue_unlink(self, entry);
+    entry->redelivered = true;
+    s_ready_insert(self, entry);
+}
+
+void
+hop_queue_delay(hop_queue_t *self, hop_entry_t *entry, uint64_t due)
+{
+    hop_queue_unlink(self, entry);
+    entry->redelivered = true;
+    entry->delayed = true;
+    entry->at = due;
+    // Sorted by due time; delays are mostly alike, so the place is near the tail.
+    hop_entry_t *at = self->delayed.tail;
+    while (at && at->at > due)
+        at = at->prev;
     if (!at) {
-        hop_list_append(&self->ready, entry);
+        entry->prev = NULL;
+        entry->next = self->delayed.head;
+        if (self->delayed.head)
+            self->delayed.head->prev = entry;
+        else
+            self->delayed.tail = entry;
+        self->delayed.head = entry;
+        self->delayed.size++;
         return;
     }
-    entry->next = at;
-    entry->prev = at->prev;
-    if (at->prev)
-        at->prev->next = entry;
+    entry->prev = at;
+    entry->next = at->next;
+    if (at->next)
+        at->next->prev = entry;
     else
-        self->ready.head = entry;
-    at->prev = entry;
-    self->ready.size++;
+        self->delayed.tail = entry;
+    at->next = entry;
+    self->delayed.size++;
+}
+
+void
+hop_queue_undelay(hop_queue_t *self, hop_entry_t *entry)
+{
+    assert(self && entry && entry->delayed);
+    hop_list_remove(&self->delayed, entry);
+    entry->delayed = false; // `at` stays: when it became ready again
+    s_ready_insert(self, entry);
 }
 
 void
@@ -336,13 +486,11 @@ size_t
 hop_queue_purge(hop_queue_t *self)
 {
     assert(self);
-    size_t n = 0;
-    while (self->ready.head) {
-        hop_entry_t *entry = self->ready.head;
-        hop_list_remove(&self->ready, entry);
-        hop_entry_destroy(&entry);
-        n++;
-    }
+    size_t n = s_free_list(&self->ready) + s_free_list(&self->delayed);
+    for (uint32_t p = 0; self->levels && p < self->args.max_priority; p++)
+        n += s_free_list(&self->levels[p]);
+    self->ready_count = 0;
+    self->ready_bytes = 0;
     return n;
 }
 

@@ -32,9 +32,12 @@ typedef struct hop_entry {
     struct hop_entry *prev, *next; // links in the queue's ready or unacked list
     uint64_t seq;                  // queue order: ready lists stay sorted by seq
     uint64_t tag;                  // delivery tag while unacked
-    uint32_t deliveries;           // times delivered
+    uint64_t at;         // monotonic ms: delivered (unacked), due (delayed), entered (ready)
+    uint64_t expires_at; // monotonic ms after which it expires; UINT64_MAX: never
+    uint32_t deliveries; // times delivered
     bool redelivered;
-    bool unacked;  // which list the entry is in
+    bool unacked; // which list the entry is in: unacked, delayed, else ready
+    bool delayed;
     bool noack;    // delivered to a no-ack consumer, waiting in an unsent batch
     bool embedded; // the entry inside its message record (not from the freelist)
 } hop_entry_t;
@@ -59,7 +62,13 @@ struct hop_msg {
     const uint8_t *body;  // body bytes, or NULL when empty
     uint32_t exchange_len, key_len, props_len, body_len;
     uint32_t refs;        // entries (queues) still holding the message
+    uint32_t ttl;         // per-message TTL in ms (when has_ttl)
+    uint8_t priority;     // 0..255
+    bool has_ttl;         // published with an expiration
     bool entry_used;      // the embedded entry is in use
+    uint32_t death_len;   // bytes of death
+    const uint8_t *death; // msgpack array of death records (dead letters), or NULL
+    uint8_t *own;         // bytes the record owns (a dead letter's exchange, key, death)
     hop_entry_t entry;    // embedded entry for the first queue
     struct hop_msg *next; // freelist link
 };
@@ -73,8 +82,9 @@ struct hop_consumer {
     char *tag; // consumer tag, unique within the connection
     hop_conn_t *conn;
     hop_queue_t *queue;
-    uint32_t prefetch; // max unacked, 0 = unlimited
-    uint32_t unacked;  // entries it holds
+    uint32_t prefetch;    // max unacked, 0 = unlimited
+    uint32_t unacked;     // entries it holds
+    uint64_t ack_timeout; // ms ack deadline of its deliveries; 0: the queue's
     bool no_ack, exclusive;
     bool stalled;                          // its socket pipe was full; retried on the next tick
     uint64_t delivered;                    // deliveries made to it
@@ -82,13 +92,33 @@ struct hop_consumer {
     hop_consumer_t *conn_prev, *conn_next; // list of the connection's consumers
 };
 
+// Queue arguments (PROTOCOL.md 4.3); 0 / NULL = not set.
+typedef struct {
+    uint64_t max_length, max_length_bytes; // ready messages / bytes of ready bodies
+    bool reject_publish;                   // overflow policy; else drop-head
+    bool has_ttl;                          // message_ttl is set (0 is a valid TTL)
+    uint64_t message_ttl;                  // ms
+    uint64_t expires;                      // ms unused before the queue is deleted
+    uint64_t max_deliveries;
+    char *dlx; // dead-letter exchange ("" = default); NULL: dead letters are dropped
+    char *dlk; // dead-letter routing key; NULL: the message's own
+    uint64_t retry_delay, retry_delay_max; // ms backoff of requeues
+    uint32_t max_priority;                 // 0: no priorities
+    uint64_t ack_timeout;                  // ms; 0: the broker's default
+} hop_qargs_t;
+
 struct hop_queue {
     char *name;
     size_t name_len;
     bool durable, exclusive, auto_delete;
-    hop_conn_t *owner;  // exclusive owner, or NULL
-    hop_list_t ready;   // sorted by seq
-    hop_list_t unacked; // in delivery order
+    hop_conn_t *owner; // exclusive owner, or NULL
+    hop_qargs_t args;
+    hop_list_t ready;     // priority 0 (the only level without max_priority), sorted by seq
+    hop_list_t *levels;   // priorities 1..max_priority (levels[p - 1]), each sorted by seq
+    size_t ready_count;   // ready entries on every level
+    uint64_t ready_bytes; // their bodies' bytes
+    hop_list_t delayed;   // waiting to be ready again, sorted by due time
+    hop_list_t unacked;   // in delivery order
     uint64_t next_seq;
     hop_consumer_t *consumers; // ring; also the round-robin cursor
     size_t consumer_count;
@@ -97,7 +127,9 @@ struct hop_queue {
     bool dispatching;                     // re-entrancy guard
     bool deleting;                        // being deleted: no dispatch, no auto-delete
     uint64_t published, delivered, acked; // counters for list queues
-    hop_queue_t *owner_next;              // list of queues exclusive to the owner connection
+    uint64_t dead_lettered, dropped, expired, rejected_publishes;
+    uint64_t last_used;      // monotonic ms of the last declare/get/consumer (for `expires`)
+    hop_queue_t *owner_next; // list of queues exclusive to the owner connection
 };
 
 // Records ----------------------------------------------------------------------------------
@@ -126,24 +158,42 @@ void hop_records_trim(void);
 // Queues -----------------------------------------------------------------------------------
 
 hop_queue_t *hop_queue_new(const char *name, size_t len);
+// Sets the arguments of a new queue (takes the strings in args; allocates priority levels).
+void hop_queue_set_args(hop_queue_t *self, const hop_qargs_t *args);
 // Frees the queue and every ready entry. Unacked entries are orphaned (queue = NULL) so that
 // their connections can still settle them; consumers must have been removed first.
 void hop_queue_destroy(hop_queue_t **self_p);
-// Appends a new ready entry for msg (takes one reference on msg).
-hop_entry_t *hop_queue_push(hop_queue_t *self, hop_msg_t *msg);
-// Takes the head ready entry into the unacked list, counting the delivery. NULL when empty.
-hop_entry_t *hop_queue_take(hop_queue_t *self);
+// Appends a new ready entry for msg (takes one reference on msg); now is the monotonic ms
+// its TTL counts from.
+hop_entry_t *hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now);
+// True when one more message of body_len bytes would go over max_length / max_length_bytes.
+bool hop_queue_full(const hop_queue_t *self, size_t body_len);
+// The ready entry that would be delivered next (highest priority, oldest), or NULL.
+hop_entry_t *hop_queue_head(const hop_queue_t *self);
+// The oldest ready entry over all priorities (what drop-head drops), or NULL.
+hop_entry_t *hop_queue_oldest(const hop_queue_t *self);
+// Removes a ready entry from its list (the caller then owns it: dead-letter or destroy it).
+void hop_queue_remove(hop_queue_t *self, hop_entry_t *entry);
+// Takes the head ready entry into the unacked list, counting the delivery; now is the
+// delivery time (for ack deadlines). NULL when empty.
+hop_entry_t *hop_queue_take(hop_queue_t *self, uint64_t now);
 // Undoes hop_queue_take when the delivery could not be sent: back to the head, uncounted.
 void hop_queue_untake(hop_queue_t *self, hop_entry_t *entry);
 // Returns an unacked entry to the ready list at its original position, flagged redelivered.
 void hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry);
+// Moves an unacked entry to the delayed list, ready again at monotonic ms due (redelivered).
+void hop_queue_delay(hop_queue_t *self, hop_entry_t *entry, uint64_t due);
+// Makes a delayed entry ready again, at its original position.
+void hop_queue_undelay(hop_queue_t *self, hop_entry_t *entry);
+// Removes an unacked entry from the unacked list without destroying it (for dead-lettering).
+void hop_queue_unlink(hop_queue_t *self, hop_entry_t *entry);
 // Returns an entry whose delivery could not be sent to its original position, as if it had
 // never been taken (delivery uncounted, redelivered flag unchanged).
 void hop_queue_unsend(hop_queue_t *self, hop_entry_t *entry);
 // Removes an unacked entry for good and destroys it; acked says whether a consumer acked it
 // (counted in `acked`) rather than it being dropped (nack/reject) or sent with no-ack.
 void hop_queue_settle(hop_queue_t *self, hop_entry_t *entry, bool acked);
-// Drops every ready entry; returns how many.
+// Drops every ready and delayed entry; returns how many.
 size_t hop_queue_purge(hop_queue_t *self);
 
 void hop_queue_add_consumer(hop_queue_t *self, hop_consumer_t *consumer);

@@ -242,6 +242,146 @@ s_generate_name(char *out, size_t size)
     out[n] = '\0';
 }
 
+// Queue arguments --------------------------------------------------------------------------
+
+static void
+s_args_free(hop_qargs_t *a)
+{
+    free(a->dlx);
+    free(a->dlk);
+    a->dlx = a->dlk = NULL;
+}
+
+// Checks that a number argument is within lo..hi; sends 502 and returns -1 if not.
+static int
+s_arg_range(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, uint64_t bit,
+            const char *name, uint64_t value, uint64_t lo, uint64_t hi)
+{
+    if (!(w->has & bit) || (value >= lo && value <= hi))
+        return 0;
+    hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
+                     "queue argument '%s' is %llu: it must be from %llu to %llu", name,
+                     (unsigned long long)value, (unsigned long long)lo, (unsigned long long)hi);
+    return -1;
+}
+
+// Reads and checks the arguments of a queue.declare into a (owned strings). Returns 0, or -1
+// with the error sent.
+static int
+s_queue_args(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, hop_qargs_t *a)
+{
+    memset(a, 0, sizeof *a);
+    if (s_arg_range(self, conn, w, HOP_F_MESSAGE_TTL, "message_ttl", w->message_ttl, 0,
+                    UINT32_MAX) ||
+        s_arg_range(self, conn, w, HOP_F_EXPIRES, "expires", w->expires, 1, UINT32_MAX) ||
+        s_arg_range(self, conn, w, HOP_F_RETRY_DELAY, "retry_delay", w->retry_delay, 0,
+                    UINT32_MAX) ||
+        s_arg_range(self, conn, w, HOP_F_RETRY_DELAY_MAX, "retry_delay_max", w->retry_delay_max, 0,
+                    UINT32_MAX) ||
+        s_arg_range(self, conn, w, HOP_F_MAX_PRIORITY, "max_priority", w->max_priority, 1, 255) ||
+        s_arg_range(self, conn, w, HOP_F_ACK_TIMEOUT, "ack_timeout", w->ack_timeout, 1000,
+                    UINT32_MAX))
+        return -1;
+    bool reject = false;
+    if (w->has & HOP_F_OVERFLOW) {
+        const hop_str_t *o = &w->overflow;
+        reject = o->len == 14 && memcmp(o->ptr, "reject-publish", 14) == 0;
+        if (!reject && !(o->len == 9 && memcmp(o->ptr, "drop-head", 9) == 0)) {
+            hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
+                             "queue argument 'overflow' is '%.*s': it must be drop-head or "
+                             "reject-publish",
+                             (int)o->len, o->ptr ? o->ptr : "");
+            return -1;
+        }
+    }
+    if ((w->has & HOP_F_DLK) && !(w->has & HOP_F_DLX)) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                         "queue argument 'dead_letter_key' needs 'dead_letter_exchange' too");
+        return -1;
+    }
+    if ((w->has & HOP_F_RETRY_DELAY_MAX) && w->retry_delay_max < w->retry_delay) {
+        hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+                         "queue argument 'retry_delay_max' (%llu) is below 'retry_delay' (%llu)",
+                         (unsigned long long)w->retry_delay_max,
+                         (unsigned long long)w->retry_delay);
+        return -1;
+    }
+    a->max_length = w->max_length;
+    a->max_length_bytes = w->max_length_bytes;
+    a->reject_publish = reject;
+    a->has_ttl = (w->has & HOP_F_MESSAGE_TTL) != 0;
+    a->message_ttl = w->message_ttl;
+    a->expires = w->expires;
+    a->max_deliveries = w->max_deliveries;
+    if (w->has & HOP_F_DLX)
+        a->dlx = hop_strndup(w->dead_letter_exchange.ptr ? w->dead_letter_exchange.ptr : "",
+                             w->dead_letter_exchange.len);
+    if (w->has & HOP_F_DLK)
+        a->dlk = hop_strndup(w->dead_letter_key.ptr ? w->dead_letter_key.ptr : "",
+                             w->dead_letter_key.len);
+    a->retry_delay = w->retry_delay;
+    a->retry_delay_max = w->retry_delay_max;
+    a->max_priority = (uint32_t)w->max_priority;
+    a->ack_timeout = w->ack_timeout;
+    return 0;
+}
+
+// Compares the arguments a redeclare names with those in force; sends 406 and returns -1 on
+// the first difference. Arguments the redeclare leaves out are not compared.
+static int
+s_args_equivalent(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, const hop_queue_t *q,
+                  const hop_qargs_t *a)
+{
+    const hop_qargs_t *h = &q->args;
+    struct {
+        uint64_t bit;
+        const char *name;
+        uint64_t have, want;
+    } nums[] = {
+        {HOP_F_MAX_LENGTH, "max_length", h->max_length, a->max_length},
+        {HOP_F_MAX_LENGTH_BYTES, "max_length_bytes", h->max_length_bytes, a->max_length_bytes},
+        {HOP_F_OVERFLOW, "overflow (0 drop-head, 1 reject-publish)", h->reject_publish,
+         a->reject_publish},
+        {HOP_F_MESSAGE_TTL, "message_ttl", h->has_ttl ? h->message_ttl : UINT64_MAX,
+         a->message_ttl},
+        {HOP_F_EXPIRES, "expires", h->expires, a->expires},
+        {HOP_F_MAX_DELIVERIES, "max_deliveries", h->max_deliveries, a->max_deliveries},
+        {HOP_F_RETRY_DELAY, "retry_delay", h->retry_delay, a->retry_delay},
+        {HOP_F_RETRY_DELAY_MAX, "retry_delay_max", h->retry_delay_max, a->retry_delay_max},
+        {HOP_F_MAX_PRIORITY, "max_priority", h->max_priority, a->max_priority},
+        {HOP_F_ACK_TIMEOUT, "ack_timeout", h->ack_timeout, a->ack_timeout},
+    };
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        if (!(w->has & nums[i].bit) || nums[i].have == nums[i].want)
+            continue;
+        hop_broker_error(
+            self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+            "inequivalent arg '%s' for queue '%s': received %llu but current is %s%llu",
+            nums[i].name, q->name, (unsigned long long)nums[i].want,
+            nums[i].have == UINT64_MAX ? "unset " : "",
+            nums[i].have == UINT64_MAX ? 0ull : (unsigned long long)nums[i].have);
+        return -1;
+    }
+    struct {
+        uint64_t bit;
+        const char *name, *have, *want;
+    } strs[] = {
+        {HOP_F_DLX, "dead_letter_exchange", h->dlx, a->dlx},
+        {HOP_F_DLK, "dead_letter_key", h->dlk, a->dlk},
+    };
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        if (!(w->has & strs[i].bit) || (strs[i].have && strcmp(strs[i].have, strs[i].want) == 0))
+            continue;
+        hop_broker_error(
+            self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
+            "inequivalent arg '%s' for queue '%s': received '%s' but current is %s%s%s",
+            strs[i].name, q->name, strs[i].want, strs[i].have ? "'" : "unset",
+            strs[i].have ? strs[i].have : "", strs[i].have ? "'" : "");
+        return -1;
+    }
+    return 0;
+}
+
 void
 hop_topology_queue_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
@@ -249,18 +389,24 @@ hop_topology_queue_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_
     if (!name.ptr)
         name.ptr = "";
     hop_queue_t *q = name.len ? hop_topology_queue(self, &name) : NULL;
+    hop_qargs_t args;
+    if (!w->passive && s_queue_args(self, conn, w, &args))
+        return;
     if (w->passive) {
         if (!q) {
             s_not_found(self, conn, w->id, "queue", &name);
             return;
         }
     } else if (q) {
-        if (hop_topology_access(self, conn, q, w->id) ||
-            s_equivalent(self, conn, w, "queue", q->name, "durable", q->durable, w->durable) ||
-            s_equivalent(self, conn, w, "queue", q->name, "exclusive", q->exclusive,
-                         w->exclusive) ||
-            s_equivalent(self, conn, w, "queue", q->name, "auto_delete", q->auto_delete,
-                         w->auto_delete))
+        int rc = hop_topology_access(self, conn, q, w->id) ||
+                 s_equivalent(self, conn, w, "queue", q->name, "durable", q->durable, w->durable) ||
+                 s_equivalent(self, conn, w, "queue", q->name, "exclusive", q->exclusive,
+                              w->exclusive) ||
+                 s_equivalent(self, conn, w, "queue", q->name, "auto_delete", q->auto_delete,
+                              w->auto_delete) ||
+                 s_args_equivalent(self, conn, w, q, &args);
+        s_args_free(&args);
+        if (rc)
             return;
     } else {
         char generated[32];
@@ -275,9 +421,11 @@ hop_topology_queue_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_
                              "queue name '%.*s' is reserved: names starting with amq. are "
                              "chosen by the broker (declare with an empty name)",
                              (int)name.len, name.ptr);
+            s_args_free(&args);
             return;
         }
         q = hop_queue_new(name.ptr, name.len);
+        hop_queue_set_args(q, &args);
         q->durable = w->durable;
         q->exclusive = w->exclusive;
         q->auto_delete = w->auto_delete;
@@ -289,9 +437,10 @@ hop_topology_queue_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_
         hop_map_put(self->queues, q->name, q->name_len, q);
         hop_log(HOP_DEBUG, "topology", "queue declared name=%s conn=%s", q->name, conn->label);
     }
+    q->last_used = self->now;
     hop_broker_reply(self, HOP_CMD_QUEUE_OK, w->id);
     hop_enc_str(&self->enc, "queue", q->name, q->name_len);
-    hop_enc_uint(&self->enc, "messages", q->ready.size);
+    hop_enc_uint(&self->enc, "messages", q->ready_count);
     hop_enc_uint(&self->enc, "consumers", q->consumer_count);
     hop_broker_send(self, conn, NULL);
 }
@@ -346,7 +495,7 @@ hop_topology_queue_delete(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t
                          "queue '%s' has %zu consumers (if_unused)", q->name, q->consumer_count);
         return;
     }
-    size_t messages = q->ready.size + q->unacked.size;
+    size_t messages = q->ready_count + q->unacked.size + q->delayed.size;
     if (w->if_empty && messages) {
         hop_broker_error(self, conn, w->id, HOP_CODE_PRECONDITION_FAILED,
                          "queue '%s' has %zu messages (if_empty)", q->name, messages);

@@ -390,6 +390,9 @@ static const char *s_cmd_names[HOP_CMD_COUNT_] = {
     [HOP_CMD_STATUS_OK] = "status-ok",
     [HOP_CMD_ERROR] = "error",
     [HOP_CMD_BATCH] = "batch",
+    [HOP_CMD_CONFIRM] = "confirm",
+    [HOP_CMD_RETURN] = "return",
+    [HOP_CMD_REVOKED] = "revoked",
 };
 
 const char *
@@ -467,6 +470,26 @@ static const s_field_t s_fields[] = {
     F("code", HOP_F_CODE, K_UINT, code),
     F("text", HOP_F_TEXT, K_STR, text),
     F("batch", HOP_F_BATCH, K_BOOL, batch),
+    F("seq", HOP_F_SEQ, K_UINT, seq),
+    F("mandatory", HOP_F_MANDATORY, K_BOOL, mandatory),
+    F("persistent", HOP_F_PERSISTENT, K_BOOL, persistent),
+    F("expiration", HOP_F_EXPIRATION, K_UINT, expiration),
+    F("priority", HOP_F_PRIORITY, K_UINT, priority),
+    F("nack", HOP_F_NACK, K_BOOL, nack),
+    F("delay", HOP_F_DELAY, K_UINT, delay),
+    F("ack_timeout", HOP_F_ACK_TIMEOUT, K_UINT, ack_timeout),
+    F("death", HOP_F_DEATH, K_ARRAY, death),
+    F("max_length", HOP_F_MAX_LENGTH, K_UINT, max_length),
+    F("max_length_bytes", HOP_F_MAX_LENGTH_BYTES, K_UINT, max_length_bytes),
+    F("overflow", HOP_F_OVERFLOW, K_STR, overflow),
+    F("message_ttl", HOP_F_MESSAGE_TTL, K_UINT, message_ttl),
+    F("expires", HOP_F_EXPIRES, K_UINT, expires),
+    F("max_deliveries", HOP_F_MAX_DELIVERIES, K_UINT, max_deliveries),
+    F("dead_letter_exchange", HOP_F_DLX, K_STR, dead_letter_exchange),
+    F("dead_letter_key", HOP_F_DLK, K_STR, dead_letter_key),
+    F("retry_delay", HOP_F_RETRY_DELAY, K_UINT, retry_delay),
+    F("retry_delay_max", HOP_F_RETRY_DELAY_MAX, K_UINT, retry_delay_max),
+    F("max_priority", HOP_F_MAX_PRIORITY, K_UINT, max_priority),
 };
 #undef F
 
@@ -812,6 +835,8 @@ hop_code_name(int code)
     switch (code) {
     case HOP_CODE_CONTENT_TOO_LARGE:
         return "content-too-large";
+    case HOP_CODE_NO_ROUTE:
+        return "no-route";
     case HOP_CODE_ACCESS_REFUSED:
         return "access-refused";
     case HOP_CODE_NOT_FOUND:
@@ -828,6 +853,8 @@ hop_code_name(int code)
         return "command-invalid";
     case HOP_CODE_UNEXPECTED_FRAME:
         return "unexpected-frame";
+    case HOP_CODE_RESOURCE_ERROR:
+        return "resource-error";
     case HOP_CODE_NOT_IMPLEMENTED:
         return "not-implemented";
     case HOP_CODE_INTERNAL_ERROR:

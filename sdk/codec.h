@@ -87,6 +87,9 @@ typedef enum {
     HOP_CMD_STATUS_OK,
     HOP_CMD_ERROR,
     HOP_CMD_BATCH,
+    HOP_CMD_CONFIRM,
+    HOP_CMD_RETURN,
+    HOP_CMD_REVOKED,
     HOP_CMD_COUNT_ // number of commands
 } hop_cmd_t;
 
@@ -130,7 +133,27 @@ enum {
     HOP_F_CODE = 1u << 30,
     HOP_F_TEXT = 1u << 31,
 };
-#define HOP_F_BATCH (1ull << 32)
+#define HOP_F_BATCH            (1ull << 32)
+#define HOP_F_SEQ              (1ull << 33)
+#define HOP_F_MANDATORY        (1ull << 34)
+#define HOP_F_PERSISTENT       (1ull << 35)
+#define HOP_F_EXPIRATION       (1ull << 36)
+#define HOP_F_PRIORITY         (1ull << 37)
+#define HOP_F_NACK             (1ull << 38)
+#define HOP_F_DELAY            (1ull << 39)
+#define HOP_F_ACK_TIMEOUT      (1ull << 40)
+#define HOP_F_DEATH            (1ull << 41)
+#define HOP_F_MAX_LENGTH       (1ull << 42)
+#define HOP_F_MAX_LENGTH_BYTES (1ull << 43)
+#define HOP_F_OVERFLOW         (1ull << 44)
+#define HOP_F_MESSAGE_TTL      (1ull << 45)
+#define HOP_F_EXPIRES          (1ull << 46)
+#define HOP_F_MAX_DELIVERIES   (1ull << 47)
+#define HOP_F_DLX              (1ull << 48)
+#define HOP_F_DLK              (1ull << 49)
+#define HOP_F_RETRY_DELAY      (1ull << 50)
+#define HOP_F_RETRY_DELAY_MAX  (1ull << 51)
+#define HOP_F_MAX_PRIORITY     (1ull << 52)
 
 // A decoded header. Strings and spans borrow the frame's bytes: keep the frame alive.
 typedef struct {
@@ -145,6 +168,14 @@ typedef struct {
     bool no_ack, multiple, requeue, redelivered, batch;
     hop_span_t props; // a map
     hop_span_t items; // an array
+    // Publisher confirms, message options, settle delays (issue 4).
+    uint64_t seq, expiration, priority, delay, ack_timeout;
+    bool mandatory, persistent, nack;
+    hop_span_t death; // an array of maps
+    // Queue arguments (queue.declare).
+    uint64_t max_length, max_length_bytes, message_ttl, expires, max_deliveries;
+    uint64_t retry_delay, retry_delay_max, max_priority;
+    hop_str_t overflow, dead_letter_exchange, dead_letter_key;
 } hop_wire_t;
 
 // Decodes a header frame. A syntax error (a well-formed value of the wrong type, a name too

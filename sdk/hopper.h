@@ -56,6 +56,7 @@ typedef enum {
     HOP_EBROKER = -10,  // any other broker error (see hop_client_error_code)
     HOP_EEMPTY = -11,   // hop_client_get: the queue had no ready message
     HOP_ECLOSED = -12,  // the client is not connected
+    HOP_ENACKED = -13,  // the broker refused a published message (negative confirm)
 } hop_err_t;
 
 // Returns a static, human-readable name for an error code.
@@ -64,6 +65,7 @@ const char *hop_strerror(int err);
 // Broker error codes as they travel on the wire (docs/PROTOCOL.md section 7).
 enum {
     HOP_CODE_CONTENT_TOO_LARGE = 311,
+    HOP_CODE_NO_ROUTE = 312, // a mandatory message matched no queue (returned)
     HOP_CODE_ACCESS_REFUSED = 403,
     HOP_CODE_NOT_FOUND = 404,
     HOP_CODE_RESOURCE_LOCKED = 405,
@@ -72,6 +74,7 @@ enum {
     HOP_CODE_SYNTAX_ERROR = 502,
     HOP_CODE_COMMAND_INVALID = 503,
     HOP_CODE_UNEXPECTED_FRAME = 505,
+    HOP_CODE_RESOURCE_ERROR = 506, // a reject-publish queue was full (negative confirm)
     HOP_CODE_NOT_IMPLEMENTED = 540,
     HOP_CODE_INTERNAL_ERROR = 541,
 };
@@ -112,6 +115,17 @@ typedef struct {
     size_t header_count;
 } hop_props_t;
 
+// One death record of a dead-lettered message (docs/PROTOCOL.md 6.4): why it left which
+// queue, where it had been published to, when (ms since the Unix epoch) and how many times.
+typedef struct {
+    const char *reason; // "rejected", "expired", "maxlen" or "delivery-limit"
+    const char *queue;
+    const char *exchange;
+    const char *routing_key;
+    uint64_t time;
+    uint64_t count;
+} hop_death_t;
+
 // A received message (from a consumer or hop_client_get). Owned by the caller; free it with
 // hop_delivery_destroy. All pointers stay valid until then.
 typedef struct {
@@ -129,6 +143,9 @@ typedef struct {
     size_t props_raw_size;
     const void *headers_raw; // the headers map exactly as received (msgpack), or NULL
     size_t headers_raw_size;
+    uint8_t priority;          // 0 unless published with a priority
+    const hop_death_t *deaths; // death records, newest first (the last is the first death)
+    size_t death_count;        // 0 unless the message was dead-lettered
 } hop_delivery_t;
 
 void hop_delivery_destroy(hop_delivery_t **self_p);
@@ -172,6 +189,29 @@ int hop_client_declare_queue(hop_client_t *self, const char *name, int flags, ch
 int hop_client_declare_queue_ex(hop_client_t *self, const char *name, int flags, char *name_out,
                                 size_t name_out_size, uint64_t *messages_out,
                                 uint64_t *consumers_out);
+
+// Queue arguments (docs/PROTOCOL.md 4.3). Zero / NULL fields are not set. They are fixed by
+// the first declare; declaring again with a different value fails with HOP_EPRECOND.
+typedef struct {
+    uint64_t max_length;              // most ready messages
+    uint64_t max_length_bytes;        // most bytes of ready bodies
+    const char *overflow;             // "drop-head" (default) or "reject-publish"
+    uint64_t message_ttl;             // ms a message may stay in the queue
+    uint64_t expires;                 // ms unused before the queue is deleted
+    uint64_t max_deliveries;          // deliveries before a returned message is dead-lettered
+    const char *dead_letter_exchange; // "" is the default exchange; NULL: none
+    const char *dead_letter_key;      // NULL: the message's own routing key
+    uint64_t retry_delay;             // ms before a requeued message is ready again (doubles)
+    uint64_t retry_delay_max;         // cap of that backoff (0: retry_delay, i.e. constant)
+    uint64_t max_priority;            // 1..255; 0: no priorities
+    uint64_t ack_timeout;             // ms ack deadline (>= 1000); 0: the broker's default
+} hop_queue_args_t;
+
+// declare_queue_ex with arguments (args may be NULL).
+int hop_client_declare_queue_args(hop_client_t *self, const char *name, int flags,
+                                  const hop_queue_args_t *args, char *name_out,
+                                  size_t name_out_size, uint64_t *messages_out,
+                                  uint64_t *consumers_out);
 // flags: HOP_IF_UNUSED | HOP_IF_EMPTY. messages_out (may be NULL): messages deleted.
 int hop_client_delete_queue(hop_client_t *self, const char *name, int flags,
                             uint64_t *messages_out);
@@ -187,10 +227,56 @@ int hop_client_unbind(hop_client_t *self, const char *queue, const char *exchang
 int hop_client_publish(hop_client_t *self, const char *exchange, const char *routing_key,
                        const void *body, size_t body_size, const hop_props_t *props);
 
+// Per-publish options (all optional; zero = unset).
+typedef struct {
+    bool mandatory;      // return the message (hop_client_on_return) if it matches no queue
+    bool persistent;     // keep it on disk in durable queues
+    uint64_t expiration; // ms: per-message TTL
+    uint8_t priority;    // for queues with max_priority
+} hop_publish_opts_t;
+
+// hop_client_publish with options (opts may be NULL). In confirm mode *seq_out (may be NULL)
+// receives the message's sequence number (0 otherwise).
+int hop_client_publish_ex(hop_client_t *self, const char *exchange, const char *routing_key,
+                          const void *body, size_t body_size, const hop_props_t *props,
+                          const hop_publish_opts_t *opts, uint64_t *seq_out);
+
+// Publisher confirms. After hop_client_confirm_select every publish is numbered 1, 2, ... and
+// the broker confirms each one (positively once it is stored in every queue it matched, or
+// negatively, e.g. when a reject-publish queue is full). Irreversible for the connection;
+// kept across reconnects (publishes that were not confirmed when the connection was lost
+// count as negative, code 0: the application should send them again).
+int hop_client_confirm_select(hop_client_t *self);
+// Called for each confirm (multiple: every unconfirmed seq <= seq at once), from inside the
+// client's calls on the application's thread (publish, receive, dispatch, wait_confirms...).
+typedef void(hop_confirm_fn)(hop_client_t *client, uint64_t seq, bool multiple, bool ok, int code,
+                             const char *text, void *arg);
+void hop_client_on_confirm(hop_client_t *self, hop_confirm_fn *fn, void *arg);
+// Waits until every publish made so far is confirmed. Returns HOP_OK when all were
+// confirmed positively since the last call, HOP_ENACKED when some were refused (how many in
+// *nacked_out, may be NULL; hop_client_error says why), HOP_ETIMEOUT, or a connection error.
+int hop_client_wait_confirms(hop_client_t *self, int timeout_ms, uint64_t *nacked_out);
+// Publishes sent in confirm mode and not yet confirmed.
+uint64_t hop_client_unconfirmed(const hop_client_t *self);
+
+// Called for each mandatory message that matched no queue, from inside the client's calls.
+// The delivery (tag 0) is borrowed for the call; code is 312 (no-route).
+typedef void(hop_return_fn)(hop_client_t *client, const hop_delivery_t *returned, int code,
+                            const char *text, void *arg);
+void hop_client_on_return(hop_client_t *self, hop_return_fn *fn, void *arg);
+
 // Starts a consumer on queue. prefetch 0 = unlimited. flags: HOP_NO_ACK | HOP_EXCLUSIVE.
 // tag NULL or "" lets the broker pick; the tag in force is copied to tag_out (if not NULL).
 int hop_client_consume(hop_client_t *self, const char *queue, const char *tag, int prefetch,
                        int flags, char *tag_out, size_t tag_out_size);
+// hop_client_consume with an ack deadline in ms (0: the queue's, else the broker's default).
+// A delivery not settled in time is revoked: the broker returns it to the queue, and acking it
+// afterwards fails with HOP_EPRECOND ("revoked").
+int hop_client_consume_ex(hop_client_t *self, const char *queue, const char *tag, int prefetch,
+                          int flags, uint64_t ack_timeout_ms, char *tag_out, size_t tag_out_size);
+// Called when the broker revokes a delivery (ack deadline passed), from inside client calls.
+typedef void(hop_revoked_fn)(hop_client_t *client, const char *consumer, uint64_t tag, void *arg);
+void hop_client_on_revoked(hop_client_t *self, hop_revoked_fn *fn, void *arg);
 // Cancels a consumer: its unacked deliveries return to the queue.
 int hop_client_cancel(hop_client_t *self, const char *tag);
 // Subscribes to an exchange: declares a server-named exclusive auto-delete queue, binds it
@@ -213,6 +299,9 @@ int hop_client_dispatch(hop_client_t *self, hop_handler_fn *handler, void *arg, 
 int hop_client_ack(hop_client_t *self, uint64_t tag, bool multiple);
 int hop_client_nack(hop_client_t *self, uint64_t tag, bool multiple, bool requeue);
 int hop_client_reject(hop_client_t *self, uint64_t tag, bool requeue);
+// Retry later: returns one delivery to its queue, ready again only after delay_ms (0: at
+// once, ignoring the queue's retry_delay). Other messages keep flowing meanwhile.
+int hop_client_retry_later(hop_client_t *self, uint64_t tag, uint64_t delay_ms);
 
 // Pulls one message. Returns HOP_OK and an owned *delivery_p, or HOP_EEMPTY.
 int hop_client_get(hop_client_t *self, const char *queue, int flags, hop_delivery_t **delivery_p);

@@ -52,7 +52,7 @@ static void
 s_push_n(hop_queue_t *queue, size_t n, hop_entry_t **entries)
 {
     for (size_t i = 0; i < n; i++) {
-        hop_entry_t *e = hop_queue_push(queue, hop_msg_new());
+        hop_entry_t *e = hop_queue_push(queue, hop_msg_new(), 0);
         if (entries)
             entries[i] = e;
     }
@@ -189,7 +189,7 @@ test_new_copies_name_and_starts_empty(void **state)
     assert_int_equal(queue->unacked.size, 0);
     assert_null(queue->consumers);
     assert_false(queue->had_consumer);
-    assert_null(hop_queue_take(queue));
+    assert_null(hop_queue_take(queue, 0));
     assert_null(hop_queue_next_consumer(queue));
     hop_queue_destroy(&queue);
     assert_null(queue);
@@ -208,9 +208,9 @@ test_push_take_fifo_order(void **state)
     for (int i = 0; i < 5; i++) {
         assert_ptr_equal(pushed[i]->queue, queue);
         assert_int_equal(pushed[i]->msg->refs, 1);
-        assert_ptr_equal(hop_queue_take(queue), pushed[i]);
+        assert_ptr_equal(hop_queue_take(queue, 0), pushed[i]);
     }
-    assert_null(hop_queue_take(queue));
+    assert_null(hop_queue_take(queue, 0));
     s_assert_list(&queue->unacked, (uint64_t[]){1, 2, 3, 4, 5}, 5);
     while (queue->unacked.head)
         hop_queue_settle(queue, queue->unacked.head, true);
@@ -223,7 +223,7 @@ test_take_moves_entry_to_unacked_and_counts_delivery(void **state)
     (void)state;
     hop_queue_t *queue = s_queue("q");
     s_push_n(queue, 2, NULL);
-    hop_entry_t *e = hop_queue_take(queue);
+    hop_entry_t *e = hop_queue_take(queue, 0);
     assert_non_null(e);
     assert_true(e->unacked);
     assert_int_equal(e->deliveries, 1);
@@ -241,7 +241,7 @@ test_untake_restores_head_and_counters(void **state)
     (void)state;
     hop_queue_t *queue = s_queue("q");
     s_push_n(queue, 3, NULL);
-    hop_entry_t *e = hop_queue_take(queue);
+    hop_entry_t *e = hop_queue_take(queue, 0);
     hop_queue_untake(queue, e);
     assert_false(e->unacked);
     assert_int_equal(e->deliveries, 0);
@@ -249,7 +249,7 @@ test_untake_restores_head_and_counters(void **state)
     assert_int_equal(queue->delivered, 0);
     s_assert_list(&queue->ready, (uint64_t[]){1, 2, 3}, 3);
     s_assert_list(&queue->unacked, NULL, 0);
-    assert_ptr_equal(hop_queue_take(queue), e); // still the first to go
+    assert_ptr_equal(hop_queue_take(queue, 0), e); // still the first to go
     assert_int_equal(e->deliveries, 1);
     hop_queue_settle(queue, e, true);
     hop_queue_destroy(&queue);
@@ -261,7 +261,7 @@ test_untake_into_empty_ready_list(void **state)
     (void)state;
     hop_queue_t *queue = s_queue("q");
     s_push_n(queue, 1, NULL);
-    hop_entry_t *e = hop_queue_take(queue);
+    hop_entry_t *e = hop_queue_take(queue, 0);
     hop_queue_untake(queue, e);
     s_assert_list(&queue->ready, (uint64_t[]){1}, 1);
     s_push_n(queue, 1, NULL); // appends after it: the tail was set
@@ -275,9 +275,9 @@ test_untake_of_redelivered_entry_keeps_flag_and_count(void **state)
     (void)state;
     hop_queue_t *queue = s_queue("q");
     s_push_n(queue, 2, NULL);
-    hop_entry_t *e = hop_queue_take(queue);
+    hop_entry_t *e = hop_queue_take(queue, 0);
     hop_queue_requeue(queue, e);
-    assert_ptr_equal(hop_queue_take(queue), e);
+    assert_ptr_equal(hop_queue_take(queue, 0), e);
     assert_int_equal(e->deliveries, 2);
     hop_queue_untake(queue, e);
     assert_true(e->redelivered);
@@ -295,7 +295,7 @@ test_requeue_goes_ahead_of_never_delivered_entries(void **state)
     (void)state;
     hop_queue_t *queue = s_queue("q");
     s_push_n(queue, 3, NULL);
-    hop_entry_t *e = hop_queue_take(queue);
+    hop_entry_t *e = hop_queue_take(queue, 0);
     hop_conn_t *conn = hop_conn_new("id", 2, 1, 0);
     hop_consumer_t c;
     memset(&c, 0, sizeof c);
@@ -310,7 +310,7 @@ test_requeue_goes_ahead_of_never_delivered_entries(void **state)
     assert_int_equal(e->deliveries, 1); // the count survives: "count" on the next delivery
     s_assert_list(&queue->ready, (uint64_t[]){1, 2, 3}, 3);
     s_assert_list(&queue->unacked, NULL, 0);
-    assert_ptr_equal(hop_queue_take(queue), e);
+    assert_ptr_equal(hop_queue_take(queue, 0), e);
     assert_int_equal(e->deliveries, 2);
     assert_true(e->redelivered);
     assert_int_equal(queue->delivered, 2);
@@ -327,7 +327,7 @@ test_requeue_returns_entry_to_its_original_position(void **state)
     hop_entry_t *e[6];
     s_push_n(queue, 6, e);
     for (int i = 0; i < 4; i++)
-        hop_queue_take(queue);
+        hop_queue_take(queue, 0);
     hop_queue_requeue(queue, e[2]);
     s_assert_list(&queue->ready, (uint64_t[]){3, 5, 6}, 3);
     hop_queue_requeue(queue, e[0]);
@@ -350,8 +350,8 @@ test_requeue_lands_behind_older_requeued_entries(void **state)
     hop_queue_t *queue = s_queue("q");
     hop_entry_t *e[4];
     s_push_n(queue, 4, e);
-    hop_queue_take(queue);
-    hop_queue_take(queue);
+    hop_queue_take(queue, 0);
+    hop_queue_take(queue, 0);
     hop_queue_requeue(queue, e[0]);
     hop_queue_requeue(queue, e[1]); // oldest first: the second must not jump the first
     s_assert_list(&queue->ready, (uint64_t[]){1, 2, 3, 4}, 4);
@@ -366,7 +366,7 @@ test_requeue_after_everything_was_taken(void **state)
     hop_entry_t *e[3];
     s_push_n(queue, 3, e);
     for (int i = 0; i < 3; i++)
-        hop_queue_take(queue);
+        hop_queue_take(queue, 0);
     hop_queue_requeue(queue, e[1]); // into an empty ready list
     s_assert_list(&queue->ready, (uint64_t[]){2}, 1);
     hop_queue_requeue(queue, e[0]); // before everything
@@ -387,12 +387,12 @@ test_requeue_batch_newest_first_keeps_original_order(void **state)
     hop_entry_t *e[N];
     s_push_n(queue, N, e);
     for (int i = 0; i < 6; i++)
-        hop_queue_take(queue); // a dead consumer's window: 1..6
+        hop_queue_take(queue, 0); // a dead consumer's window: 1..6
     for (int i = 5; i >= 0; i--)
         hop_queue_requeue(queue, e[i]);
     s_assert_list(&queue->ready, (uint64_t[]){1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, N);
     for (int i = 0; i < N; i++)
-        assert_ptr_equal(hop_queue_take(queue), e[i]);
+        assert_ptr_equal(hop_queue_take(queue, 0), e[i]);
     for (int i = 0; i < N; i++)
         assert_int_equal(e[i]->redelivered, i < 6);
     hop_queue_destroy(&queue);
@@ -409,7 +409,7 @@ test_requeue_of_interleaved_consumers_restores_seq_order(void **state)
     hop_entry_t *e[N];
     s_push_n(queue, N, e);
     for (int i = 0; i < N; i++)
-        hop_queue_take(queue);
+        hop_queue_take(queue, 0);
     // Two consumers took turns: the odd ones die first, newest first, then the even ones.
     for (int i = N - 1; i >= 0; i -= 2)
         hop_queue_requeue(queue, e[i]);
@@ -428,7 +428,7 @@ test_settle_destroys_entry_and_counts_ack(void **state)
     (void)state;
     hop_queue_t *queue = s_queue("q");
     s_push_n(queue, 2, NULL);
-    hop_entry_t *e = hop_queue_take(queue);
+    hop_entry_t *e = hop_queue_take(queue, 0);
     hop_msg_t *msg = e->msg;
     hop_queue_settle(queue, e, true);
     assert_int_equal(queue->acked, 1);
@@ -446,14 +446,14 @@ test_settle_keeps_message_shared_with_another_queue(void **state)
     hop_queue_t *a = s_queue("a");
     hop_queue_t *b = s_queue("b");
     hop_msg_t *msg = s_msg_with_body('m');
-    hop_entry_t *ea = hop_queue_push(a, msg);
-    hop_entry_t *eb = hop_queue_push(b, msg);
+    hop_entry_t *ea = hop_queue_push(a, msg, 0);
+    hop_entry_t *eb = hop_queue_push(b, msg, 0);
     assert_ptr_not_equal(ea, eb);
     assert_int_equal(msg->refs, 2);
-    hop_queue_settle(a, hop_queue_take(a), true);
+    hop_queue_settle(a, hop_queue_take(a, 0), true);
     assert_int_equal(msg->refs, 1);
     s_assert_body(msg, 'm'); // still whole for the other queue's consumer
-    assert_ptr_equal(hop_queue_take(b), eb);
+    assert_ptr_equal(hop_queue_take(b, 0), eb);
     assert_ptr_equal(eb->msg, msg);
     hop_queue_settle(b, eb, true);
     assert_ptr_equal(hop_msg_new(), msg); // last reference: recycled, body closed (LSan)
@@ -468,12 +468,12 @@ test_purge_drops_only_ready_entries(void **state)
     (void)state;
     hop_queue_t *queue = s_queue("q");
     hop_msg_t *shared = s_msg_with_body('p');
-    hop_queue_push(queue, shared);
+    hop_queue_push(queue, shared, 0);
     s_push_n(queue, 4, NULL);
-    hop_queue_push(queue, shared);
+    hop_queue_push(queue, shared, 0);
     assert_int_equal(shared->refs, 2);
-    hop_entry_t *held = hop_queue_take(queue); // seq 1, holds shared
-    hop_entry_t *held2 = hop_queue_take(queue);
+    hop_entry_t *held = hop_queue_take(queue, 0); // seq 1, holds shared
+    hop_entry_t *held2 = hop_queue_take(queue, 0);
     assert_int_equal(hop_queue_purge(queue), 4);
     s_assert_list(&queue->ready, NULL, 0);
     s_assert_list(&queue->unacked, (uint64_t[]){1, 2}, 2);
@@ -700,8 +700,8 @@ test_destroy_releases_ready_entries(void **state)
     hop_queue_t *a = s_queue("a");
     hop_queue_t *b = s_queue("b");
     hop_msg_t *msg = s_msg_with_body('d');
-    hop_queue_push(a, msg);
-    hop_queue_push(b, msg);
+    hop_queue_push(a, msg, 0);
+    hop_queue_push(b, msg, 0);
     s_push_n(a, 3, NULL);
     hop_queue_destroy(&a);
     assert_null(a);
@@ -716,13 +716,13 @@ test_destroy_orphans_unacked_entries(void **state)
     (void)state;
     hop_queue_t *queue = s_queue("q");
     hop_msg_t *msg = s_msg_with_body('o');
-    hop_queue_push(queue, msg);
+    hop_queue_push(queue, msg, 0);
     s_push_n(queue, 3, NULL);
     hop_consumer_t c;
     memset(&c, 0, sizeof c);
     hop_entry_t *held[3];
     for (int i = 0; i < 3; i++) {
-        held[i] = hop_queue_take(queue);
+        held[i] = hop_queue_take(queue, 0);
         held[i]->consumer = &c;
         held[i]->tag = (uint64_t)i + 1;
     }
@@ -782,10 +782,10 @@ test_random_operations_never_lose_or_duplicate(void **state)
     for (int op = 0; op < OPS; op++) {
         unsigned r = (unsigned)(s_rand() % 100);
         if (r < 35 && pushed - settled < MAX) {
-            hop_queue_push(queue, hop_msg_new());
+            hop_queue_push(queue, hop_msg_new(), 0);
             pushed++;
         } else if (r < 65) {
-            hop_entry_t *e = hop_queue_take(queue);
+            hop_entry_t *e = hop_queue_take(queue, 0);
             if (e) {
                 delivered++;
                 if (s_rand() % 8 == 0) {

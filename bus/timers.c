@@ -1,0 +1,140 @@
+// bus/timers.c - what happens with time rather than with traffic, checked on every tick
+// (100 ms): stalled consumers retried, delayed messages made ready, expired messages removed,
+// deliveries past their ack deadline revoked, unused queues with `expires` deleted
+// (PROTOCOL.md 6.5).
+#include "broker_internal.h"
+#include "util.h"
+
+#include <stdio.h>
+
+// The ack deadline of an unacked entry; 0 when it has none (get, no-ack).
+static uint64_t
+s_deadline(const hop_broker_t *self, const hop_queue_t *queue, const hop_entry_t *entry)
+{
+    if (!entry->consumer || entry->noack)
+        return 0;
+    if (entry->consumer->ack_timeout)
+        return entry->consumer->ack_timeout;
+    return queue->args.ack_timeout ? queue->args.ack_timeout : self->config.ack_timeout_ms;
+}
+
+// Revokes an unacked delivery past its deadline: the consumer is told, the tag forgotten (a late
+// ack then fails with "revoked"), and the message returned to its queue.
+static void
+s_revoke(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *entry, uint64_t deadline)
+{
+    hop_consumer_t *c = entry->consumer;
+    hop_conn_t *conn = c->conn;
+    uint64_t tag = entry->tag;
+    hop_log(HOP_WARN, "deliver",
+            "ack deadline passed queue=%s conn=%s consumer=%s tag=%llu deadline_ms=%llu: "
+            "revoked, the message returns to the queue",
+            queue->name, conn->label, c->tag, (unsigned long long)tag,
+            (unsigned long long)deadline);
+    hop_conn_untrack(conn, tag);
+    hop_conn_revoke(conn, tag);
+    c->unacked--;
+    self->revoked++;
+    hop_enc_begin(&self->enc, HOP_CMD_REVOKED);
+    hop_enc_cstr(&self->enc, "consumer", c->tag);
+    hop_enc_uint(&self->enc, "tag", tag);
+    char text[160];
+    snprintf(text, sizeof text, "not acked within its ack deadline of %llu ms",
+             (unsigned long long)deadline);
+    hop_enc_cstr(&self->enc, "text", text);
+    hop_broker_send(self, conn, NULL);
+    hop_deliver_return(self, queue, entry, 0);
+}
+
+// Revokes the deliveries of queue past their deadline. The unacked list is in delivery order,
+// so the walk stops at the first entry younger than the shortest deadline in force.
+static bool
+s_revoke_overdue(hop_broker_t *self, hop_queue_t *queue)
+{
+    if (!queue->unacked.head)
+        return false;
+    uint64_t shortest =
+        queue->args.ack_timeout ? queue->args.ack_timeout : self->config.ack_timeout_ms;
+    hop_consumer_t *c = queue->consumers;
+    for (size_t i = 0; c && i < queue->consumer_count; i++, c = c->next)
+        if (c->ack_timeout && c->ack_timeout < shortest)
+            shortest = c->ack_timeout;
+    bool any = false;
+    for (hop_entry_t *e = queue->unacked.head, *next; e; e = next) {
+        next = e->next;
+        uint64_t age = self->now - e->at;
+        if (age < shortest)
+            break;
+        uint64_t deadline = s_deadline(self, queue, e);
+        if (deadline && age >= deadline) {
+            s_revoke(self, queue, e, deadline);
+            any = true;
+        }
+    }
+    return any;
+}
+
+// Makes due delayed entries ready and expires heads. Returns true when something became ready.
+static bool
+s_timers(hop_broker_t *self, hop_queue_t *queue)
+{
+    bool ready = false;
+    while (queue->delayed.head && queue->delayed.head->at <= self->now) {
+        hop_queue_undelay(queue, queue->delayed.head);
+        ready = true;
+    }
+    // Expiry at the head of each priority level (RabbitMQ expires at the head too).
+    if (queue->args.has_ttl || queue->ready_count) {
+        hop_list_t *lists[1 + 255];
+        size_t n = 0;
+        lists[n++] = &queue->ready;
+        for (uint32_t p = 0; queue->levels && p < queue->args.max_priority; p++)
+            lists[n++] = &queue->levels[p];
+        for (size_t i = 0; i < n; i++) {
+            hop_entry_t *e;
+            while ((e = lists[i]->head) && e->expires_at < self->now) {
+                hop_queue_remove(queue, e);
+                hop_deliver_dead_letter(self, queue, e, "expired");
+            }
+        }
+    }
+    return ready;
+}
+
+void
+hop_deliver_tick(hop_broker_t *self)
+{
+    size_t cursor = 0;
+    void *value;
+    hop_queue_t *unused[64]; // queues past their `expires`, deleted after the walk
+    size_t n_unused = 0;
+    while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
+        hop_queue_t *q = value;
+        if (q->deleting)
+            continue;
+        bool any = s_timers(self, q);
+        any |= s_revoke_overdue(self, q);
+        if (q->args.expires && q->consumer_count == 0 &&
+            n_unused < sizeof unused / sizeof unused[0] &&
+            self->now - q->last_used >= q->args.expires)
+            unused[n_unused++] = q;
+        if (!q->ready_count || !q->consumers)
+            continue;
+        // Consumers whose pipes were full get another chance every tick.
+        hop_consumer_t *c = q->consumers;
+        do {
+            if (c->stalled && !c->conn->dead) {
+                c->stalled = false;
+                any = true;
+            }
+            c = c->next;
+        } while (c != q->consumers);
+        if (any)
+            hop_deliver_dispatch(self, q);
+    }
+    for (size_t i = 0; i < n_unused; i++) {
+        hop_log(HOP_INFO, "topology", "queue expired name=%s unused_ms=%llu: deleted",
+                unused[i]->name, (unsigned long long)(self->now - unused[i]->last_used));
+        hop_topology_delete_queue(self, unused[i]);
+    }
+}
