@@ -12,165 +12,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "harness.h"
-#include "hopper.h"
+#include "sdk_helpers.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define WAIT_MS     20000 // longest wait for any single event
-#define MAX_CLIENTS 16
-#define VOLUME      10000 // messages in the fan-out and work-queue tests
-
-// ---------------------------------------------------------------------------------------
-// Fixture: a broker; every client made through s_client is destroyed at teardown.
-
-typedef struct {
-    harness_broker_t *broker;
-    hop_client_t *clients[MAX_CLIENTS];
-} fx_t;
-
-static int
-setup(void **state)
-{
-    fx_t *fx = calloc(1, sizeof *fx);
-    if (!fx)
-        return -1;
-    fx->broker = harness_broker_start(NULL);
-    if (!fx->broker) {
-        free(fx);
-        return -1;
-    }
-    *state = fx;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fx_t *fx = *state;
-    if (!fx)
-        return 0;
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        hop_client_destroy(&fx->clients[i]);
-    int rc = harness_broker_finish(&fx->broker);
-    free(fx);
-    *state = NULL;
-    return rc;
-}
-
-#define CHECK(client, expr)                                                                        \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != HOP_OK)                                                                         \
-            fail_msg("%s -> %d (%s): %s", #expr, rc_, hop_strerror(rc_),                           \
-                     hop_client_error(client));                                                    \
-    } while (0)
-
-static hop_client_t *
-s_client(fx_t *fx, const char *name, int heartbeat_ms)
-{
-    int slot = 0;
-    while (slot < MAX_CLIENTS && fx->clients[slot])
-        slot++;
-    assert_true(slot < MAX_CLIENTS);
-    hop_client_t *c = hop_client_new();
-    hop_client_set_timeout(c, WAIT_MS);
-    hop_client_set_name(c, name);
-    if (heartbeat_ms)
-        hop_client_set_heartbeat(c, heartbeat_ms);
-    fx->clients[slot] = c;
-    CHECK(c, hop_client_connect(c, harness_broker_endpoint(fx->broker)));
-    return c;
-}
-
-// ---------------------------------------------------------------------------------------
-// Helpers
-
-static long
-s_body_seq(const hop_delivery_t *d)
-{
-    char buf[32];
-    size_t n = d->body_size < sizeof buf - 1 ? d->body_size : sizeof buf - 1;
-    memcpy(buf, d->body, n);
-    buf[n] = '\0';
-    char *end;
-    long v = strtol(buf, &end, 10);
-    return end == buf ? -1 : v;
-}
-
-static bool
-s_body_is(const hop_delivery_t *d, const char *text)
-{
-    return d->body_size == strlen(text) && memcmp(d->body, text, d->body_size) == 0;
-}
-
-static void
-s_publish_text(hop_client_t *c, const char *exchange, const char *key, const char *text)
-{
-    CHECK(c, hop_client_publish(c, exchange, key, text, strlen(text), NULL));
-}
-
-static hop_delivery_t *
-s_receive(hop_client_t *c)
-{
-    hop_delivery_t *d = NULL;
-    CHECK(c, hop_client_receive(c, &d, WAIT_MS));
-    return d;
-}
-
-static void
-s_expect_body(hop_client_t *c, const char *text)
-{
-    hop_delivery_t *d = s_receive(c);
-    if (!s_body_is(d, text))
-        fail_msg("expected '%s', got '%.*s'", text, (int)d->body_size, (const char *)d->body);
-    hop_delivery_destroy(&d);
-}
-
-// A round trip: the broker handled everything c sent before, and c buffered everything the
-// broker sent it before the reply.
-static void
-s_sync(hop_client_t *c)
-{
-    CHECK(c, hop_client_declare_exchange(c, "amq.direct", "direct", HOP_PASSIVE));
-}
-
-static void
-s_expect_nothing(hop_client_t *c)
-{
-    s_sync(c);
-    hop_delivery_t *d = NULL;
-    int rc = hop_client_receive(c, &d, 0);
-    if (rc == HOP_OK)
-        fail_msg("unexpected delivery '%.*s'", (int)d->body_size, (const char *)d->body);
-    assert_int_equal(rc, HOP_ETIMEOUT);
-}
-
-// A uint field of the list item whose key equals value.
-static bool
-s_list_uint(hop_client_t *c, const char *what, const char *key, const char *value,
-            const char *field, uint64_t *out)
-{
-    void *items = NULL;
-    size_t size = 0;
-    CHECK(c, hop_client_list(c, what, &items, &size));
-    bool found = harness_items_uint(items, size, key, value, field, out);
-    free(items);
-    return found;
-}
-
-static uint64_t
-s_queue_stat(hop_client_t *c, const char *queue, const char *field)
-{
-    uint64_t v = 0;
-    if (!s_list_uint(c, "queues", "name", queue, field, &v))
-        fail_msg("queue '%s' not listed, or without '%s'", queue, field);
-    return v;
-}
 
 // ---------------------------------------------------------------------------------------
 // Exchange types end to end
@@ -179,7 +27,7 @@ static void
 test_direct_exchange(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "direct", 0);
+    hop_client_t *c = sx_client(fx, "direct", 0);
     CHECK(c, hop_client_declare_exchange(c, "orders", "direct", 0));
     CHECK(c, hop_client_declare_queue(c, "paid", 0, NULL, 0));
     CHECK(c, hop_client_declare_queue(c, "shipped", 0, NULL, 0));
@@ -197,8 +45,8 @@ test_direct_exchange(void **state)
     CHECK(c, hop_client_publish(c, "orders", "order.paid", "42 coffees", 10, &props));
     CHECK(c, hop_client_publish(c, "orders", "order.shipped", "shipped", 7, NULL));
     CHECK(c, hop_client_publish(c, "orders", "order.refunded", "nobody", 6, NULL));
-    hop_delivery_t *d = s_receive(c);
-    assert_true(s_body_is(d, "42 coffees"));
+    hop_delivery_t *d = sx_receive(c);
+    assert_true(sx_body_is(d, "42 coffees"));
     assert_string_equal(d->consumer, "paid-c");
     assert_string_equal(d->exchange, "orders");
     assert_string_equal(d->routing_key, "order.paid");
@@ -216,90 +64,90 @@ test_direct_exchange(void **state)
     hop_delivery_destroy(&d);
 
     CHECK(c, hop_client_get(c, "shipped", 0, &d));
-    assert_true(s_body_is(d, "shipped"));
+    assert_true(sx_body_is(d, "shipped"));
     assert_string_equal(d->routing_key, "order.shipped");
     assert_int_equal(d->message_count, 0);
     CHECK(c, hop_client_ack(c, d->tag, false));
     hop_delivery_destroy(&d);
     assert_int_equal(hop_client_get(c, "shipped", 0, &d), HOP_EEMPTY);
     assert_null(d);
-    s_expect_nothing(c);
-    assert_int_equal(s_queue_stat(c, "paid", "acked"), 1);
+    sx_expect_nothing(c);
+    assert_int_equal(sx_queue_stat(c, "paid", "acked"), 1);
 }
 
 static void
 test_fanout_exchange_subscribers(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *pub = s_client(fx, "pub", 0);
-    hop_client_t *s1 = s_client(fx, "sub1", 0);
-    hop_client_t *s2 = s_client(fx, "sub2", 0);
+    hop_client_t *pub = sx_client(fx, "pub", 0);
+    hop_client_t *s1 = sx_client(fx, "sub1", 0);
+    hop_client_t *s2 = sx_client(fx, "sub2", 0);
     CHECK(pub, hop_client_declare_exchange(pub, "news", "fanout", 0));
     char q1[HOP_NAME_MAX + 1], q2[HOP_NAME_MAX + 1];
     CHECK(s1, hop_client_subscribe(s1, "news", NULL, q1, sizeof q1));
     CHECK(s2, hop_client_subscribe(s2, "news", NULL, q2, sizeof q2));
     assert_string_not_equal(q1, q2);
-    s_publish_text(pub, "news", "ignored.key", "headline");
-    s_publish_text(pub, "news", "", "second");
-    s_expect_body(s1, "headline");
-    s_expect_body(s1, "second");
-    s_expect_body(s2, "headline");
-    s_expect_body(s2, "second");
+    sx_publish_text(pub, "news", "ignored.key", "headline");
+    sx_publish_text(pub, "news", "", "second");
+    sx_expect_body(s1, "headline");
+    sx_expect_body(s1, "second");
+    sx_expect_body(s2, "headline");
+    sx_expect_body(s2, "second");
     // The subscription queues are exclusive and go away with their clients.
     hop_client_destroy(&fx->clients[1]);
     uint64_t v;
-    assert_false(s_list_uint(pub, "queues", "name", q1, "messages", &v));
-    assert_true(s_list_uint(pub, "queues", "name", q2, "messages", &v));
+    assert_false(sx_list_uint(pub, "queues", "name", q1, "messages", &v));
+    assert_true(sx_list_uint(pub, "queues", "name", q2, "messages", &v));
 }
 
 static void
 test_topic_exchange_subscribers(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *pub = s_client(fx, "pub", 0);
-    hop_client_t *star = s_client(fx, "star", 0);
-    hop_client_t *hash = s_client(fx, "hash", 0);
-    hop_client_t *all = s_client(fx, "all", 0);
+    hop_client_t *pub = sx_client(fx, "pub", 0);
+    hop_client_t *star = sx_client(fx, "star", 0);
+    hop_client_t *hash = sx_client(fx, "hash", 0);
+    hop_client_t *all = sx_client(fx, "all", 0);
     CHECK(pub, hop_client_declare_exchange(pub, "logs", "topic", 0));
     CHECK(star, hop_client_subscribe(star, "logs", "app.*.error", NULL, 0));
     CHECK(hash, hop_client_subscribe(hash, "logs", "app.#", NULL, 0));
     CHECK(all, hop_client_subscribe(all, "logs", NULL, NULL, 0)); // "#"
     const char *keys[] = {"app.web.error", "app.web.info", "app", "app.db.pool.error", "sys.error"};
     for (int i = 0; i < 5; i++)
-        s_publish_text(pub, "logs", keys[i], keys[i]);
-    s_sync(pub);
-    s_expect_body(star, "app.web.error");
-    s_expect_nothing(star);
-    s_expect_body(hash, "app.web.error");
-    s_expect_body(hash, "app.web.info");
-    s_expect_body(hash, "app");
-    s_expect_body(hash, "app.db.pool.error");
-    s_expect_nothing(hash);
+        sx_publish_text(pub, "logs", keys[i], keys[i]);
+    sx_sync(pub);
+    sx_expect_body(star, "app.web.error");
+    sx_expect_nothing(star);
+    sx_expect_body(hash, "app.web.error");
+    sx_expect_body(hash, "app.web.info");
+    sx_expect_body(hash, "app");
+    sx_expect_body(hash, "app.db.pool.error");
+    sx_expect_nothing(hash);
     for (int i = 0; i < 5; i++)
-        s_expect_body(all, keys[i]);
-    s_expect_nothing(all);
+        sx_expect_body(all, keys[i]);
+    sx_expect_nothing(all);
 }
 
 static void
 test_default_exchange_by_queue_name(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "default", 0);
+    hop_client_t *c = sx_client(fx, "default", 0);
     char name[HOP_NAME_MAX + 1];
     uint64_t messages = 99, consumers = 99;
     CHECK(c, hop_client_declare_queue_ex(c, "", 0, name, sizeof name, &messages, &consumers));
     assert_true(strncmp(name, "amq.gen-", 8) == 0);
     assert_int_equal(messages, 0);
     assert_int_equal(consumers, 0);
-    s_publish_text(c, "", name, "direct to the queue");
+    sx_publish_text(c, "", name, "direct to the queue");
     hop_delivery_t *d = NULL;
     CHECK(c, hop_client_get(c, name, HOP_NO_ACK, &d));
-    assert_true(s_body_is(d, "direct to the queue"));
+    assert_true(sx_body_is(d, "direct to the queue"));
     assert_string_equal(d->exchange, "");
     assert_string_equal(d->routing_key, name);
     hop_delivery_destroy(&d);
     // Publishing to a missing exchange is reported at the next call that waits.
-    s_publish_text(c, "no-such-exchange", "k", "lost");
+    sx_publish_text(c, "no-such-exchange", "k", "lost");
     int rc = hop_client_declare_queue(c, name, HOP_PASSIVE, NULL, 0);
     assert_int_equal(rc, HOP_ENOTFOUND);
     assert_int_equal(hop_client_error_code(c), HOP_CODE_NOT_FOUND);
@@ -330,7 +178,7 @@ s_subscriber_thread(void *arg)
         sub->rc = hop_client_receive(sub->client, &d, WAIT_MS);
         if (sub->rc != HOP_OK)
             break;
-        long seq = s_body_seq(d);
+        long seq = sx_body_seq(d);
         if (seq != sub->received) {
             if (!sub->out_of_order)
                 sub->first_bad = seq;
@@ -346,7 +194,7 @@ static void
 test_fanout_volume_in_order_to_4_subscribers(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *pub = s_client(fx, "volume-pub", 0);
+    hop_client_t *pub = sx_client(fx, "volume-pub", 0);
     CHECK(pub, hop_client_declare_exchange(pub, "ticks", "fanout", 0));
     s_sub_t subs[4];
     pthread_t threads[4];
@@ -354,7 +202,7 @@ test_fanout_volume_in_order_to_4_subscribers(void **state)
     for (int i = 0; i < 4; i++) {
         char name[16];
         snprintf(name, sizeof name, "sub-%d", i);
-        subs[i].client = s_client(fx, name, 0);
+        subs[i].client = sx_client(fx, name, 0);
         subs[i].expected = VOLUME;
         CHECK(subs[i].client, hop_client_subscribe(subs[i].client, "ticks", NULL, NULL, 0));
     }
@@ -365,7 +213,7 @@ test_fanout_volume_in_order_to_4_subscribers(void **state)
         int n = snprintf(body, sizeof body, "%d", seq);
         CHECK(pub, hop_client_publish(pub, "ticks", "", body, (size_t)n, NULL));
     }
-    s_sync(pub);
+    sx_sync(pub);
     for (int i = 0; i < 4; i++)
         pthread_join(threads[i], NULL);
     for (int i = 0; i < 4; i++) {
@@ -376,7 +224,7 @@ test_fanout_volume_in_order_to_4_subscribers(void **state)
         if (subs[i].out_of_order)
             fail_msg("subscriber %d: %d messages out of order, the first was %ld", i,
                      subs[i].out_of_order, subs[i].first_bad);
-        s_expect_nothing(subs[i].client);
+        sx_expect_nothing(subs[i].client);
     }
 }
 
@@ -417,7 +265,7 @@ s_worker_thread(void *arg)
             break;
         }
         idle_since = harness_now_ms();
-        long seq = s_body_seq(d);
+        long seq = sx_body_seq(d);
         if (seq < 0 || seq >= w->total)
             w->bad_seq++;
         else {
@@ -444,7 +292,7 @@ static void
 test_work_queue_each_message_once_over_3_consumers(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *pub = s_client(fx, "work-pub", 0);
+    hop_client_t *pub = sx_client(fx, "work-pub", 0);
     CHECK(pub, hop_client_declare_queue(pub, "work", 0, NULL, 0));
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     uint16_t *deliveries = calloc(VOLUME, sizeof *deliveries);
@@ -456,7 +304,7 @@ test_work_queue_each_message_once_over_3_consumers(void **state)
     for (int i = 0; i < 3; i++) {
         char name[16];
         snprintf(name, sizeof name, "worker-%d", i);
-        workers[i] = (s_worker_t){.client = s_client(fx, name, 0),
+        workers[i] = (s_worker_t){.client = sx_client(fx, name, 0),
                                   .lock = &lock,
                                   .deliveries = deliveries,
                                   .acked = &acked,
@@ -471,7 +319,7 @@ test_work_queue_each_message_once_over_3_consumers(void **state)
         int n = snprintf(body, sizeof body, "%d", seq);
         CHECK(pub, hop_client_publish(pub, "", "work", body, (size_t)n, NULL));
     }
-    s_sync(pub);
+    sx_sync(pub);
     for (int i = 0; i < 3; i++)
         pthread_join(threads[i], NULL);
 
@@ -491,11 +339,11 @@ test_work_queue_each_message_once_over_3_consumers(void **state)
         if (deliveries[seq] != 1)
             fail_msg("message %d was delivered %d times", seq, deliveries[seq]);
     free(deliveries);
-    assert_int_equal(s_queue_stat(pub, "work", "messages"), 0);
-    assert_int_equal(s_queue_stat(pub, "work", "published"), VOLUME);
-    assert_int_equal(s_queue_stat(pub, "work", "delivered"), VOLUME);
-    assert_int_equal(s_queue_stat(pub, "work", "acked"), VOLUME);
-    assert_int_equal(s_queue_stat(pub, "work", "consumers"), 3);
+    assert_int_equal(sx_queue_stat(pub, "work", "messages"), 0);
+    assert_int_equal(sx_queue_stat(pub, "work", "published"), VOLUME);
+    assert_int_equal(sx_queue_stat(pub, "work", "delivered"), VOLUME);
+    assert_int_equal(sx_queue_stat(pub, "work", "acked"), VOLUME);
+    assert_int_equal(sx_queue_stat(pub, "work", "consumers"), 3);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -540,7 +388,7 @@ s_holder_has_unacked(void *arg)
 {
     s_unacked_t *u = arg;
     uint64_t unacked = 0;
-    return s_list_uint(u->client, "consumers", "consumer", "holder", "unacked", &unacked) &&
+    return sx_list_uint(u->client, "consumers", "consumer", "holder", "unacked", &unacked) &&
            unacked == u->want;
 }
 
@@ -548,14 +396,14 @@ static void
 test_killed_consumer_process_messages_redelivered(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "survivor", 0);
+    hop_client_t *c = sx_client(fx, "survivor", 0);
     CHECK(c, hop_client_declare_queue(c, "jobs", 0, NULL, 0));
     for (int seq = 0; seq < HOLD_TOTAL; seq++) {
         char body[16];
         snprintf(body, sizeof body, "%d", seq);
-        s_publish_text(c, "", "jobs", body);
+        sx_publish_text(c, "", "jobs", body);
     }
-    s_sync(c);
+    sx_sync(c);
     const char *self = harness_self_path();
     assert_non_null(self);
     char *argv[] = {(char *)self, "--holder", (char *)harness_broker_endpoint(fx->broker), "jobs",
@@ -567,15 +415,15 @@ test_killed_consumer_process_messages_redelivered(void **state)
         harness_kill9(pid);
         fail_msg("the holder process never held %d unacked messages", HOLD_PREFETCH);
     }
-    assert_int_equal(s_queue_stat(c, "jobs", "messages_unacked"), HOLD_PREFETCH);
+    assert_int_equal(sx_queue_stat(c, "jobs", "messages_unacked"), HOLD_PREFETCH);
 
     // Another consumer takes the rest at once.
     CHECK(c, hop_client_consume(c, "jobs", "survivor", 0, 0, NULL, 0));
     bool seen[HOLD_TOTAL] = {false};
     int fresh = 0, again = 0;
     for (int i = 0; i < HOLD_TOTAL - HOLD_PREFETCH; i++) {
-        hop_delivery_t *d = s_receive(c);
-        long seq = s_body_seq(d);
+        hop_delivery_t *d = sx_receive(c);
+        long seq = sx_body_seq(d);
         assert_true(seq >= HOLD_PREFETCH && seq < HOLD_TOTAL);
         assert_false(d->redelivered);
         assert_false(seen[seq]);
@@ -587,8 +435,8 @@ test_killed_consumer_process_messages_redelivered(void **state)
     // kill -9: the broker must notice (the peer falls silent) and redeliver what it held.
     assert_int_equal(harness_kill9(pid), 128 + 9);
     for (int i = 0; i < HOLD_PREFETCH; i++) {
-        hop_delivery_t *d = s_receive(c);
-        long seq = s_body_seq(d);
+        hop_delivery_t *d = sx_receive(c);
+        long seq = sx_body_seq(d);
         assert_true(seq >= 0 && seq < HOLD_PREFETCH);
         assert_true(d->redelivered);
         assert_int_equal(d->delivery_count, 2);
@@ -601,10 +449,10 @@ test_killed_consumer_process_messages_redelivered(void **state)
     assert_int_equal(fresh + again, HOLD_TOTAL);
     for (int seq = 0; seq < HOLD_TOTAL; seq++)
         assert_true(seen[seq]);
-    s_expect_nothing(c);
-    assert_int_equal(s_queue_stat(c, "jobs", "messages"), 0);
-    assert_int_equal(s_queue_stat(c, "jobs", "consumers"), 1);
-    assert_int_equal(s_queue_stat(c, "jobs", "acked"), HOLD_TOTAL);
+    sx_expect_nothing(c);
+    assert_int_equal(sx_queue_stat(c, "jobs", "messages"), 0);
+    assert_int_equal(sx_queue_stat(c, "jobs", "consumers"), 1);
+    assert_int_equal(sx_queue_stat(c, "jobs", "acked"), HOLD_TOTAL);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -659,15 +507,15 @@ static void
 test_busy_consumer_is_not_declared_dead(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *busy = s_client(fx, "busy", BUSY_HEARTBEAT);
-    hop_client_t *other = s_client(fx, "other", 0);
+    hop_client_t *busy = sx_client(fx, "busy", BUSY_HEARTBEAT);
+    hop_client_t *other = sx_client(fx, "other", 0);
     CHECK(busy, hop_client_declare_queue(busy, "slow", 0, NULL, 0));
     CHECK(busy, hop_client_consume(busy, "slow", "busy", 1, 0, NULL, 0));
     s_busy_t b = {.ack_rc = -100, .dispatch_rc = -100, .sync_rc = -100};
     s_busy_arg_t arg = {.client = busy, .busy = &b};
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_busy_thread, &arg), 0);
-    s_publish_text(other, "", "slow", "long task");
+    sx_publish_text(other, "", "slow", "long task");
     bool got = harness_wait_until(s_busy_got, &b, WAIT_MS);
     // A second consumer: if the busy one were declared dead, the message would come here.
     if (got)
@@ -681,10 +529,10 @@ test_busy_consumer_is_not_declared_dead(void **state)
     if (b.sync_rc != HOP_OK)
         fail_msg("busy consumer's connection after the long task: %s (%s)", hop_strerror(b.sync_rc),
                  hop_client_error(busy));
-    s_expect_nothing(other);
-    assert_int_equal(s_queue_stat(other, "slow", "delivered"), 1);
-    assert_int_equal(s_queue_stat(other, "slow", "acked"), 1);
-    assert_int_equal(s_queue_stat(other, "slow", "messages"), 0);
+    sx_expect_nothing(other);
+    assert_int_equal(sx_queue_stat(other, "slow", "delivered"), 1);
+    assert_int_equal(sx_queue_stat(other, "slow", "acked"), 1);
+    assert_int_equal(sx_queue_stat(other, "slow", "messages"), 0);
     // Still the same connection: one named "busy", never reconnected.
     void *items = NULL;
     size_t size = 0;
@@ -748,8 +596,8 @@ static void
 test_request_reply(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *server = s_client(fx, "rpc-server", 0);
-    hop_client_t *caller = s_client(fx, "rpc-caller", 0);
+    hop_client_t *server = sx_client(fx, "rpc-server", 0);
+    hop_client_t *caller = sx_client(fx, "rpc-caller", 0);
     CHECK(server, hop_client_declare_queue(server, "rpc", 0, NULL, 0));
     CHECK(server, hop_client_consume(server, "rpc", NULL, 5, 0, NULL, 0));
     s_server_t s = {0};
@@ -769,8 +617,8 @@ test_request_reply(void **state)
             bad = 1;
             break;
         }
-        if (!s_body_is(reply, want) || !reply->props.correlation_id || !reply->props.content_type ||
-            strcmp(reply->props.content_type, "text/plain") != 0) {
+        if (!sx_body_is(reply, want) || !reply->props.correlation_id ||
+            !reply->props.content_type || strcmp(reply->props.content_type, "text/plain") != 0) {
             fprintf(stderr, "request %d: reply '%.*s'\n", i, (int)reply->body_size,
                     (const char *)reply->body);
             bad = 1;
@@ -796,7 +644,7 @@ test_request_reply(void **state)
     assert_int_equal(hop_client_request(caller, "", "void", "?", 1, NULL, 300, &reply),
                      HOP_ETIMEOUT);
     assert_null(reply);
-    s_sync(caller);
+    sx_sync(caller);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -806,15 +654,15 @@ static void
 test_list_queues_counts(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "lister", 0);
-    hop_client_t *consumer = s_client(fx, "holder", 0);
+    hop_client_t *c = sx_client(fx, "lister", 0);
+    hop_client_t *consumer = sx_client(fx, "holder", 0);
     CHECK(c, hop_client_declare_queue(c, "counted", HOP_DURABLE, NULL, 0));
     CHECK(c, hop_client_declare_queue(c, "empty", HOP_AUTO_DELETE, NULL, 0));
     for (int i = 0; i < 7; i++)
-        s_publish_text(c, "", "counted", "x");
-    s_sync(c);
+        sx_publish_text(c, "", "counted", "x");
+    sx_sync(c);
     CHECK(consumer, hop_client_consume(consumer, "counted", "two", 2, 0, NULL, 0));
-    hop_delivery_t *d1 = s_receive(consumer), *d2 = s_receive(consumer);
+    hop_delivery_t *d1 = sx_receive(consumer), *d2 = sx_receive(consumer);
 
     void *items = NULL;
     size_t size = 0;
@@ -846,13 +694,13 @@ test_list_queues_counts(void **state)
     CHECK(consumer, hop_client_ack(consumer, d2->tag, true));
     hop_delivery_destroy(&d1);
     hop_delivery_destroy(&d2);
-    s_sync(consumer);
-    assert_int_equal(s_queue_stat(c, "counted", "messages_unacked"), 2); // the next two
-    assert_int_equal(s_queue_stat(c, "counted", "messages_ready"), 3);
-    assert_int_equal(s_queue_stat(c, "counted", "acked"), 2);
+    sx_sync(consumer);
+    assert_int_equal(sx_queue_stat(c, "counted", "messages_unacked"), 2); // the next two
+    assert_int_equal(sx_queue_stat(c, "counted", "messages_ready"), 3);
+    assert_int_equal(sx_queue_stat(c, "counted", "acked"), 2);
     CHECK(consumer, hop_client_cancel(consumer, "two"));
-    assert_int_equal(s_queue_stat(c, "counted", "messages_ready"), 5);
-    assert_int_equal(s_queue_stat(c, "counted", "consumers"), 0);
+    assert_int_equal(sx_queue_stat(c, "counted", "messages_ready"), 5);
+    assert_int_equal(sx_queue_stat(c, "counted", "consumers"), 0);
     uint64_t purged = 0;
     CHECK(c, hop_client_purge_queue(c, "counted", &purged));
     assert_int_equal(purged, 5);
@@ -875,21 +723,21 @@ static void
 test_client_reconnects_after_broker_restart(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "survivor", 200);
+    hop_client_t *c = sx_client(fx, "survivor", 200);
     CHECK(c, hop_client_declare_queue(c, "rq", 0, NULL, 0));
     CHECK(c, hop_client_consume(c, "rq", "rc", 10, 0, NULL, 0));
-    s_publish_text(c, "", "rq", "before restart");
-    hop_delivery_t *old = s_receive(c);
+    sx_publish_text(c, "", "rq", "before restart");
+    hop_delivery_t *old = sx_receive(c);
     uint64_t old_tag = old->tag;
     hop_delivery_destroy(&old);
 
     assert_int_equal(harness_broker_restart(fx->broker), 0);
     // The new broker knows nothing (the queue was not durable): another client recreates the
     // queue and publishes before the survivor makes its next call.
-    hop_client_t *other = s_client(fx, "other", 0);
+    hop_client_t *other = sx_client(fx, "other", 0);
     CHECK(other, hop_client_declare_queue(other, "rq", 0, NULL, 0));
-    s_publish_text(other, "", "rq", "after restart");
-    s_sync(other);
+    sx_publish_text(other, "", "rq", "after restart");
+    sx_sync(other);
 
     // The survivor finds out (a call fails with HOP_ECONNECT, or succeeds after reconnecting)
     // and gets the message through its restored consumer.
@@ -907,23 +755,23 @@ test_client_reconnects_after_broker_restart(void **state)
     }
     if (rc != HOP_OK)
         fail_msg("no delivery after the broker restarted: %s", hop_client_error(c));
-    assert_true(s_body_is(d, "after restart"));
+    assert_true(sx_body_is(d, "after restart"));
     assert_string_equal(d->consumer, "rc");
     CHECK(c, hop_client_ack(c, d->tag, false));
     hop_delivery_destroy(&d);
     print_message("survivor saw %d lost-connection errors\n", lost);
     // A tag of the old connection is refused locally, not sent to settle a stranger's message.
     assert_int_equal(hop_client_ack(c, old_tag, false), HOP_EPRECOND);
-    s_sync(c);
-    assert_int_equal(s_queue_stat(other, "rq", "acked"), 1);
-    assert_int_equal(s_queue_stat(other, "rq", "consumers"), 1);
+    sx_sync(c);
+    assert_int_equal(sx_queue_stat(other, "rq", "acked"), 1);
+    assert_int_equal(sx_queue_stat(other, "rq", "consumers"), 1);
 }
 
 static void
 test_calls_fail_instead_of_hanging_when_the_broker_dies(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "orphan", 200);
+    hop_client_t *c = sx_client(fx, "orphan", 200);
     hop_client_set_timeout(c, 2000);
     CHECK(c, hop_client_declare_queue(c, "dq", 0, NULL, 0));
     assert_int_equal(harness_broker_kill(fx->broker), 0);
@@ -942,9 +790,9 @@ test_calls_fail_instead_of_hanging_when_the_broker_dies(void **state)
     while (rc != HOP_OK && harness_now_ms() < deadline);
     if (rc != HOP_OK)
         fail_msg("no reconnect after the broker came back: %s", hop_client_error(c));
-    s_publish_text(c, "", "dq", "back");
+    sx_publish_text(c, "", "dq", "back");
     CHECK(c, hop_client_get(c, "dq", HOP_NO_ACK, &d));
-    assert_true(s_body_is(d, "back"));
+    assert_true(sx_body_is(d, "back"));
     hop_delivery_destroy(&d);
 }
 
@@ -954,23 +802,24 @@ main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "--holder") == 0)
         return s_holder_main(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_direct_exchange, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fanout_exchange_subscribers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_topic_exchange_subscribers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_default_exchange_by_queue_name, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fanout_volume_in_order_to_4_subscribers, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_work_queue_each_message_once_over_3_consumers, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_killed_consumer_process_messages_redelivered, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_busy_consumer_is_not_declared_dead, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_request_reply, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_queues_counts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_client_reconnects_after_broker_restart, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_direct_exchange, sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_fanout_exchange_subscribers, sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_topic_exchange_subscribers, sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_default_exchange_by_queue_name, sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_fanout_volume_in_order_to_4_subscribers, sx_setup,
+                                        sx_teardown),
+        cmocka_unit_test_setup_teardown(test_work_queue_each_message_once_over_3_consumers,
+                                        sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_consumer_process_messages_redelivered, sx_setup,
+                                        sx_teardown),
+        cmocka_unit_test_setup_teardown(test_busy_consumer_is_not_declared_dead, sx_setup,
+                                        sx_teardown),
+        cmocka_unit_test_setup_teardown(test_request_reply, sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_queues_counts, sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_reconnects_after_broker_restart, sx_setup,
+                                        sx_teardown),
         cmocka_unit_test_setup_teardown(test_calls_fail_instead_of_hanging_when_the_broker_dies,
-                                        setup, teardown),
+                                        sx_setup, sx_teardown),
     };
     return cmocka_run_group_tests_name("integration.sdk", tests, NULL, NULL);
 }
