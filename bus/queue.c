@@ -387,18 +387,8 @@ hop_queue_untake(hop_queue_t *self, hop_entry_t *entry)
     entry->unacked = false;
     entry->deliveries--;
     self->delivered--;
-    // It was the head when taken, and nothing older can have arrived since.
-    hop_list_t *list = s_level(self, entry);
-    entry->prev = NULL;
-    entry->next = list->head;
-    if (list->head)
-        list->head->prev = entry;
-    else
-        list->tail = entry;
-    list->head = entry;
-    list->size++;
-    self->ready_count++;
-    self->ready_bytes += entry->msg->body_len;
+    // It was the head when taken, so the sorted insert stops at once.
+    s_ready_insert(self, entry);
 }
 
 void

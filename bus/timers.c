@@ -44,6 +44,9 @@ s_revoke(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *entry, uint64_t de
     hop_enc_cstr(&self->enc, "text", text);
     hop_broker_send(self, conn, NULL);
     hop_deliver_return(self, queue, entry, 0);
+    // Offer it to the other consumers first: this one may well be stuck.
+    if (queue->consumers == c)
+        queue->consumers = c->next;
 }
 
 // Revokes the deliveries of queue past their deadline. The unacked list is in delivery order,

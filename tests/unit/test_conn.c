@@ -1,5 +1,6 @@
 // tests/unit/test_conn.c - connection records: the ring of unacked delivery tags (checked
-// against a plain array indexed by tag) and the connection's consumer list.
+// against a plain array indexed by tag), the ring of recently revoked tags and the
+// connection's consumer list.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -525,6 +526,145 @@ test_random_track_skip_untrack_against_reference(void **state)
     s_model_destroy(&m);
 }
 
+// Revoked tags -------------------------------------------------------------------------------
+
+// Checks that exactly the tags in [lo, hi] are remembered among 0..probe_hi.
+static void
+s_assert_revoked_range(const hop_conn_t *conn, uint64_t lo, uint64_t hi, uint64_t probe_hi)
+{
+    for (uint64_t tag = 0; tag <= probe_hi; tag++)
+        assert_int_equal(hop_conn_was_revoked(conn, tag), tag >= lo && tag <= hi && tag != 0);
+}
+
+static void
+test_nothing_is_revoked_on_a_new_connection(void **state)
+{
+    (void)state;
+    hop_conn_t *conn = s_conn();
+    s_assert_revoked_range(conn, 1, 0, 20); // empty range
+    assert_false(hop_conn_was_revoked(conn, UINT64_MAX));
+    hop_conn_destroy(&conn);
+}
+
+static void
+test_revoke_remembers_the_last_8_tags(void **state)
+{
+    (void)state;
+    hop_conn_t *conn = s_conn();
+    for (uint64_t tag = 1; tag <= 8; tag++) {
+        hop_conn_revoke(conn, tag);
+        s_assert_revoked_range(conn, 1, tag, 20);
+    }
+    hop_conn_revoke(conn, 9); // the ninth pushes out the first
+    s_assert_revoked_range(conn, 2, 9, 20);
+    hop_conn_revoke(conn, 10);
+    s_assert_revoked_range(conn, 3, 10, 20);
+    for (uint64_t tag = 11; tag <= 100; tag++)
+        hop_conn_revoke(conn, tag);
+    s_assert_revoked_range(conn, 93, 100, 110);
+    hop_conn_destroy(&conn);
+}
+
+// Revocations are not in tag order (several queues, several deadlines): the ring remembers
+// the last 8 revoked, whatever their tags.
+static void
+test_revoke_forgets_by_age_not_by_tag(void **state)
+{
+    (void)state;
+    hop_conn_t *conn = s_conn();
+    const uint64_t tags[] = {50, 3, 700, 12, 4, 99, 1, 1000000, 6, 2};
+    for (size_t i = 0; i < 10; i++)
+        hop_conn_revoke(conn, tags[i]);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(hop_conn_was_revoked(conn, tags[i]), i >= 2); // 50 and 3 forgotten
+    assert_false(hop_conn_was_revoked(conn, 5));
+    assert_false(hop_conn_was_revoked(conn, 13));
+    hop_conn_destroy(&conn);
+}
+
+static void
+test_revoked_tag_0_never_matches(void **state)
+{
+    (void)state;
+    hop_conn_t *conn = s_conn();
+    assert_false(hop_conn_was_revoked(conn, 0)); // the empty slots hold 0
+    hop_conn_revoke(conn, 5);
+    assert_false(hop_conn_was_revoked(conn, 0));
+    hop_conn_revoke(conn, 0); // 0 is no tag: remembered as nothing
+    assert_false(hop_conn_was_revoked(conn, 0));
+    assert_true(hop_conn_was_revoked(conn, 5));
+    for (uint64_t tag = 6; tag < 30; tag++)
+        hop_conn_revoke(conn, tag);
+    assert_false(hop_conn_was_revoked(conn, 0));
+    hop_conn_destroy(&conn);
+}
+
+static void
+test_revoke_ring_against_reference(void **state)
+{
+    (void)state;
+    s_rng = 0x14057b7ef767814full;
+    hop_conn_t *conn = s_conn();
+    uint64_t last[8] = {0}; // the reference: the last 8 revoked, newest at (n - 1) % 8
+    size_t n = 0;
+    for (int i = 0; i < 5000; i++) {
+        uint64_t tag = 1 + s_rand() % 64;
+        hop_conn_revoke(conn, tag);
+        last[n++ % 8] = tag;
+        for (uint64_t probe = 0; probe <= 65; probe++) {
+            bool want = false;
+            for (size_t k = 0; k < 8 && k < n; k++)
+                want |= probe != 0 && last[k] == probe;
+            assert_int_equal(hop_conn_was_revoked(conn, probe), want);
+        }
+    }
+    hop_conn_destroy(&conn);
+}
+
+// The ring's counter wraps after 2^32 revocations; the last 8 stay remembered across it.
+static void
+test_revoke_ring_survives_counter_wrap(void **state)
+{
+    (void)state;
+    hop_conn_t *conn = s_conn();
+    conn->revoked_next = UINT32_MAX - 3;
+    for (uint64_t tag = 1; tag <= 8; tag++)
+        hop_conn_revoke(conn, tag); // 4 before the wrap, 4 after
+    s_assert_revoked_range(conn, 1, 8, 20);
+    hop_conn_revoke(conn, 9);
+    s_assert_revoked_range(conn, 2, 9, 20);
+    hop_conn_destroy(&conn);
+}
+
+// How the ack deadline uses it: the revoked tag is untracked (a late ack finds nothing) and
+// remembered (so the error can say why); the other deliveries are untouched.
+static void
+test_revoked_tag_is_untracked_and_remembered(void **state)
+{
+    (void)state;
+    hop_conn_t *conn = s_conn();
+    hop_entry_t *e[3];
+    for (int i = 0; i < 3; i++) {
+        e[i] = hop_entry_new(hop_msg_new());
+        hop_conn_track(conn, e[i]);
+    }
+    hop_conn_untrack(conn, 2);
+    hop_conn_revoke(conn, 2);
+    assert_null(hop_conn_lookup(conn, 2));
+    assert_true(hop_conn_was_revoked(conn, 2));
+    assert_ptr_equal(hop_conn_lookup(conn, 1), e[0]);
+    assert_false(hop_conn_was_revoked(conn, 1));
+    assert_false(hop_conn_was_revoked(conn, 3));
+    hop_conn_untrack(conn, 1); // a plain ack is not a revocation
+    assert_false(hop_conn_was_revoked(conn, 1));
+    hop_conn_untrack(conn, 3);
+    assert_int_equal(conn->unacked, 0);
+    assert_true(hop_conn_was_revoked(conn, 2)); // still remembered with nothing unacked
+    for (int i = 0; i < 3; i++)
+        hop_entry_destroy(&e[i]);
+    hop_conn_destroy(&conn);
+}
+
 // Consumers --------------------------------------------------------------------------------
 
 static void
@@ -655,6 +795,13 @@ main(void)
         cmocka_unit_test(test_skip_tag_grows_ring_when_full),
         cmocka_unit_test(test_skip_tag_interleaved_then_untrack_all_then_track_again),
         cmocka_unit_test(test_random_track_skip_untrack_against_reference),
+        cmocka_unit_test(test_nothing_is_revoked_on_a_new_connection),
+        cmocka_unit_test(test_revoke_remembers_the_last_8_tags),
+        cmocka_unit_test(test_revoke_forgets_by_age_not_by_tag),
+        cmocka_unit_test(test_revoked_tag_0_never_matches),
+        cmocka_unit_test(test_revoke_ring_against_reference),
+        cmocka_unit_test(test_revoke_ring_survives_counter_wrap),
+        cmocka_unit_test(test_revoked_tag_is_untracked_and_remembered),
         cmocka_unit_test(test_add_consumer_links_and_sets_conn),
         cmocka_unit_test(test_find_consumer_matches_whole_tag),
         cmocka_unit_test(test_remove_consumer_from_head_middle_and_tail),
