@@ -149,7 +149,8 @@ s_dead_letter(const hop_msg_t *msg, const hop_queue_t *queue, const char *reason
     size_t x_len = strlen(x);
     const char *key = queue->args.dlk ? queue->args.dlk : msg->key;
     size_t key_len = queue->args.dlk ? strlen(queue->args.dlk) : msg->key_len;
-    msgpack_sbuffer_write(&buf, x, x_len);
+    if (x_len) // an empty buffer has no memory yet: never copy zero bytes into NULL
+        msgpack_sbuffer_write(&buf, x, x_len);
     if (key_len)
         msgpack_sbuffer_write(&buf, key, key_len);
     size_t death_at = buf.size;

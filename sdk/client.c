@@ -18,7 +18,13 @@
 //  - consume, subscribe, cancel, get and request keep it pending for the next call, because
 //    reporting their success as a failure would invite a retry that repeats their effect;
 //  - receive and dispatch return it as soon as it arrives.
-// publish, ack, nack and reject never wait, so they never return it.
+// publish, ack, nack and reject never wait, so they never return it. In confirm mode a publish
+// is never answered with `error`: its failure is its negative confirm (client_confirm.c).
+//
+// Callbacks (confirms, returns, revoked deliveries) never run inside the receive pump: the pump
+// records an event and hop_client_fire runs the callbacks where the client is in a steady state
+// (hop_client_ready at the start of a call, hop_client_sync at the end of one, the loops of
+// receive and wait_confirms, after a publish), so a callback may call the client itself.
 //
 // Reconnect. A connection is lost when the broker is silent past its timeout (the I/O thread
 // says so) or answers 505 unexpected-frame (it forgot us, e.g. it restarted). A call that finds
@@ -69,6 +75,8 @@ hop_strerror(int err)
         return "queue empty";
     case HOP_ECLOSED:
         return "not connected";
+    case HOP_ENACKED:
+        return "published message refused by the broker (negative confirm)";
     default:
         return "unknown error";
     }
@@ -214,10 +222,12 @@ hop_client_call_ok(hop_client_t *self, uint64_t id, hop_cmd_t expect, const char
     return HOP_OK;
 }
 
-// A sync point's result: its own error, else a pending asynchronous error, else HOP_OK.
+// A sync point's result: its own error, else a pending asynchronous error, else HOP_OK. The end
+// of a public call, so the callbacks of what arrived meanwhile run here.
 int
 hop_client_sync(hop_client_t *self, int rc)
 {
+    hop_client_fire(self);
     return rc ? rc : hop_client_take_async(self);
 }
 
@@ -228,6 +238,8 @@ hop_client_ready(hop_client_t *self, bool waits)
 {
     if (self->io)
         hop_client_drain(self);
+    // Before reconnecting: a lost connection's refused publishes are heard of first.
+    hop_client_fire(self);
     if (!self->io) {
         if (!self->lost)
             return hop_client_fail(self, HOP_ECLOSED, 0, "not connected");
@@ -294,6 +306,7 @@ hop_client_destroy(hop_client_t **self_p)
         hop_client_shut(self);
     }
     hop_client_forget_all(self);
+    hop_client_confirm_fini(self);
     zmq_msg_close(&self->in_records);
     hop_enc_fini(&self->enc);
     free(self->name);

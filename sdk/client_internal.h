@@ -1,8 +1,9 @@
 // sdk/client_internal.h - private to libhopper: the client state and helpers shared by
 // client.c (connection, request core), client_topology.c (declares, bindings, inspection),
-// client_messages.c (publish, consumers, get, request/reply), client_io.c (the I/O thread,
-// opening and closing connections), client_recv.c (sending, the receive pump, batches from the
-// broker) and delivery.c (parsing deliveries).
+// client_messages.c (publish, consumers, get, request/reply), client_confirm.c (publisher
+// confirms, returns, revoked deliveries and the callbacks they call), client_io.c (the I/O
+// thread, opening and closing connections), client_recv.c (sending, the receive pump, batches
+// from the broker) and delivery.c (parsing deliveries).
 //
 // Threads: the user thread owns hop_client_t and the user ends of two inproc PAIR pipes; the
 // I/O thread (client_io.c) owns the DEALER socket and the other ends. Frames cross the data
@@ -23,6 +24,9 @@
 #define HOP_ERROR_MAX       1024 // bytes of error text kept
 #define HOP_TAG_GEN_SHIFT   48   // delivery tags carry the connection generation above this bit
 #define HOP_TAG_MASK        ((UINT64_C(1) << HOP_TAG_GEN_SHIFT) - 1)
+#define HOP_CONFIRM_WINDOW  (1u << 24) // publishes awaiting their confirm, at most (oldest first)
+#define HOP_REVOKED_MAX     256        // revoked delivery tags remembered, newest first
+#define HOP_EVENT_TEXT      512        // bytes of a broker's text kept for a callback
 
 // One message from the broker as the user thread holds it: a message of its own, or one record
 // of a batch (PROTOCOL.md 2.1). head and data locate its header and body bytes wherever they
@@ -68,8 +72,9 @@ hop_delivery_t *hop_inmsg_delivery(hop_inmsg_t *msg);
 typedef struct hop_consumer_rec {
     struct hop_consumer_rec *next;
     int prefetch;
-    int flags;         // HOP_NO_ACK | HOP_EXCLUSIVE
-    bool subscription; // queue is server-named: re-declare and re-bind it on reconnect
+    int flags;            // HOP_NO_ACK | HOP_EXCLUSIVE
+    uint64_t ack_timeout; // ms, 0 = the queue's or the broker's default
+    bool subscription;    // queue is server-named: re-declare and re-bind it on reconnect
     char tag[HOP_NAME_MAX + 1];
     char queue[HOP_NAME_MAX + 1];
     char exchange[HOP_NAME_MAX + 1]; // subscription only
@@ -77,6 +82,22 @@ typedef struct hop_consumer_rec {
 } hop_consumer_rec_t;
 
 typedef struct hop_client_io hop_client_io_t;
+
+// Something the broker told us that a callback of the application hears about: kept until a
+// safe point of a client call (hop_client_fire), so that callbacks never run inside the
+// receive pump or a reconnect and may call the client themselves. Records are reused.
+typedef enum { HOP_EVENT_CONFIRM, HOP_EVENT_RETURN, HOP_EVENT_REVOKED } hop_event_kind_t;
+
+typedef struct hop_event {
+    struct hop_event *next;
+    hop_event_kind_t kind;
+    uint64_t number;           // confirm: seq; revoked: delivery tag
+    bool multiple;             // confirm
+    bool ok;                   // confirm: positive
+    int code;                  // confirm (nack) and return: the broker's code
+    hop_delivery_t *returned;  // return: the message, owned
+    char text[HOP_EVENT_TEXT]; // confirm, return: the broker's text; revoked: the consumer tag
+} hop_event_t;
 
 struct hop_client {
     // Settings
@@ -122,6 +143,37 @@ struct hop_client {
 
     // Consumers to restore on reconnect
     hop_consumer_rec_t *consumers;
+
+    // Publisher confirms (client_confirm.c). Publishes are numbered for the client's life, so
+    // a number names one publish even across reconnects. Seqs below conf_base are settled;
+    // conf_ring holds a pending flag for each seq in [conf_base, pub_seq] at seq & (cap - 1).
+    bool confirm;                  // confirm mode (hop_client_confirm_select)
+    uint64_t pub_seq;              // seq of the last numbered publish, 0 before the first
+    uint64_t conf_base;            // the oldest seq that may still be pending
+    uint8_t *conf_ring;            // pending flags
+    uint64_t conf_cap;             // entries in conf_ring, a power of two
+    uint64_t unconfirmed;          // pending seqs
+    uint64_t nacked;               // publishes refused (or lost) since the last wait_confirms
+    uint64_t nack_seq;             // the first of them
+    int nack_code;                 // its broker code (0: lost with the connection)
+    char nack_why[HOP_EVENT_TEXT]; // its reason, "was refused by the broker: ..."
+
+    // Callbacks and the events waiting for them
+    hop_confirm_fn *confirm_fn;
+    void *confirm_arg;
+    hop_return_fn *return_fn;
+    void *return_arg;
+    hop_revoked_fn *revoked_fn;
+    void *revoked_arg;
+    hop_event_t *ev_head; // oldest first
+    hop_event_t *ev_tail;
+    hop_event_t *ev_free; // records to reuse
+    bool firing;          // a callback is running: events wait for the loop that called it
+
+    // Delivery tags the broker revoked (ack deadline passed), a ring of the newest
+    uint64_t revoked[HOP_REVOKED_MAX];
+    unsigned revoked_used; // entries in use
+    unsigned revoked_next; // where the next one goes
 
     // Request/reply
     char reply_queue[HOP_NAME_MAX + 1]; // private reply queue, "" until the first request
@@ -240,9 +292,9 @@ int hop_client_sync(hop_client_t *self, int rc);
 // for what the client does on its own (subscribe, request/reply, reconnect).
 
 // client_topology.c
-int hop_client_do_declare_queue(hop_client_t *self, const char *name, int flags, char *name_out,
-                                size_t name_out_size, uint64_t *messages_out,
-                                uint64_t *consumers_out);
+int hop_client_do_declare_queue(hop_client_t *self, const char *name, int flags,
+                                const hop_queue_args_t *args, char *name_out, size_t name_out_size,
+                                uint64_t *messages_out, uint64_t *consumers_out);
 int hop_client_do_bind(hop_client_t *self, hop_cmd_t cmd, const char *queue, const char *exchange,
                        const char *key);
 int hop_client_do_delete_queue(hop_client_t *self, const char *name, int flags,
@@ -253,5 +305,28 @@ int hop_client_do_delete_queue(hop_client_t *self, const char *name, int flags,
 int hop_client_reconnect(hop_client_t *self);
 // Forgets every consumer record and the reply queue.
 void hop_client_forget_all(hop_client_t *self);
+
+// ---------------------------------------------------------------------------------------
+// client_confirm.c: publisher confirms, returns, revoked deliveries, callbacks
+
+// The seq the next publish gets in confirm mode (0 outside it), making room to track it.
+// Returns HOP_OK or HOP_ENOMEM when too many publishes await their confirm.
+int hop_client_confirm_next(hop_client_t *self, uint64_t *seq);
+// Tracks seq (from hop_client_confirm_next) once its publish was queued for the broker.
+void hop_client_confirm_sent(hop_client_t *self, uint64_t seq);
+// Counts every pending publish as refused, code 0 (the connection was lost; self->error says
+// how).
+void hop_client_confirm_lost(hop_client_t *self);
+// Handle a confirm / return / revoked from the broker (msg stays the caller's).
+void hop_client_take_confirm(hop_client_t *self, const hop_wire_t *wire);
+void hop_client_take_return(hop_client_t *self, hop_inmsg_t *msg);
+void hop_client_take_revoked(hop_client_t *self, const hop_wire_t *wire);
+// Whether the broker revoked delivery tag (as the application sees it).
+bool hop_client_was_revoked(const hop_client_t *self, uint64_t tag);
+// Runs the callbacks of the events that arrived, oldest first, unless a callback is running
+// (its caller's loop runs the newer ones). Call only where the client is in a steady state.
+void hop_client_fire(hop_client_t *self);
+// Frees the confirm state and the events that are still waiting (hop_client_destroy).
+void hop_client_confirm_fini(hop_client_t *self);
 
 #endif

@@ -664,6 +664,9 @@ hop_client_shut(hop_client_t *self)
     hop_delivery_destroy(&self->reply_slot);
     self->async_rc = 0;
     self->async_more = 0;
+    // Revoked tags name deliveries of this connection; the generation check refuses them now.
+    self->revoked_used = 0;
+    self->revoked_next = 0;
 }
 
 int
@@ -677,5 +680,7 @@ hop_client_lost(hop_client_t *self, int code, const char *fmt, ...)
     va_end(args);
     hop_client_shut(self);
     self->lost = true;
+    // Their confirms were lost with the connection: the publishes count as refused.
+    hop_client_confirm_lost(self);
     return HOP_ECONNECT;
 }

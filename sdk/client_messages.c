@@ -63,10 +63,12 @@ s_enc_props(hop_enc_t *enc, const hop_props_t *props, const char *reply_to, cons
     hop_enc_map_end(enc);
 }
 
-// Publishes without the connection checks; reply_to/corr override props' when not NULL.
+// Publishes without the connection checks; reply_to/corr override props' when not NULL. opts
+// may be NULL. In confirm mode the publish is numbered (its seq in *seq_out, may be NULL).
 static int
 s_publish(hop_client_t *self, const char *exchange, const char *routing_key, const void *body,
-          size_t body_size, const hop_props_t *props, const char *reply_to, const char *corr)
+          size_t body_size, const hop_props_t *props, const hop_publish_opts_t *opts,
+          const char *reply_to, const char *corr, uint64_t *seq_out)
 {
     // The broker would refuse it with 311: say so without sending the bytes, the same way.
     if (self->max_message && body_size > self->max_message)
@@ -74,13 +76,36 @@ s_publish(hop_client_t *self, const char *exchange, const char *routing_key, con
                                "body of %zu bytes is over the broker's max_message (%" PRIu64
                                "): 311 content-too-large",
                                body_size, self->max_message);
+    uint64_t seq;
+    int rc = hop_client_confirm_next(self, &seq);
+    if (rc)
+        return rc;
     // No id: the broker's answer to a failed publish comes back with id 0, an asynchronous
-    // error. The encoder and the pipe reuse their buffers: no malloc of ours per publish.
+    // error (in confirm mode: its negative confirm). Each publish has a header of its own, in a
+    // batch too, so its seq travels with it. The encoder and the pipe reuse their buffers: no
+    // malloc of ours per publish.
     hop_enc_begin(&self->enc, HOP_CMD_PUBLISH);
     hop_enc_cstr(&self->enc, "exchange", exchange);
     hop_enc_cstr(&self->enc, "key", routing_key);
+    if (seq)
+        hop_enc_uint(&self->enc, "seq", seq);
+    if (opts) {
+        if (opts->mandatory)
+            hop_enc_bool(&self->enc, "mandatory", true);
+        if (opts->persistent)
+            hop_enc_bool(&self->enc, "persistent", true);
+        if (opts->expiration)
+            hop_enc_uint(&self->enc, "expiration", opts->expiration);
+        if (opts->priority)
+            hop_enc_uint(&self->enc, "priority", opts->priority);
+    }
     s_enc_props(&self->enc, props, reply_to, corr);
-    return hop_client_send_header(self, body, body_size, true);
+    rc = hop_client_send_header(self, body, body_size, true);
+    if (rc == HOP_OK && seq)
+        hop_client_confirm_sent(self, seq); // tracked once it is on its way, never before
+    if (seq_out)
+        *seq_out = rc == HOP_OK ? seq : 0;
+    return rc;
 }
 
 static int
@@ -99,13 +124,28 @@ int
 hop_client_publish(hop_client_t *self, const char *exchange, const char *routing_key,
                    const void *body, size_t body_size, const hop_props_t *props)
 {
+    return hop_client_publish_ex(self, exchange, routing_key, body, body_size, props, NULL, NULL);
+}
+
+int
+hop_client_publish_ex(hop_client_t *self, const char *exchange, const char *routing_key,
+                      const void *body, size_t body_size, const hop_props_t *props,
+                      const hop_publish_opts_t *opts, uint64_t *seq_out)
+{
     assert(self);
+    if (seq_out)
+        *seq_out = 0;
     int rc = s_check_publish(self, exchange, routing_key, body, body_size, props);
     // Looking at the pipes costs a system call inside libzmq: a fast publisher does it every
-    // 64 publishes, which still notices errors and a lost connection promptly.
+    // 64 publishes, which still notices errors, confirms and a lost connection promptly.
     if (rc == HOP_OK && (!self->io || (++self->publishes & 63) == 0))
         rc = hop_client_ready(self, false);
-    return rc ? rc : s_publish(self, exchange, routing_key, body, body_size, props, NULL, NULL);
+    if (rc == HOP_OK)
+        rc = s_publish(self, exchange, routing_key, body, body_size, props, opts, NULL, NULL,
+                       seq_out);
+    if (self->ev_head)
+        hop_client_fire(self);
+    return rc;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -113,7 +153,7 @@ hop_client_publish(hop_client_t *self, const char *exchange, const char *routing
 
 static int
 s_consume(hop_client_t *self, const char *queue, const char *tag, int prefetch, int flags,
-          char *tag_out, size_t tag_out_size)
+          uint64_t ack_timeout, char *tag_out, size_t tag_out_size)
 {
     uint64_t id = hop_client_begin(self, HOP_CMD_CONSUME);
     hop_enc_cstr(&self->enc, "queue", queue);
@@ -125,6 +165,8 @@ s_consume(hop_client_t *self, const char *queue, const char *tag, int prefetch, 
         hop_enc_bool(&self->enc, "no_ack", true);
     if (flags & HOP_EXCLUSIVE)
         hop_enc_bool(&self->enc, "exclusive", true);
+    if (ack_timeout)
+        hop_enc_uint(&self->enc, "ack_timeout", ack_timeout);
     hop_inmsg_t reply;
     int rc = hop_client_call(self, id, HOP_CMD_CONSUME_OK, "consume", &reply);
     if (rc)
@@ -155,13 +197,13 @@ static int
 s_subscribe(hop_client_t *self, const char *exchange, const char *pattern, const char *tag,
             char *queue, char *tag_out)
 {
-    int rc = hop_client_do_declare_queue(self, "", HOP_EXCLUSIVE | HOP_AUTO_DELETE, queue,
+    int rc = hop_client_do_declare_queue(self, "", HOP_EXCLUSIVE | HOP_AUTO_DELETE, NULL, queue,
                                          HOP_NAME_MAX + 1, NULL, NULL);
     if (rc)
         return rc;
     rc = hop_client_do_bind(self, HOP_CMD_QUEUE_BIND, queue, exchange, pattern);
     if (rc == HOP_OK)
-        rc = s_consume(self, queue, tag, 0, HOP_NO_ACK, tag_out, HOP_NAME_MAX + 1);
+        rc = s_consume(self, queue, tag, 0, HOP_NO_ACK, 0, tag_out, HOP_NAME_MAX + 1);
     if (rc && rc != HOP_ECONNECT) {
         // Auto-delete only starts with a first consumer: remove the orphan ourselves, keeping
         // the error that matters.
@@ -175,7 +217,8 @@ s_subscribe(hop_client_t *self, const char *exchange, const char *pattern, const
 }
 
 static hop_consumer_rec_t *
-s_remember(hop_client_t *self, const char *tag, const char *queue, int prefetch, int flags)
+s_remember(hop_client_t *self, const char *tag, const char *queue, int prefetch, int flags,
+           uint64_t ack_timeout)
 {
     hop_consumer_rec_t *rec = calloc(1, sizeof *rec);
     if (!rec)
@@ -184,6 +227,7 @@ s_remember(hop_client_t *self, const char *tag, const char *queue, int prefetch,
     snprintf(rec->queue, sizeof rec->queue, "%s", queue);
     rec->prefetch = prefetch;
     rec->flags = flags;
+    rec->ack_timeout = ack_timeout;
     rec->next = self->consumers;
     self->consumers = rec;
     return rec;
@@ -219,7 +263,8 @@ hop_client_reconnect(hop_client_t *self)
             if (rc == HOP_OK)
                 memcpy(rec->queue, queue, sizeof queue); // a new server-named queue
         } else
-            rc = s_consume(self, rec->queue, rec->tag, rec->prefetch, rec->flags, NULL, 0);
+            rc = s_consume(self, rec->queue, rec->tag, rec->prefetch, rec->flags, rec->ack_timeout,
+                           NULL, 0);
         if (rc == HOP_ECONNECT)
             return rc; // lost again; the records stay for the next attempt
         if (rc) {
@@ -243,6 +288,13 @@ int
 hop_client_consume(hop_client_t *self, const char *queue, const char *tag, int prefetch, int flags,
                    char *tag_out, size_t tag_out_size)
 {
+    return hop_client_consume_ex(self, queue, tag, prefetch, flags, 0, tag_out, tag_out_size);
+}
+
+int
+hop_client_consume_ex(hop_client_t *self, const char *queue, const char *tag, int prefetch,
+                      int flags, uint64_t ack_timeout_ms, char *tag_out, size_t tag_out_size)
+{
     assert(self);
     int rc = hop_client_check_name(self, "queue name", queue);
     if (rc == HOP_OK && tag)
@@ -251,15 +303,20 @@ hop_client_consume(hop_client_t *self, const char *queue, const char *tag, int p
         rc = hop_client_fail(self, HOP_EINVAL, 0, "prefetch is negative (%d)", prefetch);
     if (rc == HOP_OK)
         rc = hop_client_check_flags(self, flags, HOP_NO_ACK | HOP_EXCLUSIVE, "hop_client_consume");
+    if (rc == HOP_OK && ack_timeout_ms && ack_timeout_ms < 1000)
+        rc = hop_client_fail(self, HOP_EINVAL, 0,
+                             "ack_timeout_ms is %" PRIu64 ": it must be at least 1000 ms (0: the "
+                             "queue's or the broker's default)",
+                             ack_timeout_ms);
     if (rc == HOP_OK)
         rc = hop_client_ready(self, true);
     if (rc)
         return rc;
     char in_force[HOP_NAME_MAX + 1];
-    rc = s_consume(self, queue, tag, prefetch, flags, in_force, sizeof in_force);
+    rc = s_consume(self, queue, tag, prefetch, flags, ack_timeout_ms, in_force, sizeof in_force);
     if (rc)
         return rc;
-    s_remember(self, in_force, queue, prefetch, flags);
+    s_remember(self, in_force, queue, prefetch, flags, ack_timeout_ms);
     return hop_client_copy_out(self, tag_out, tag_out_size, "consumer tag", in_force,
                                strlen(in_force));
 }
@@ -300,7 +357,7 @@ hop_client_subscribe(hop_client_t *self, const char *exchange, const char *patte
     rc = s_subscribe(self, exchange, pattern, NULL, queue, tag);
     if (rc)
         return rc;
-    hop_consumer_rec_t *rec = s_remember(self, tag, queue, 0, HOP_NO_ACK);
+    hop_consumer_rec_t *rec = s_remember(self, tag, queue, 0, HOP_NO_ACK, 0);
     rec->subscription = true;
     snprintf(rec->exchange, sizeof rec->exchange, "%s", exchange);
     snprintf(rec->pattern, sizeof rec->pattern, "%s", pattern);
@@ -325,6 +382,8 @@ hop_client_receive(hop_client_t *self, hop_delivery_t **delivery_p, int timeout_
     int64_t deadline = 0;
     bool timed = false;
     for (;;) {
+        if (self->ev_head)
+            hop_client_fire(self); // what arrived before the delivery is heard of first
         if ((*delivery_p = hop_client_pop(self)))
             return HOP_OK;
         if (self->async_rc)
@@ -360,10 +419,12 @@ hop_client_dispatch(hop_client_t *self, hop_handler_fn *handler, void *arg, int 
     }
 }
 
-// Sends ack / nack / reject. Tags of an earlier connection are refused here: on this one they
-// would name other messages.
+// Sends ack / nack / reject (multiple, requeue: -1 = absent; delay NULL = absent). Tags of an
+// earlier connection, and tags the broker revoked, are refused here: on this connection they
+// would name other messages, or earn a 406 that arrives later as an asynchronous error.
 static int
-s_settle(hop_client_t *self, hop_cmd_t cmd, uint64_t tag, int multiple, int requeue)
+s_settle(hop_client_t *self, hop_cmd_t cmd, uint64_t tag, int multiple, int requeue,
+         const uint64_t *delay)
 {
     int rc = hop_client_ready(self, false);
     if (rc)
@@ -373,12 +434,19 @@ s_settle(hop_client_t *self, hop_cmd_t cmd, uint64_t tag, int multiple, int requ
                                "delivery tag %" PRIu64 " belongs to an earlier connection: the "
                                "broker returned that message to its queue when it was lost",
                                tag);
+    if (self->revoked_used && hop_client_was_revoked(self, tag))
+        return hop_client_fail(self, HOP_EPRECOND, 0,
+                               "delivery tag %" PRIu64 " was revoked by the broker: not acked "
+                               "within its ack deadline; the message went back to its queue",
+                               tag);
     hop_enc_begin(&self->enc, cmd);
     hop_enc_uint(&self->enc, "tag", tag & HOP_TAG_MASK);
     if (multiple >= 0)
         hop_enc_bool(&self->enc, "multiple", multiple);
     if (requeue >= 0)
         hop_enc_bool(&self->enc, "requeue", requeue);
+    if (delay)
+        hop_enc_uint(&self->enc, "delay", *delay);
     return hop_client_send_header(self, NULL, 0, false);
 }
 
@@ -386,21 +454,29 @@ int
 hop_client_ack(hop_client_t *self, uint64_t tag, bool multiple)
 {
     assert(self);
-    return s_settle(self, HOP_CMD_ACK, tag, multiple, -1);
+    return s_settle(self, HOP_CMD_ACK, tag, multiple, -1, NULL);
 }
 
 int
 hop_client_nack(hop_client_t *self, uint64_t tag, bool multiple, bool requeue)
 {
     assert(self);
-    return s_settle(self, HOP_CMD_NACK, tag, multiple, requeue);
+    return s_settle(self, HOP_CMD_NACK, tag, multiple, requeue, NULL);
 }
 
 int
 hop_client_reject(hop_client_t *self, uint64_t tag, bool requeue)
 {
     assert(self);
-    return s_settle(self, HOP_CMD_REJECT, tag, -1, requeue);
+    return s_settle(self, HOP_CMD_REJECT, tag, -1, requeue, NULL);
+}
+
+int
+hop_client_retry_later(hop_client_t *self, uint64_t tag, uint64_t delay_ms)
+{
+    assert(self);
+    // Always with delay, 0 included: without it the queue's retry_delay would apply.
+    return s_settle(self, HOP_CMD_NACK, tag, -1, true, &delay_ms);
 }
 
 int
@@ -435,6 +511,7 @@ hop_client_get(hop_client_t *self, const char *queue, int flags, hop_delivery_t 
         rc = hop_client_fail(self, HOP_EPROTO, 0, "broker answered get with '%s'",
                              hop_cmd_name(reply.wire.cmd));
     hop_inmsg_close(&reply);
+    hop_client_fire(self);
     return rc;
 }
 
@@ -460,10 +537,10 @@ hop_client_request(hop_client_t *self, const char *exchange, const char *routing
     if (!self->reply_queue[0]) {
         // One private queue per client for all its requests, made on first use.
         char queue[HOP_NAME_MAX + 1], tag[HOP_NAME_MAX + 1];
-        rc = hop_client_do_declare_queue(self, "", HOP_EXCLUSIVE | HOP_AUTO_DELETE, queue,
+        rc = hop_client_do_declare_queue(self, "", HOP_EXCLUSIVE | HOP_AUTO_DELETE, NULL, queue,
                                          sizeof queue, NULL, NULL);
         if (rc == HOP_OK)
-            rc = s_consume(self, queue, NULL, 0, HOP_NO_ACK, tag, sizeof tag);
+            rc = s_consume(self, queue, NULL, 0, HOP_NO_ACK, 0, tag, sizeof tag);
         if (rc)
             return rc;
         memcpy(self->reply_queue, queue, sizeof queue);
@@ -471,7 +548,8 @@ hop_client_request(hop_client_t *self, const char *exchange, const char *routing
     }
     char corr[32];
     snprintf(corr, sizeof corr, "%s-%" PRIu64, self->corr_prefix, ++self->corr_seq);
-    rc = s_publish(self, exchange, routing_key, body, body_size, props, self->reply_queue, corr);
+    rc = s_publish(self, exchange, routing_key, body, body_size, props, NULL, self->reply_queue,
+                   corr, NULL);
     if (rc)
         return rc;
     int64_t deadline = timeout_ms < 0 ? -1 : hop_client_now() + timeout_ms;
@@ -486,11 +564,13 @@ hop_client_request(hop_client_t *self, const char *exchange, const char *routing
             break;
     }
     self->await_corr = NULL;
-    if (rc < 0)
-        return rc;
-    *reply_p = self->reply_slot;
-    self->reply_slot = NULL;
-    return HOP_OK;
+    if (rc == HOP_OK) {
+        *reply_p = self->reply_slot;
+        self->reply_slot = NULL;
+    }
+    // Only now that the reply is out of the way: a callback may make a request of its own.
+    hop_client_fire(self);
+    return rc < 0 ? rc : HOP_OK;
 }
 
 int
@@ -511,5 +591,5 @@ hop_client_reply(hop_client_t *self, const hop_delivery_t *request, const void *
     // The default exchange routes to the queue named by the routing key; a correlation id of
     // "" still goes out as one so the requester can tell the reply is not another message.
     const char *corr = request->props.correlation_id ? request->props.correlation_id : "";
-    return s_publish(self, "", reply_to, body, body_size, props, NULL, corr);
+    return s_publish(self, "", reply_to, body, body_size, props, NULL, NULL, corr, NULL);
 }

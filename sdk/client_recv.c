@@ -1,6 +1,7 @@
 // sdk/client_recv.c - the user thread's side of the data pipe: queueing messages for the I/O
 // thread, and the receive pump that sorts what the broker sends (replies, deliveries,
-// asynchronous errors, heartbeats), unpacking its batches (PROTOCOL.md 2.1) record by record.
+// asynchronous errors, confirms, returns, revocations, heartbeats), unpacking its batches
+// (PROTOCOL.md 2.1) record by record.
 #include "client_internal.h"
 
 #include <assert.h>
@@ -164,6 +165,15 @@ s_absorb(hop_client_t *self, hop_inmsg_t *msg)
         hop_client_async(self, HOP_ENOTFOUND, 0,
                          "consumer '%.*s' was cancelled by the broker (its queue was deleted)",
                          (int)w->consumer.len, w->consumer.ptr ? w->consumer.ptr : "");
+        return 0;
+    case HOP_CMD_CONFIRM:
+        hop_client_take_confirm(self, w);
+        return 0;
+    case HOP_CMD_RETURN:
+        hop_client_take_return(self, msg);
+        return 0;
+    case HOP_CMD_REVOKED:
+        hop_client_take_revoked(self, w);
         return 0;
     case HOP_CMD_GET_OK:
         // The answer to a get that timed out. Its message stays unacked until the connection

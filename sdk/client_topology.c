@@ -4,6 +4,7 @@
 #include "client_internal.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +12,37 @@
 // ---------------------------------------------------------------------------------------
 // Operations without checks, shared by the public verbs, subscribe, request and reconnect
 
+// Writes the queue arguments that are set (PROTOCOL.md 4.3): an argument left out accepts
+// whatever is in force, so an unset one must not travel as 0.
+static void
+s_enc_queue_args(hop_enc_t *enc, const hop_queue_args_t *args)
+{
+    const struct {
+        const char *key;
+        uint64_t value;
+    } numbers[] = {
+        {"max_length", args->max_length},           {"max_length_bytes", args->max_length_bytes},
+        {"message_ttl", args->message_ttl},         {"expires", args->expires},
+        {"max_deliveries", args->max_deliveries},   {"retry_delay", args->retry_delay},
+        {"retry_delay_max", args->retry_delay_max}, {"max_priority", args->max_priority},
+        {"ack_timeout", args->ack_timeout},
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++)
+        if (numbers[i].value)
+            hop_enc_uint(enc, numbers[i].key, numbers[i].value);
+    if (args->overflow)
+        hop_enc_cstr(enc, "overflow", args->overflow);
+    // "" is set: the default exchange.
+    if (args->dead_letter_exchange)
+        hop_enc_cstr(enc, "dead_letter_exchange", args->dead_letter_exchange);
+    if (args->dead_letter_key)
+        hop_enc_cstr(enc, "dead_letter_key", args->dead_letter_key);
+}
+
 int
-hop_client_do_declare_queue(hop_client_t *self, const char *name, int flags, char *name_out,
-                            size_t name_out_size, uint64_t *messages_out, uint64_t *consumers_out)
+hop_client_do_declare_queue(hop_client_t *self, const char *name, int flags,
+                            const hop_queue_args_t *args, char *name_out, size_t name_out_size,
+                            uint64_t *messages_out, uint64_t *consumers_out)
 {
     uint64_t id = hop_client_begin(self, HOP_CMD_QUEUE_DECLARE);
     hop_enc_cstr(&self->enc, "queue", name);
@@ -25,6 +54,8 @@ hop_client_do_declare_queue(hop_client_t *self, const char *name, int flags, cha
         hop_enc_bool(&self->enc, "auto_delete", true);
     if (flags & HOP_PASSIVE)
         hop_enc_bool(&self->enc, "passive", true);
+    if (args)
+        s_enc_queue_args(&self->enc, args);
     hop_inmsg_t reply;
     int rc = hop_client_call(self, id, HOP_CMD_QUEUE_OK, "queue.declare", &reply);
     if (rc)
@@ -129,6 +160,46 @@ int
 hop_client_declare_queue_ex(hop_client_t *self, const char *name, int flags, char *name_out,
                             size_t name_out_size, uint64_t *messages_out, uint64_t *consumers_out)
 {
+    return hop_client_declare_queue_args(self, name, flags, NULL, name_out, name_out_size,
+                                         messages_out, consumers_out);
+}
+
+// The ranges PROTOCOL.md 4.3 gives; the broker decides the rest.
+static int
+s_check_queue_args(hop_client_t *self, const hop_queue_args_t *args)
+{
+    if (!args)
+        return HOP_OK;
+    if (args->overflow && strcmp(args->overflow, "drop-head") != 0 &&
+        strcmp(args->overflow, "reject-publish") != 0)
+        return hop_client_fail(self, HOP_EINVAL, 0,
+                               "queue argument overflow is '%.*s': it must be drop-head or "
+                               "reject-publish",
+                               HOP_NAME_MAX, args->overflow);
+    if (args->max_priority > 255)
+        return hop_client_fail(self, HOP_EINVAL, 0,
+                               "queue argument max_priority is %" PRIu64 ": it must be 1 to 255 "
+                               "(0: no priorities)",
+                               args->max_priority);
+    if (args->ack_timeout && args->ack_timeout < 1000)
+        return hop_client_fail(self, HOP_EINVAL, 0,
+                               "queue argument ack_timeout is %" PRIu64 " ms: it must be at least "
+                               "1000 ms (0: the broker's default)",
+                               args->ack_timeout);
+    int rc = HOP_OK;
+    if (args->dead_letter_exchange)
+        rc = hop_client_check_name(self, "queue argument dead_letter_exchange",
+                                   args->dead_letter_exchange);
+    if (rc == HOP_OK && args->dead_letter_key)
+        rc = hop_client_check_name(self, "queue argument dead_letter_key", args->dead_letter_key);
+    return rc;
+}
+
+int
+hop_client_declare_queue_args(hop_client_t *self, const char *name, int flags,
+                              const hop_queue_args_t *args, char *name_out, size_t name_out_size,
+                              uint64_t *messages_out, uint64_t *consumers_out)
+{
     assert(self);
     int rc = hop_client_check_name(self, "queue name", name);
     if (rc == HOP_OK)
@@ -136,12 +207,14 @@ hop_client_declare_queue_ex(hop_client_t *self, const char *name, int flags, cha
                                     HOP_DURABLE | HOP_EXCLUSIVE | HOP_AUTO_DELETE | HOP_PASSIVE,
                                     "hop_client_declare_queue");
     if (rc == HOP_OK)
+        rc = s_check_queue_args(self, args);
+    if (rc == HOP_OK)
         rc = hop_client_ready(self, true);
     if (rc)
         return rc;
     return hop_client_sync(self,
-                           hop_client_do_declare_queue(self, name, flags, name_out, name_out_size,
-                                                       messages_out, consumers_out));
+                           hop_client_do_declare_queue(self, name, flags, args, name_out,
+                                                       name_out_size, messages_out, consumers_out));
 }
 
 int

@@ -1,6 +1,7 @@
-// sdk/delivery.c - received messages: a deliver / get-ok header parsed into one owned
-// allocation (struct, header array, strings, a copy of the raw props) that keeps the body frame
-// alive instead of copying it, or holds a copy of a small body that came in a batch.
+// sdk/delivery.c - received messages: a deliver / get-ok / return header parsed into one owned
+// allocation (struct, header array, death records, strings, a copy of the raw props) that keeps
+// the body frame alive instead of copying it, or holds a copy of a small body that came in a
+// batch.
 #include "client_internal.h"
 
 #include <assert.h>
@@ -214,6 +215,70 @@ s_props_walk(s_arena_t *arena, const uint8_t *raw, size_t size, hop_props_t *pro
     return found;
 }
 
+// The string fields of a death record, in the order s_deaths_walk stores them.
+static const char *const s_death_keys[4] = {"reason", "queue", "exchange", "key"};
+
+// Walks a death array (PROTOCOL.md 6.4): the strings of each record into the arena (""
+// when absent) and, unless deaths is NULL (measuring), the record into deaths. Entries that are
+// not maps, unknown keys and well-known keys of another type are skipped, as in props. Returns
+// the number of records, or -1 when the array is malformed.
+static long
+s_deaths_walk(s_arena_t *arena, const uint8_t *raw, size_t size, hop_death_t *deaths)
+{
+    hop_mp_t mp;
+    hop_mp_init(&mp, raw, size);
+    uint32_t count;
+    if (hop_mp_array(&mp, &count))
+        return -1;
+    long found = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t pairs;
+        if (hop_mp_peek(&mp) != MSGPACK_OBJECT_MAP) {
+            if (hop_mp_skip(&mp))
+                return -1;
+            continue;
+        }
+        if (hop_mp_map(&mp, &pairs))
+            return -1;
+        hop_death_t rec = {0};
+        const char *str[4] = {"", "", "", ""}; // as s_death_keys
+        uint32_t len[4] = {0};
+        for (uint32_t j = 0; j < pairs; j++) {
+            const char *key;
+            uint32_t key_len;
+            if (hop_mp_str(&mp, &key, &key_len)) {
+                if (hop_mp_skip(&mp) || hop_mp_skip(&mp))
+                    return -1;
+                continue;
+            }
+            int at = 0;
+            while (at < 4 && !s_key_is(key, key_len, s_death_keys[at]))
+                at++;
+            int type = hop_mp_peek(&mp);
+            int rc;
+            if (at < 4 && type == MSGPACK_OBJECT_STR)
+                rc = hop_mp_str(&mp, &str[at], &len[at]);
+            else if (s_key_is(key, key_len, "time") && type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                rc = hop_mp_uint(&mp, &rec.time);
+            else if (s_key_is(key, key_len, "count") && type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                rc = hop_mp_uint(&mp, &rec.count);
+            else
+                rc = hop_mp_skip(&mp);
+            if (rc)
+                return -1;
+        }
+        // After the map, in a fixed order: both passes make the same arena calls.
+        rec.reason = s_arena_str(arena, str[0], len[0]);
+        rec.queue = s_arena_str(arena, str[1], len[1]);
+        rec.exchange = s_arena_str(arena, str[2], len[2]);
+        rec.routing_key = s_arena_str(arena, str[3], len[3]);
+        if (deaths)
+            deaths[found] = rec;
+        found++;
+    }
+    return found;
+}
+
 // Parses wire into one allocation with tail_size more bytes at its end (*tail, for a copied
 // body). The body is left empty.
 static hop_delivery_node_t *
@@ -244,9 +309,24 @@ s_parse(const hop_wire_t *wire, size_t tail_size, char **tail)
             arena.used = strings_fixed;
         }
     }
+    const uint8_t *death = wire->death.ptr;
+    size_t death_size = death ? wire->death.len : 0;
+    long deaths = 0;
+    if (death) {
+        size_t strings_before = arena.used;
+        deaths = s_deaths_walk(&arena, death, death_size, NULL);
+        if (deaths < 0) {
+            death = NULL; // likewise: deliver without them
+            deaths = 0;
+            arena.used = strings_before;
+        }
+    }
     size_t align = alignof(hop_header_t);
     size_t headers_off = (sizeof(hop_delivery_node_t) + align - 1) / align * align;
-    size_t strings_off = headers_off + (size_t)headers * sizeof(hop_header_t);
+    align = alignof(hop_death_t);
+    size_t deaths_off =
+        (headers_off + (size_t)headers * sizeof(hop_header_t) + align - 1) / align * align;
+    size_t strings_off = deaths_off + (size_t)deaths * sizeof(hop_death_t);
     size_t raw_off = strings_off + arena.used;
     size_t tail_off = raw_off + props_size;
     hop_delivery_node_t *node = malloc(tail_off + tail_size);
@@ -275,6 +355,13 @@ s_parse(const hop_wire_t *wire, size_t tail_size, char **tail)
             d->headers_raw_size = headers_size;
         }
     }
+    if (deaths) {
+        hop_death_t *array = (hop_death_t *)(void *)(base + deaths_off);
+        s_deaths_walk(&arena, death, death_size, array);
+        d->deaths = array;
+        d->death_count = (size_t)deaths;
+    }
+    d->priority = wire->priority > 255 ? 255 : (uint8_t)wire->priority;
     d->tag = wire->tag;
     d->redelivered = wire->redelivered;
     d->delivery_count = wire->count > UINT32_MAX ? UINT32_MAX : (uint32_t)wire->count;

@@ -223,7 +223,8 @@ int hop_client_unbind(hop_client_t *self, const char *queue, const char *exchang
 // the broker's max_message (from hello-ok) is refused at once with HOP_EBROKER and
 // hop_client_error_code() 311 (content-too-large), as the broker itself would refuse it.
 // An unknown exchange is reported by the broker asynchronously: the next call that waits for
-// the broker returns it as the error (hop_client_error names the exchange).
+// the broker returns it as the error (hop_client_error names the exchange); in confirm mode it
+// is the publish's negative confirm instead (code 404).
 int hop_client_publish(hop_client_t *self, const char *exchange, const char *routing_key,
                        const void *body, size_t body_size, const hop_props_t *props);
 
@@ -243,24 +244,34 @@ int hop_client_publish_ex(hop_client_t *self, const char *exchange, const char *
 
 // Publisher confirms. After hop_client_confirm_select every publish is numbered 1, 2, ... and
 // the broker confirms each one (positively once it is stored in every queue it matched, or
-// negatively, e.g. when a reject-publish queue is full). Irreversible for the connection;
-// kept across reconnects (publishes that were not confirmed when the connection was lost
-// count as negative, code 0: the application should send them again).
+// negatively, e.g. when a reject-publish queue is full). Publishes of hop_client_request and
+// hop_client_reply are numbered too. Needs no connection; always HOP_OK. Irreversible for the
+// client; kept across reconnects, and the numbering goes on across them (a number names one
+// publish for the client's life). Publishes that were not confirmed when the connection was
+// lost count as negative, code 0: the application should send them again.
 int hop_client_confirm_select(hop_client_t *self);
-// Called for each confirm (multiple: every unconfirmed seq <= seq at once), from inside the
-// client's calls on the application's thread (publish, receive, dispatch, wait_confirms...).
+// Called for each confirm (multiple: every unconfirmed seq <= seq at once; text: the broker's
+// reason of a negative one, else ""), from inside the client's calls on the application's
+// thread (publish, receive, dispatch, wait_confirms, get, declares...; never on the I/O
+// thread). A lost connection is reported as one negative call with multiple, the last seq and
+// code 0. Callbacks (this one, on_return, on_revoked) may call the client, publish and ack
+// included, but must not destroy it.
 typedef void(hop_confirm_fn)(hop_client_t *client, uint64_t seq, bool multiple, bool ok, int code,
                              const char *text, void *arg);
 void hop_client_on_confirm(hop_client_t *self, hop_confirm_fn *fn, void *arg);
-// Waits until every publish made so far is confirmed. Returns HOP_OK when all were
-// confirmed positively since the last call, HOP_ENACKED when some were refused (how many in
-// *nacked_out, may be NULL; hop_client_error says why), HOP_ETIMEOUT, or a connection error.
+// Waits until every publish made so far is confirmed, handling what arrives meanwhile
+// (deliveries stay buffered for hop_client_receive; callbacks run). timeout_ms -1 = forever.
+// Returns HOP_OK when all were confirmed positively since the last call, HOP_ENACKED when some
+// were refused or lost with the connection (how many in *nacked_out, may be NULL;
+// hop_client_error says why and hop_client_error_code gives the first one's broker code, 0 when
+// lost), HOP_ETIMEOUT, a pending asynchronous error, or HOP_EINVAL outside confirm mode.
 int hop_client_wait_confirms(hop_client_t *self, int timeout_ms, uint64_t *nacked_out);
 // Publishes sent in confirm mode and not yet confirmed.
 uint64_t hop_client_unconfirmed(const hop_client_t *self);
 
 // Called for each mandatory message that matched no queue, from inside the client's calls.
-// The delivery (tag 0) is borrowed for the call; code is 312 (no-route).
+// The delivery (tag 0) is borrowed for the call; code is 312 (no-route). Without a callback,
+// returned messages are dropped.
 typedef void(hop_return_fn)(hop_client_t *client, const hop_delivery_t *returned, int code,
                             const char *text, void *arg);
 void hop_client_on_return(hop_client_t *self, hop_return_fn *fn, void *arg);
@@ -275,6 +286,8 @@ int hop_client_consume(hop_client_t *self, const char *queue, const char *tag, i
 int hop_client_consume_ex(hop_client_t *self, const char *queue, const char *tag, int prefetch,
                           int flags, uint64_t ack_timeout_ms, char *tag_out, size_t tag_out_size);
 // Called when the broker revokes a delivery (ack deadline passed), from inside client calls.
+// Acking, nacking, rejecting or retrying a revoked tag afterwards fails at once with
+// HOP_EPRECOND; a revoked delivery still buffered by the client is dropped, never received.
 typedef void(hop_revoked_fn)(hop_client_t *client, const char *consumer, uint64_t tag, void *arg);
 void hop_client_on_revoked(hop_client_t *self, hop_revoked_fn *fn, void *arg);
 // Cancels a consumer: its unacked deliveries return to the queue.

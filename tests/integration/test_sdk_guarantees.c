@@ -188,6 +188,321 @@ test_sigstopped_consumer_messages_go_to_a_live_one(void **state)
     assert_int_equal(sx_queue_stat(c, "frozen", "acked"), FROZEN_TOTAL);
 }
 
+// ---------------------------------------------------------------------------------------
+// The bounded buffer: a reject-publish queue, a producer in confirm mode that retries what
+// was refused, a consumer with prefetch 1. Everything arrives exactly once.
+
+#define BUF_LIMIT 100
+#define BUF_TOTAL 2000
+#define BUF_ROUND 250 // publishes between confirm waits
+
+typedef struct {
+    uint64_t seq_of[BUF_TOTAL]; // confirm sequence of each value's latest publish
+    bool nacked[BUF_TOTAL];     // its latest publish was refused
+    uint64_t nacks;
+} s_producer_t;
+
+static void
+s_on_confirm(hop_client_t *client, uint64_t seq, bool multiple, bool ok, int code, const char *text,
+             void *arg)
+{
+    (void)client, (void)text;
+    s_producer_t *p = arg;
+    if (ok)
+        return;
+    // Negative confirms are never "multiple" from hopperd; map the seq back to its value.
+    for (int v = 0; v < BUF_TOTAL; v++)
+        if (p->seq_of[v] == seq || (multiple && p->seq_of[v] && p->seq_of[v] <= seq)) {
+            p->nacked[v] = true;
+            p->nacks++;
+            assert_true(code == HOP_CODE_RESOURCE_ERROR);
+        }
+}
+
+static void
+s_publish_value(hop_client_t *c, s_producer_t *p, int v)
+{
+    char body[16];
+    snprintf(body, sizeof body, "%d", v);
+    uint64_t seq = 0;
+    CHECK(c, hop_client_publish_ex(c, "", "buffer", body, strlen(body), NULL, NULL, &seq));
+    assert_true(seq > 0);
+    p->seq_of[v] = seq;
+    p->nacked[v] = false;
+}
+
+// Takes up to max deliveries that are already waiting (prefetch 1: one at a time).
+static int
+s_consume_some(hop_client_t *c, int *seen, int max)
+{
+    int n = 0;
+    hop_delivery_t *d = NULL;
+    while (n < max && hop_client_receive(c, &d, n == 0 ? 200 : 50) == HOP_OK) {
+        long v = sx_body_seq(d);
+        assert_true(v >= 0 && v < BUF_TOTAL);
+        seen[v]++;
+        CHECK(c, hop_client_ack(c, d->tag, false));
+        hop_delivery_destroy(&d);
+        n++;
+    }
+    return n;
+}
+
+static void
+test_bounded_buffer_with_reject_publish_loses_nothing(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *prod = sx_client(fx, "producer", 0);
+    hop_client_t *cons = sx_client(fx, "consumer", 0);
+    hop_queue_args_t args = {.max_length = BUF_LIMIT, .overflow = "reject-publish"};
+    CHECK(prod, hop_client_declare_queue_args(prod, "buffer", 0, &args, NULL, 0, NULL, NULL));
+    s_producer_t *p = calloc(1, sizeof *p);
+    int *seen = calloc(BUF_TOTAL, sizeof *seen);
+    assert_non_null(p);
+    assert_non_null(seen);
+    CHECK(prod, hop_client_confirm_select(prod));
+    hop_client_on_confirm(prod, s_on_confirm, p);
+    CHECK(cons, hop_client_consume(cons, "buffer", "worker", 1, 0, NULL, 0));
+
+    // First pass: everything, faster than the consumer can take it.
+    for (int v = 0; v < BUF_TOTAL; v++) {
+        s_publish_value(prod, p, v);
+        if ((v + 1) % BUF_ROUND == 0) {
+            uint64_t nacked = 0;
+            int rc = hop_client_wait_confirms(prod, WAIT_MS, &nacked);
+            assert_true(rc == HOP_OK || rc == HOP_ENACKED);
+        }
+    }
+    uint64_t nacked = 0;
+    int rc = hop_client_wait_confirms(prod, WAIT_MS, &nacked);
+    assert_true(rc == HOP_OK || rc == HOP_ENACKED);
+    assert_true(p->nacks > 0); // the limit was hit: the scenario was exercised
+    assert_true(sx_queue_stat(prod, "buffer", "messages_ready") <= BUF_LIMIT);
+
+    // Then: consume some, retry what was refused, until nothing is left to retry.
+    uint64_t deadline = harness_now_ms() + 60000;
+    for (;;) {
+        s_consume_some(cons, seen, BUF_LIMIT / 2);
+        int retried = 0;
+        for (int v = 0; v < BUF_TOTAL; v++)
+            if (p->nacked[v]) {
+                s_publish_value(prod, p, v);
+                retried++;
+            }
+        rc = hop_client_wait_confirms(prod, WAIT_MS, &nacked);
+        assert_true(rc == HOP_OK || rc == HOP_ENACKED);
+        if (retried == 0)
+            break;
+        assert_true(harness_now_ms() < deadline);
+    }
+    int total = 0;
+    while (total < BUF_TOTAL && harness_now_ms() < deadline) {
+        total = 0;
+        for (int v = 0; v < BUF_TOTAL; v++)
+            total += seen[v] > 0;
+        if (total < BUF_TOTAL)
+            s_consume_some(cons, seen, BUF_LIMIT);
+    }
+    for (int v = 0; v < BUF_TOTAL; v++)
+        if (seen[v] != 1)
+            fail_msg("value %d consumed %d times", v, seen[v]);
+    assert_true(sx_queue_stat(prod, "buffer", "rejected_publishes") == p->nacks);
+    assert_int_equal(sx_queue_stat(prod, "buffer", "messages"), 0);
+    assert_int_equal(sx_queue_stat(prod, "buffer", "acked"), BUF_TOTAL);
+    assert_int_equal(hop_client_unconfirmed(prod), 0);
+    free(p);
+    free(seen);
+}
+
+// ---------------------------------------------------------------------------------------
+// A poison message: always rejected with requeue, dead-lettered after exactly N deliveries.
+
+static void
+test_poison_message_dead_lettered_after_max_deliveries(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = sx_client(fx, "worker", 0);
+    CHECK(c, hop_client_declare_queue(c, "poisoned", 0, NULL, 0));
+    hop_queue_args_t args = {
+        .max_deliveries = 3, .dead_letter_exchange = "", .dead_letter_key = "poisoned"};
+    CHECK(c, hop_client_declare_queue_args(c, "work", 0, &args, NULL, 0, NULL, NULL));
+    sx_publish_text(c, "", "work", "poison");
+    CHECK(c, hop_client_consume(c, "work", "w", 1, 0, NULL, 0));
+    for (uint32_t n = 1; n <= 3; n++) {
+        hop_delivery_t *d = sx_receive(c);
+        assert_true(sx_body_is(d, "poison"));
+        assert_int_equal(d->delivery_count, n);
+        CHECK(c, hop_client_reject(c, d->tag, true));
+        hop_delivery_destroy(&d);
+    }
+    sx_expect_nothing(c);
+    CHECK(c, hop_client_cancel(c, "w"));
+    hop_delivery_t *d = NULL;
+    CHECK(c, hop_client_get(c, "poisoned", HOP_NO_ACK, &d));
+    assert_true(sx_body_is(d, "poison"));
+    assert_int_equal(d->death_count, 1);
+    assert_string_equal(d->deaths[0].reason, "delivery-limit");
+    assert_string_equal(d->deaths[0].queue, "work");
+    assert_string_equal(d->deaths[0].exchange, "");
+    assert_string_equal(d->deaths[0].routing_key, "work");
+    assert_int_equal(d->deaths[0].count, 1);
+    assert_true(d->deaths[0].time > 0);
+    hop_delivery_destroy(&d);
+    assert_int_equal(sx_queue_stat(c, "work", "messages"), 0);
+    assert_int_equal(sx_queue_stat(c, "work", "dead_lettered"), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Retry later: the message comes back no earlier than asked, others flow meanwhile.
+
+static void
+test_retry_later_comes_back_after_the_delay(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = sx_client(fx, "retrier", 0);
+    CHECK(c, hop_client_declare_queue(c, "later", 0, NULL, 0));
+    sx_publish_text(c, "", "later", "first");
+    CHECK(c, hop_client_consume(c, "later", "r", 10, 0, NULL, 0));
+    hop_delivery_t *d = sx_receive(c);
+    assert_true(sx_body_is(d, "first"));
+    uint64_t nacked_at = harness_now_ms();
+    CHECK(c, hop_client_retry_later(c, d->tag, 400));
+    hop_delivery_destroy(&d);
+    sx_publish_text(c, "", "later", "second");
+    sx_expect_body(c, "second"); // not stuck behind the delayed one
+    assert_int_equal(sx_queue_stat(c, "later", "messages_delayed"), 1);
+    d = sx_receive(c);
+    uint64_t back_at = harness_now_ms();
+    assert_true(sx_body_is(d, "first"));
+    assert_true(d->redelivered);
+    assert_int_equal(d->delivery_count, 2);
+    assert_true(back_at - nacked_at >= 400);
+    CHECK(c, hop_client_ack(c, d->tag, false));
+    hop_delivery_destroy(&d);
+}
+
+// ---------------------------------------------------------------------------------------
+// Ack deadline: a delivery held past it is revoked, redelivered, and a late ack refused.
+
+static uint64_t s_revoked_tag;
+
+static void
+s_on_revoked(hop_client_t *client, const char *consumer, uint64_t tag, void *arg)
+{
+    (void)client, (void)arg;
+    if (strcmp(consumer, "slow") == 0)
+        s_revoked_tag = tag;
+}
+
+static void
+test_ack_deadline_revokes_and_refuses_a_late_ack(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *slow = sx_client(fx, "slow", 0);
+    hop_client_t *other = sx_client(fx, "other", 0);
+    CHECK(slow, hop_client_declare_queue(slow, "deadline", 0, NULL, 0));
+    sx_publish_text(slow, "", "deadline", "job");
+    s_revoked_tag = 0;
+    hop_client_on_revoked(slow, s_on_revoked, NULL);
+    CHECK(slow, hop_client_consume_ex(slow, "deadline", "slow", 1, 0, 1000, NULL, 0));
+    hop_delivery_t *d = sx_receive(slow);
+    uint64_t tag = d->tag;
+    hop_delivery_destroy(&d);
+    uint64_t got_at = harness_now_ms();
+    CHECK(other, hop_client_consume(other, "deadline", "other", 1, 0, NULL, 0));
+    d = sx_receive(other); // once revoked, the message goes to the other consumer
+    assert_true(harness_now_ms() - got_at >= 1000);
+    assert_true(sx_body_is(d, "job"));
+    assert_true(d->redelivered);
+    assert_int_equal(d->delivery_count, 2);
+    CHECK(other, hop_client_ack(other, d->tag, false));
+    hop_delivery_destroy(&d);
+    sx_sync(slow); // the revoked notice has been processed
+    assert_int_equal(s_revoked_tag, tag);
+    int rc = hop_client_ack(slow, tag, false);
+    if (rc == HOP_OK) // refused by the broker: reported on the next round trip
+        rc = hop_client_declare_exchange(slow, "amq.direct", "direct", HOP_PASSIVE);
+    assert_int_equal(rc, HOP_EPRECOND);
+    assert_non_null(strstr(hop_client_error(slow), "revoked"));
+    assert_int_equal(sx_queue_stat(other, "deadline", "acked"), 1);
+    assert_int_equal(sx_queue_stat(other, "deadline", "messages"), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Mandatory: an unroutable message comes back through the return callback.
+
+typedef struct {
+    int returns;
+    int code;
+    char body[32];
+} s_returns_t;
+
+static void
+s_on_return(hop_client_t *client, const hop_delivery_t *returned, int code, const char *text,
+            void *arg)
+{
+    (void)client, (void)text;
+    s_returns_t *r = arg;
+    r->returns++;
+    r->code = code;
+    snprintf(r->body, sizeof r->body, "%.*s", (int)returned->body_size,
+             (const char *)returned->body);
+}
+
+static void
+test_mandatory_unroutable_message_is_returned(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = sx_client(fx, "mandatory", 0);
+    s_returns_t r = {0};
+    hop_client_on_return(c, s_on_return, &r);
+    CHECK(c, hop_client_confirm_select(c));
+    hop_publish_opts_t opts = {.mandatory = true};
+    CHECK(c, hop_client_publish_ex(c, "amq.direct", "nobody", "lost?", 5, NULL, &opts, NULL));
+    CHECK(c, hop_client_wait_confirms(c, WAIT_MS, NULL));
+    assert_int_equal(r.returns, 1);
+    assert_int_equal(r.code, HOP_CODE_NO_ROUTE);
+    assert_string_equal(r.body, "lost?");
+    // Not mandatory: dropped and counted, no return.
+    CHECK(c, hop_client_publish_ex(c, "amq.direct", "nobody", "gone", 4, NULL, NULL, NULL));
+    CHECK(c, hop_client_wait_confirms(c, WAIT_MS, NULL));
+    assert_int_equal(r.returns, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// TTL: an expired message is never delivered; it is dead-lettered with its death record.
+
+static void
+test_expired_message_is_dead_lettered_with_its_record(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = sx_client(fx, "ttl", 0);
+    CHECK(c, hop_client_declare_queue(c, "expired", 0, NULL, 0));
+    hop_queue_args_t args = {
+        .message_ttl = 5000, .dead_letter_exchange = "", .dead_letter_key = "expired"};
+    CHECK(c, hop_client_declare_queue_args(c, "short", 0, &args, NULL, 0, NULL, NULL));
+    hop_publish_opts_t opts = {.expiration = 150, .priority = 0};
+    CHECK(c, hop_client_publish_ex(c, "", "short", "stale", 5, NULL, &opts, NULL));
+    sx_publish_text(c, "", "short", "fresh"); // the queue's 5 s TTL applies to this one
+    uint64_t deadline = harness_now_ms() + WAIT_MS;
+    while (sx_queue_stat(c, "expired", "messages_ready") < 1 && harness_now_ms() < deadline)
+        harness_pause_ms(20);
+    hop_delivery_t *d = NULL;
+    CHECK(c, hop_client_get(c, "expired", HOP_NO_ACK, &d));
+    assert_true(sx_body_is(d, "stale"));
+    assert_int_equal(d->death_count, 1);
+    assert_string_equal(d->deaths[0].reason, "expired");
+    assert_string_equal(d->deaths[0].queue, "short");
+    assert_string_equal(d->deaths[0].routing_key, "short");
+    assert_string_equal(d->routing_key, "expired");
+    hop_delivery_destroy(&d);
+    CHECK(c, hop_client_get(c, "short", HOP_NO_ACK, &d));
+    assert_true(sx_body_is(d, "fresh"));
+    assert_int_equal(d->death_count, 0);
+    hop_delivery_destroy(&d);
+    assert_int_equal(sx_queue_stat(c, "short", "expired"), 1);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -195,6 +510,18 @@ main(int argc, char **argv)
         return s_sleeper_main(argv[2], argv[3], argv[4]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sigstopped_consumer_messages_go_to_a_live_one,
+                                        sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_bounded_buffer_with_reject_publish_loses_nothing,
+                                        sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_poison_message_dead_lettered_after_max_deliveries,
+                                        sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_retry_later_comes_back_after_the_delay, sx_setup,
+                                        sx_teardown),
+        cmocka_unit_test_setup_teardown(test_ack_deadline_revokes_and_refuses_a_late_ack, sx_setup,
+                                        sx_teardown),
+        cmocka_unit_test_setup_teardown(test_mandatory_unroutable_message_is_returned, sx_setup,
+                                        sx_teardown),
+        cmocka_unit_test_setup_teardown(test_expired_message_is_dead_lettered_with_its_record,
                                         sx_setup, sx_teardown),
     };
     return cmocka_run_group_tests_name("integration.sdk_guarantees", tests, NULL, NULL);
