@@ -5,18 +5,21 @@
 #include "json.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 // One column of a table: which key it shows and how.
 typedef struct {
     const char *header;
-    const char *key;       // NULL: the FLAGS column, built from flag_keys
+    const char *key;       // NULL: a column built from several keys (see header)
     bool right;            // right-align (numbers)
     bool default_exchange; // "" names the default exchange: show "(default)"
 } s_column_t;
 
-#define S_MAX_COLUMNS 10
+#define S_MAX_COLUMNS 12
+#define S_FLAGS       "FLAGS"     // the boolean flag_keys that are true
+#define S_ARGUMENTS   "ARGUMENTS" // the queue arguments that are set, as declare flags
 
 typedef struct {
     const char *what;                  // the list subject, as the broker names it
@@ -32,11 +35,14 @@ static const s_table_t s_tables[] = {
      {{"NAME", "name", false, false},
       {"READY", "messages_ready", true, false},
       {"UNACKED", "messages_unacked", true, false},
+      {"DELAYED", "messages_delayed", true, false},
+      {"DEAD_LETTERED", "dead_lettered", true, false},
       {"CONSUMERS", "consumers", true, false},
       {"PUBLISHED", "published", true, false},
       {"DELIVERED", "delivered", true, false},
       {"ACKED", "acked", true, false},
-      {"FLAGS", NULL, false, false},
+      {S_FLAGS, NULL, false, false},
+      {S_ARGUMENTS, NULL, false, false},
       {NULL, NULL, false, false}}},
     {"exchanges",
      "exchange",
@@ -46,7 +52,7 @@ static const s_table_t s_tables[] = {
       {"BINDINGS", "bindings", true, false},
       {"PUBLISHED", "published", true, false},
       {"UNROUTABLE", "unroutable", true, false},
-      {"FLAGS", NULL, false, false},
+      {S_FLAGS, NULL, false, false},
       {NULL, NULL, false, false}}},
     {"bindings",
      "binding",
@@ -64,7 +70,8 @@ static const s_table_t s_tables[] = {
       {"PREFETCH", "prefetch", true, false},
       {"UNACKED", "unacked", true, false},
       {"DELIVERED", "delivered", true, false},
-      {"FLAGS", NULL, false, false},
+      {"ACK_TIMEOUT_MS", "ack_timeout", true, false},
+      {S_FLAGS, NULL, false, false},
       {NULL, NULL, false, false}}},
     {"connections",
      "connection",
@@ -116,6 +123,56 @@ s_flags_text(const json_t *item, const char *const *flag_keys)
     return strdup(*text ? text : "-");
 }
 
+// "max-length=1000 overflow=reject-publish ..." from the queue arguments that are set, named
+// as the options of hopper declare queue that set them, or "-".
+static char *
+s_arguments_text(const json_t *item)
+{
+    static const struct {
+        const char *key;
+        const char *option;
+    } args[] = {
+        {"max_length", "max-length"},
+        {"max_length_bytes", "max-length-bytes"},
+        {"overflow", "overflow"},
+        {"message_ttl", "message-ttl"},
+        {"expires", "expires"},
+        {"max_deliveries", "max-deliveries"},
+        {"dead_letter_exchange", "dead-letter-exchange"},
+        {"dead_letter_key", "dead-letter-key"},
+        {"retry_delay", "retry-backoff"},
+        {"max_priority", "max-priority"},
+        {"ack_timeout", "ack-timeout"},
+    };
+    size_t size = 0;
+    char *text = NULL;
+    FILE *out = open_memstream(&text, &size);
+    assert(out);
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+        const json_t *value = json_object_get(item, args[i].key);
+        if (!value)
+            continue;
+        char *cell = s_cell_text(value, false);
+        fprintf(out, "%s%s=%s", ftell(out) ? " " : "", args[i].option, cell);
+        free(cell);
+        // retry-backoff=INITIAL:MAX, as the option takes it, when MAX is not INITIAL
+        const json_t *max = json_object_get(item, "retry_delay_max");
+        if (strcmp(args[i].key, "retry_delay") == 0 && json_is_integer(max) &&
+            !json_equal((json_t *)max, (json_t *)value)) {
+            cell = s_cell_text(max, false);
+            fprintf(out, ":%s", cell);
+            free(cell);
+        }
+    }
+    bool empty = ftell(out) == 0;
+    fclose(out);
+    if (empty) {
+        free(text);
+        return strdup("-");
+    }
+    return text;
+}
+
 static void
 s_print_table(const s_table_t *table, const json_t *items)
 {
@@ -134,9 +191,13 @@ s_print_table(const s_table_t *table, const json_t *items)
         const json_t *item = json_array_get(items, r);
         for (int c = 0; c < columns; c++) {
             const s_column_t *column = &table->columns[c];
-            char *text = column->key ? s_cell_text(json_object_get(item, column->key),
-                                                   column->default_exchange)
-                                     : s_flags_text(item, table->flag_keys);
+            char *text;
+            if (column->key)
+                text = s_cell_text(json_object_get(item, column->key), column->default_exchange);
+            else if (strcmp(column->header, S_ARGUMENTS) == 0)
+                text = s_arguments_text(item);
+            else
+                text = s_flags_text(item, table->flag_keys);
             cells[(r + 1) * (size_t)columns + (size_t)c] = text;
             if (strlen(text) > width[c])
                 width[c] = strlen(text);

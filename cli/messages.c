@@ -2,7 +2,8 @@
 // delivery is printed (publish is in publish.c).
 //
 // A delivery prints as one line, so that `hopper consume q | while read ...` works:
-//   human:  [EXCHANGE -> ROUTING_KEY] tag=N redelivered=yes|no count=N BODY
+//   human:  [EXCHANGE -> ROUTING_KEY] tag=N redelivered=yes|no count=N [priority=P]
+//           [deaths=REASON:QUEUE:COUNT,...] BODY
 //   --json: one JSON object per line (JSON Lines), see s_delivery_json.
 // The body is read, in this order: as msgpack when content_type says so and it decodes; as
 // text when it is valid UTF-8; as msgpack when it is exactly one msgpack value; else as bytes.
@@ -32,11 +33,14 @@ enum {
     S_OPT_REJECT,
     S_OPT_REQUEUE,
     S_OPT_EXCLUSIVE,
+    S_OPT_RETRY_IN,
+    S_OPT_ACK_TIMEOUT,
 };
 
 #define S_POLL_MS          200 // how often a waiting consumer looks at the stop flag
 #define S_DEFAULT_PREFETCH 100
-#define S_EXACT_COUNT      100 // --count up to this: prefetch 1 (see hop_cli_consume)
+#define S_EXACT_COUNT      100  // --count up to this: prefetch 1 (see hop_cli_consume)
+#define S_MIN_ACK_TIMEOUT  1000 // ms; the broker refuses shorter ack deadlines
 
 // ---------------------------------------------------------------------------------------
 // Printing deliveries
@@ -127,9 +131,29 @@ s_headers_json(const hop_delivery_t *delivery)
     return headers;
 }
 
+// The death records of a dead-lettered message, newest first: [{reason, queue, exchange,
+// routing_key, time, count}, ...].
+static json_t *
+s_deaths_json(const hop_delivery_t *delivery)
+{
+    json_t *deaths = json_array();
+    for (size_t i = 0; i < delivery->death_count; i++) {
+        const hop_death_t *death = &delivery->deaths[i];
+        json_t *record = json_object();
+        s_set_text(record, "reason", death->reason ? death->reason : "");
+        s_set_text(record, "queue", death->queue ? death->queue : "");
+        s_set_text(record, "exchange", death->exchange ? death->exchange : "");
+        s_set_text(record, "routing_key", death->routing_key ? death->routing_key : "");
+        json_object_set_new(record, "time", json_integer((json_int_t)death->time));
+        json_object_set_new(record, "count", json_integer((json_int_t)death->count));
+        json_array_append_new(deaths, record);
+    }
+    return deaths;
+}
+
 // One delivery as a JSON object: consumer (not for get), exchange, routing_key, delivery_tag,
-// redelivered, delivery_count, message_count (get only), headers, properties, body and
-// body_encoding.
+// redelivered, delivery_count, message_count (get only), priority and deaths (when present),
+// headers, properties, body and body_encoding.
 static json_t *
 s_delivery_json(const hop_delivery_t *delivery, bool from_get)
 {
@@ -146,6 +170,10 @@ s_delivery_json(const hop_delivery_t *delivery, bool from_get)
     if (from_get)
         json_object_set_new(object, "message_count",
                             json_integer((json_int_t)delivery->message_count));
+    if (delivery->priority)
+        json_object_set_new(object, "priority", json_integer(delivery->priority));
+    if (delivery->death_count)
+        json_object_set_new(object, "deaths", s_deaths_json(delivery));
     json_object_set_new(object, "headers", s_headers_json(delivery));
     json_object_set_new(object, "properties", s_properties_json(delivery));
     json_object_set_new(object, "body", body);
@@ -185,6 +213,15 @@ s_print_delivery(const hop_cli_t *cli, const hop_delivery_t *delivery, bool from
                delivery->routing_key ? delivery->routing_key : "",
                (unsigned long long)delivery->tag, delivery->redelivered ? "yes" : "no",
                (unsigned long)delivery->delivery_count);
+        if (delivery->priority)
+            printf("priority=%u ", (unsigned)delivery->priority);
+        for (size_t i = 0; i < delivery->death_count; i++) {
+            const hop_death_t *death = &delivery->deaths[i];
+            printf("%s%s:%s:%llu", i ? "," : "deaths=", death->reason ? death->reason : "",
+                   death->queue ? death->queue : "", (unsigned long long)death->count);
+        }
+        if (delivery->death_count)
+            putchar(' ');
         if (strcmp(encoding, "base64") == 0) {
             // Hex reads better than base64 in a terminal; --json gives base64.
             const unsigned char *bytes = delivery->body;
@@ -220,40 +257,65 @@ s_output_failed(void)
 }
 
 // ---------------------------------------------------------------------------------------
-// Settling: --no-ack, --nack, --reject, --requeue (consume and get)
+// Settling: --no-ack, --nack, --reject, --requeue, --retry-in (consume and get)
 
-typedef enum { S_SETTLE_ACK, S_SETTLE_NACK, S_SETTLE_REJECT, S_SETTLE_NONE } s_settle_t;
+typedef enum {
+    S_SETTLE_ACK,
+    S_SETTLE_NACK,
+    S_SETTLE_REJECT,
+    S_SETTLE_RETRY,
+    S_SETTLE_NONE
+} s_settle_how_t;
+
+typedef struct {
+    s_settle_how_t how;
+    bool requeue;      // with nack/reject
+    uint64_t retry_ms; // with retry: ready again after this long
+} s_settle_t;
 
 static int
-s_parse_settle(hop_cli_t *cli, const hop_cli_parsed_t *parsed, s_settle_t *settle, bool *requeue)
+s_parse_settle(hop_cli_t *cli, const hop_cli_parsed_t *parsed, s_settle_t *settle)
 {
     bool nack = parsed->set[S_OPT_NACK];
     bool reject = parsed->set[S_OPT_REJECT];
-    *requeue = parsed->set[S_OPT_REQUEUE];
-    if (nack && reject)
-        return hop_cli_usage(cli, "choose one of --nack and --reject");
-    if (parsed->set[S_OPT_NO_ACK] && (nack || reject))
+    bool retry = parsed->set[S_OPT_RETRY_IN];
+    memset(settle, 0, sizeof *settle);
+    settle->requeue = parsed->set[S_OPT_REQUEUE];
+    if (nack + reject + retry > 1)
+        return hop_cli_usage(cli, "choose one of --nack, --reject and --retry-in");
+    if (parsed->set[S_OPT_NO_ACK] && (nack || reject || retry))
         return hop_cli_usage(cli, "with --no-ack the broker settles each message as it sends "
-                                  "it; drop --nack/--reject, or drop --no-ack");
-    if (*requeue && !nack && !reject)
-        return hop_cli_usage(cli, "--requeue goes with --nack or --reject");
-    *settle = nack                        ? S_SETTLE_NACK
-              : reject                    ? S_SETTLE_REJECT
-              : parsed->set[S_OPT_NO_ACK] ? S_SETTLE_NONE
-                                          : S_SETTLE_ACK;
+                                  "it; drop --nack/--reject/--retry-in, or drop --no-ack");
+    if (settle->requeue && !nack && !reject)
+        return hop_cli_usage(cli, "--requeue goes with --nack or --reject (--retry-in requeues "
+                                  "by itself)");
+    if (retry) {
+        long ms;
+        if (hop_cli_number(cli, "--retry-in", parsed->value[S_OPT_RETRY_IN], 0, LONG_MAX, &ms) !=
+            HOP_EXIT_OK)
+            return HOP_EXIT_USAGE;
+        settle->retry_ms = (uint64_t)ms;
+    }
+    settle->how = nack                        ? S_SETTLE_NACK
+                  : reject                    ? S_SETTLE_REJECT
+                  : retry                     ? S_SETTLE_RETRY
+                  : parsed->set[S_OPT_NO_ACK] ? S_SETTLE_NONE
+                                              : S_SETTLE_ACK;
     return HOP_EXIT_OK;
 }
 
 static int
-s_settle(hop_client_t *client, s_settle_t settle, bool requeue, uint64_t tag)
+s_settle(hop_client_t *client, const s_settle_t *settle, uint64_t tag)
 {
-    switch (settle) {
+    switch (settle->how) {
     case S_SETTLE_ACK:
         return hop_client_ack(client, tag, false);
     case S_SETTLE_NACK:
-        return hop_client_nack(client, tag, false, requeue);
+        return hop_client_nack(client, tag, false, settle->requeue);
     case S_SETTLE_REJECT:
-        return hop_client_reject(client, tag, requeue);
+        return hop_client_reject(client, tag, settle->requeue);
+    case S_SETTLE_RETRY:
+        return hop_client_retry_later(client, tag, settle->retry_ms);
     case S_SETTLE_NONE:
         break;
     }
@@ -312,9 +374,22 @@ typedef struct {
     long count;          // stop after this many messages (0: no limit)
     long idle_ms;        // stop after this long without one (0: never)
     s_settle_t settle;   // what to do with each message once printed
-    bool requeue;        // with nack/reject
     bool ack_on_arrival; // ack before printing (see hop_cli_consume)
 } s_consumer_t;
+
+// A message we held past its ack deadline went back to the queue (or was dead-lettered); our
+// settle of it will be refused. Say so now, while it is clear which message it was.
+static void
+s_on_revoked(hop_client_t *client, const char *consumer, uint64_t tag, void *arg)
+{
+    (void)client;
+    s_consumer_t *self = arg;
+    fprintf(stderr,
+            "hopper: warning: the broker revoked message tag=%llu of consumer %s on %s: it was "
+            "not settled within its ack deadline, so it went back to the queue (or was "
+            "dead-lettered). Raise --ack-timeout if handling takes this long\n",
+            (unsigned long long)tag, consumer ? consumer : "", self->source);
+}
 
 // True when stdout is a pipe whose reader has gone (hopper consume q | head -1): stop now
 // rather than at the next message's failed write, which may never come.
@@ -346,7 +421,7 @@ s_consume_one(s_consumer_t *self, int wait, bool *got)
         return s_output_failed();
     }
     if (rc == HOP_OK && !self->ack_on_arrival)
-        rc = s_settle(self->client, self->settle, self->requeue, delivery->tag);
+        rc = s_settle(self->client, &self->settle, delivery->tag);
     hop_delivery_destroy(&delivery);
     if (rc != HOP_OK)
         return hop_cli_fail(self->cli, self->client, rc, NULL, "settle a message from %s",
@@ -397,6 +472,8 @@ static const hop_cli_opt_t s_consume_opts[] = {
     {"--reject", false, S_OPT_REJECT},
     {"--requeue", false, S_OPT_REQUEUE},
     {"--exclusive", false, S_OPT_EXCLUSIVE},
+    {"--retry-in", true, S_OPT_RETRY_IN},
+    {"--ack-timeout", true, S_OPT_ACK_TIMEOUT},
     {NULL, false, 0},
 };
 
@@ -424,12 +501,21 @@ hop_cli_consume(hop_cli_t *cli, int argc, char **argv)
     s_consumer_t consumer = {.cli = cli};
     long prefetch = S_DEFAULT_PREFETCH;
     if (s_parse_limits(cli, &parsed, &consumer) != HOP_EXIT_OK ||
-        s_parse_settle(cli, &parsed, &consumer.settle, &consumer.requeue) != HOP_EXIT_OK)
+        s_parse_settle(cli, &parsed, &consumer.settle) != HOP_EXIT_OK)
         return HOP_EXIT_USAGE;
     if (parsed.set[S_OPT_PREFETCH] &&
         hop_cli_number(cli, "--prefetch", parsed.value[S_OPT_PREFETCH], 0, INT32_MAX, &prefetch) !=
             HOP_EXIT_OK)
         return HOP_EXIT_USAGE;
+    long ack_timeout = 0;
+    if (parsed.set[S_OPT_ACK_TIMEOUT]) {
+        if (parsed.set[S_OPT_NO_ACK])
+            return hop_cli_usage(cli, "--ack-timeout is the deadline for acknowledging a "
+                                      "message; with --no-ack there is none. Drop one of them");
+        if (hop_cli_number(cli, "--ack-timeout", parsed.value[S_OPT_ACK_TIMEOUT], S_MIN_ACK_TIMEOUT,
+                           LONG_MAX, &ack_timeout) != HOP_EXIT_OK)
+            return HOP_EXIT_USAGE;
+    }
     int flags = parsed.set[S_OPT_EXCLUSIVE] ? HOP_EXCLUSIVE : 0;
     // Each ack frees credit and the broker fills it at once, so when we stop after --count
     // messages, up to prefetch more have been sent to us: cancelling hands them back flagged
@@ -437,11 +523,11 @@ hop_cli_consume(hop_cli_t *cli, int argc, char **argv)
     // many, the round trip per message would cost more than it saves.
     if (consumer.count && consumer.count <= S_EXACT_COUNT && !parsed.set[S_OPT_PREFETCH])
         prefetch = 1;
-    if (consumer.settle == S_SETTLE_NONE && consumer.count) {
+    if (consumer.settle.how == S_SETTLE_NONE && consumer.count) {
         // A no-ack consumer gets everything the queue holds at once, and what arrives beyond
         // the count would be lost. Acking on arrival keeps prefetch in force.
         consumer.ack_on_arrival = true;
-    } else if (consumer.settle == S_SETTLE_NONE) {
+    } else if (consumer.settle.how == S_SETTLE_NONE) {
         flags |= HOP_NO_ACK;
     }
     char source[HOP_NAME_MAX + 16];
@@ -457,9 +543,10 @@ hop_cli_consume(hop_cli_t *cli, int argc, char **argv)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         return exit_code;
     }
+    hop_client_on_revoked(consumer.client, s_on_revoked, &consumer);
     char tag[HOP_NAME_MAX + 1] = "";
-    int rc =
-        hop_client_consume(consumer.client, queue, NULL, (int)prefetch, flags, tag, sizeof tag);
+    int rc = hop_client_consume_ex(consumer.client, queue, NULL, (int)prefetch, flags,
+                                   (uint64_t)ack_timeout, tag, sizeof tag);
     s_catch_signals(&old);
     if (rc != HOP_OK) {
         const char *h = NULL;
@@ -504,7 +591,7 @@ hop_cli_subscribe(hop_cli_t *cli, int argc, char **argv)
         return HOP_EXIT_USAGE;
     const char *exchange = parsed.positional[0];
     const char *pattern = parsed.positional_count > 1 ? parsed.positional[1] : NULL;
-    s_consumer_t consumer = {.cli = cli, .settle = S_SETTLE_NONE};
+    s_consumer_t consumer = {.cli = cli, .settle = {.how = S_SETTLE_NONE}};
     if (s_parse_limits(cli, &parsed, &consumer) != HOP_EXIT_OK)
         return HOP_EXIT_USAGE;
     char source[HOP_NAME_MAX + 16];
@@ -553,19 +640,16 @@ int
 hop_cli_get(hop_cli_t *cli, int argc, char **argv)
 {
     static const hop_cli_opt_t opts[] = {
-        {"--no-ack", false, S_OPT_NO_ACK},
-        {"--nack", false, S_OPT_NACK},
-        {"--reject", false, S_OPT_REJECT},
-        {"--requeue", false, S_OPT_REQUEUE},
-        {NULL, false, 0},
+        {"--no-ack", false, S_OPT_NO_ACK},    {"--nack", false, S_OPT_NACK},
+        {"--reject", false, S_OPT_REJECT},    {"--requeue", false, S_OPT_REQUEUE},
+        {"--retry-in", true, S_OPT_RETRY_IN}, {NULL, false, 0},
     };
     hop_cli_parsed_t parsed;
     if (hop_cli_parse(cli, argc, argv, opts, 1, 1, "QUEUE", &parsed) != HOP_EXIT_OK)
         return HOP_EXIT_USAGE;
     const char *queue = parsed.positional[0];
-    s_settle_t settle = S_SETTLE_NONE;
-    bool requeue = false;
-    if (s_parse_settle(cli, &parsed, &settle, &requeue) != HOP_EXIT_OK)
+    s_settle_t settle;
+    if (s_parse_settle(cli, &parsed, &settle) != HOP_EXIT_OK)
         return HOP_EXIT_USAGE;
 
     hop_client_t *client;
@@ -573,7 +657,7 @@ hop_cli_get(hop_cli_t *cli, int argc, char **argv)
     if (exit_code != HOP_EXIT_OK)
         return exit_code;
     hop_delivery_t *delivery = NULL;
-    int rc = hop_client_get(client, queue, settle == S_SETTLE_NONE ? HOP_NO_ACK : 0, &delivery);
+    int rc = hop_client_get(client, queue, settle.how == S_SETTLE_NONE ? HOP_NO_ACK : 0, &delivery);
     if (rc == HOP_EEMPTY) {
         fprintf(stderr, "hopper: queue '%s' is empty\n", queue);
     } else if (rc != HOP_OK) {
@@ -589,7 +673,7 @@ hop_cli_get(hop_cli_t *cli, int argc, char **argv)
     } else if (s_print_delivery(cli, delivery, true) != 0) {
         exit_code = s_output_failed(); // unsettled: back to the queue when we close
     } else {
-        rc = s_settle(client, settle, requeue, delivery->tag);
+        rc = s_settle(client, &settle, delivery->tag);
         if (rc != HOP_OK)
             exit_code = hop_cli_fail(cli, client, rc, NULL, "settle the message");
     }

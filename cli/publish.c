@@ -1,6 +1,8 @@
 // cli/publish.c - `hopper publish`: a body from the command line, all of stdin, or one
 // message per line of stdin; JSON bodies sent as msgpack; one wait for the broker at the
-// end so that an asynchronous refusal is reported before we exit.
+// end so that an asynchronous refusal is reported before we exit. With --confirm (and
+// --mandatory) that wait is for the broker's confirm of every message, and a message it
+// refused or returned makes the exit code 1.
 #include "cli.h"
 #include "json.h"
 
@@ -19,7 +21,22 @@ enum {
     S_OPT_CORRELATION_ID,
     S_OPT_CONTENT_TYPE,
     S_OPT_MESSAGE_ID,
+    S_OPT_CONFIRM,
+    S_OPT_MANDATORY,
+    S_OPT_EXPIRATION,
+    S_OPT_PRIORITY,
+    S_OPT_PERSISTENT,
 };
+
+#define S_MAX_REASONS  4     // distinct refusal reasons named in the summary
+#define S_MAX_RETURNED 10    // returned messages reported one by one
+#define S_CONFIRM_WAIT 65536 // unconfirmed publishes that make us wait before sending more
+
+// Why the broker refused some messages.
+typedef struct {
+    int code;
+    char text[256];
+} s_reason_t;
 
 typedef struct {
     hop_cli_t *cli;
@@ -30,12 +47,18 @@ typedef struct {
     long count;              // copies of each message
     msgpack_sbuffer packed;  // a --json body as msgpack, reused
     unsigned long published; // messages sent so far
+    hop_publish_opts_t opts; // --mandatory, --persistent, --expiration, --priority
+    bool confirm;            // --confirm (or --mandatory): wait for every confirm
+    uint64_t refused;        // messages the broker refused (negative confirms)
+    s_reason_t reasons[S_MAX_REASONS];
+    size_t reason_count;
+    uint64_t returned; // mandatory messages that matched no queue
 } s_publisher_t;
 
 static const char *
-s_publish_hint(const s_publisher_t *self, char *buffer, size_t size)
+s_publish_hint(const s_publisher_t *self, int code, char *buffer, size_t size)
 {
-    switch (hop_client_error_code(self->client)) {
+    switch (code) {
     case HOP_CODE_NOT_FOUND:
         snprintf(buffer, size, "Declare it first: hopper declare exchange %s --type direct",
                  self->exchange);
@@ -44,6 +67,10 @@ s_publish_hint(const s_publisher_t *self, char *buffer, size_t size)
         return "The body is larger than the broker accepts (hopperd --max-message)";
     case HOP_CODE_ACCESS_REFUSED:
         return "That exchange does not accept publishes";
+    case HOP_CODE_RESOURCE_ERROR:
+        return "Make room in the queue (consume or purge it; see: hopper list queues) or "
+               "declare it with a higher --max-length / --max-length-bytes, then publish the "
+               "refused messages again";
     default:
         return NULL;
     }
@@ -53,8 +80,142 @@ static int
 s_publish_fail(s_publisher_t *self, int rc)
 {
     char hint[HOP_NAME_MAX + 160];
-    return hop_cli_fail(self->cli, self->client, rc, s_publish_hint(self, hint, sizeof hint),
-                        "publish to exchange '%s'", self->exchange);
+    return hop_cli_fail(
+        self->cli, self->client, rc,
+        s_publish_hint(self, hop_client_error_code(self->client), hint, sizeof hint),
+        "publish to exchange '%s'", self->exchange);
+}
+
+// The text of a refusal without the SDK's "broker: 506 resource-error: " prefix.
+static const char *
+s_refusal_text(int code, const char *text)
+{
+    if (!text || !*text)
+        return code ? hop_code_name(code) : "the connection was lost";
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "broker: %d %s: ", code, hop_code_name(code));
+    return strncmp(text, prefix, strlen(prefix)) == 0 ? text + strlen(prefix) : text;
+}
+
+// Keeps the reason of a negative confirm (one may cover several messages: those lost with a
+// connection; hop_client_wait_confirms counts them).
+static void
+s_on_confirm(hop_client_t *client, uint64_t seq, bool multiple, bool ok, int code, const char *text,
+             void *arg)
+{
+    (void)client;
+    (void)seq;
+    (void)multiple;
+    s_publisher_t *self = arg;
+    if (ok)
+        return;
+    text = s_refusal_text(code, text);
+    for (size_t i = 0; i < self->reason_count; i++)
+        if (self->reasons[i].code == code && strcmp(self->reasons[i].text, text) == 0)
+            return;
+    if (self->reason_count < S_MAX_REASONS) {
+        s_reason_t *reason = &self->reasons[self->reason_count++];
+        reason->code = code;
+        snprintf(reason->text, sizeof reason->text, "%s", text);
+    }
+}
+
+// Reports a mandatory message that matched no queue (the first few one by one).
+static void
+s_on_return(hop_client_t *client, const hop_delivery_t *returned, int code, const char *text,
+            void *arg)
+{
+    (void)client;
+    s_publisher_t *self = arg;
+    if (++self->returned > S_MAX_RETURNED)
+        return;
+    if (text && *text) // the broker's text names the exchange and the key
+        fprintf(stderr, "hopper: message returned: %s (%d %s)\n", s_refusal_text(code, text), code,
+                hop_code_name(code));
+    else
+        fprintf(stderr,
+                "hopper: message returned: exchange '%s' routed it to no queue (routing key "
+                "'%s') (%d %s)\n",
+                returned->exchange ? returned->exchange : self->exchange,
+                returned->routing_key ? returned->routing_key : self->routing_key, code,
+                hop_code_name(code));
+}
+
+// Waits for the confirm of every message published so far, as long as confirms keep coming:
+// a large batch may take longer than --timeout to confirm in full, but a broker that confirms
+// nothing for --timeout ms is reported (exit 3). Refusals are counted in self->refused.
+static int
+s_confirm_wait(s_publisher_t *self)
+{
+    uint64_t waiting = hop_client_unconfirmed(self->client);
+    for (;;) {
+        uint64_t nacked = 0;
+        int rc = hop_client_wait_confirms(self->client, self->cli->timeout_ms, &nacked);
+        self->refused += nacked;
+        if (rc == HOP_OK || rc == HOP_ENACKED)
+            return HOP_EXIT_OK;
+        uint64_t left = hop_client_unconfirmed(self->client);
+        if (rc == HOP_ETIMEOUT && left > 0 && left < waiting) {
+            waiting = left; // progress: wait on
+            continue;
+        }
+        if (rc == HOP_ETIMEOUT)
+            return hop_cli_fail(self->cli, self->client, rc, NULL, "confirm %llu of %lu messages",
+                                (unsigned long long)left, self->published);
+        return s_publish_fail(self, rc);
+    }
+}
+
+// Says what the broker refused or returned: exit 1 if anything, else 0.
+static int
+s_confirm_report(s_publisher_t *self)
+{
+    int exit_code = HOP_EXIT_OK;
+    if (self->returned > S_MAX_RETURNED)
+        fprintf(stderr, "hopper: ... and %llu more messages returned\n",
+                (unsigned long long)(self->returned - S_MAX_RETURNED));
+    if (self->refused) {
+        fprintf(stderr,
+                "hopper: cannot publish to exchange '%s': the broker refused %llu of %lu "
+                "message%s: ",
+                self->exchange, (unsigned long long)self->refused, self->published,
+                self->published == 1 ? "" : "s");
+        if (self->reason_count == 0) { // no callback for them: take the SDK's summary
+            self->reasons[0].code = hop_client_error_code(self->client);
+            snprintf(self->reasons[0].text, sizeof self->reasons[0].text, "%s",
+                     s_refusal_text(self->reasons[0].code, hop_client_error(self->client)));
+            self->reason_count = 1;
+        }
+        for (size_t i = 0; i < self->reason_count; i++) {
+            const s_reason_t *reason = &self->reasons[i];
+            fprintf(stderr, "%s%s", i ? "; " : "", reason->text);
+            if (reason->code)
+                fprintf(stderr, " (%d %s)", reason->code, hop_code_name(reason->code));
+        }
+        char hint[HOP_NAME_MAX + 200];
+        const char *h = self->reasons[0].code
+                            ? s_publish_hint(self, self->reasons[0].code, hint, sizeof hint)
+                            : "The connection to the broker was lost before it confirmed them: "
+                              "publish them again";
+        fprintf(stderr, "%s%s\n", h ? ". " : "", h ? h : "");
+        exit_code = HOP_EXIT_REFUSED;
+    }
+    if (self->returned) {
+        fprintf(stderr,
+                "hopper: %llu of %lu message%s matched no queue and %s returned (--mandatory). ",
+                (unsigned long long)self->returned, self->published,
+                self->published == 1 ? "" : "s", self->returned == 1 ? "was" : "were");
+        if (self->exchange[0] == '\0')
+            fprintf(stderr, "There is no queue '%s': declare it first: hopper declare queue %s\n",
+                    self->routing_key, self->routing_key);
+        else
+            fprintf(stderr,
+                    "Bind a queue that matches routing key '%s' to exchange '%s' (see: hopper "
+                    "list bindings)\n",
+                    self->routing_key, self->exchange);
+        exit_code = HOP_EXIT_REFUSED;
+    }
+    return exit_code;
 }
 
 // Publishes one body count times, converted to msgpack first under --json. where names the
@@ -85,11 +246,15 @@ s_publish_body(s_publisher_t *self, const char *body, size_t size, const char *w
         size = self->packed.size;
     }
     for (long i = 0; i < self->count; i++) {
-        int rc = hop_client_publish(self->client, self->exchange, self->routing_key, body, size,
-                                    &self->props);
+        int rc = hop_client_publish_ex(self->client, self->exchange, self->routing_key, body, size,
+                                       &self->props, &self->opts, NULL);
         if (rc != HOP_OK)
             return s_publish_fail(self, rc);
         self->published++;
+        // The SDK keeps a flag per unconfirmed publish: settle them now and then.
+        if (self->confirm && hop_client_unconfirmed(self->client) >= S_CONFIRM_WAIT &&
+            (rc = s_confirm_wait(self)) != HOP_EXIT_OK)
+            return rc;
     }
     return HOP_EXIT_OK;
 }
@@ -191,6 +356,11 @@ hop_cli_publish(hop_cli_t *cli, int argc, char **argv)
         {"--correlation-id", true, S_OPT_CORRELATION_ID},
         {"--content-type", true, S_OPT_CONTENT_TYPE},
         {"--message-id", true, S_OPT_MESSAGE_ID},
+        {"--confirm", false, S_OPT_CONFIRM},
+        {"--mandatory", false, S_OPT_MANDATORY},
+        {"--expiration", true, S_OPT_EXPIRATION},
+        {"--priority", true, S_OPT_PRIORITY},
+        {"--persistent", false, S_OPT_PERSISTENT},
         {NULL, false, 0},
     };
     s_publisher_t self = {.cli = cli, .count = 1};
@@ -253,6 +423,28 @@ hop_cli_publish(hop_cli_t *cli, int argc, char **argv)
         case S_OPT_MESSAGE_ID:
             self.props.message_id = value;
             break;
+        case S_OPT_CONFIRM:
+            self.confirm = true;
+            break;
+        case S_OPT_MANDATORY:
+            self.opts.mandatory = true;
+            self.confirm = true; // a return is only known for sure once the confirm came
+            break;
+        case S_OPT_PERSISTENT:
+            self.opts.persistent = true;
+            break;
+        case S_OPT_EXPIRATION: {
+            long ms;
+            exit_code = hop_cli_number(cli, "--expiration", value, 1, LONG_MAX, &ms);
+            self.opts.expiration = (uint64_t)ms;
+            break;
+        }
+        case S_OPT_PRIORITY: {
+            long priority;
+            exit_code = hop_cli_number(cli, "--priority", value, 0, 255, &priority);
+            self.opts.priority = (uint8_t)priority;
+            break;
+        }
         }
     }
     if (exit_code == HOP_EXIT_OK && positional_count < 2)
@@ -299,12 +491,24 @@ hop_cli_publish(hop_cli_t *cli, int argc, char **argv)
         self.routing_key = positional[1];
         msgpack_sbuffer_init(&self.packed);
         exit_code = hop_cli_connect(cli, &self.client);
-        if (exit_code == HOP_EXIT_OK) {
-            exit_code = body ? s_publish_body(&self, body, body_size, "") : s_publish_lines(&self);
-            if (exit_code == HOP_EXIT_OK)
-                exit_code = s_publish_confirm(&self);
-            hop_client_destroy(&self.client);
+        if (exit_code == HOP_EXIT_OK && self.confirm) {
+            hop_client_on_confirm(self.client, s_on_confirm, &self);
+            hop_client_on_return(self.client, s_on_return, &self);
+            int rc = hop_client_confirm_select(self.client);
+            if (rc != HOP_OK)
+                exit_code = hop_cli_fail(cli, self.client, rc, NULL, "turn on publisher confirms");
         }
+        if (self.client && exit_code == HOP_EXIT_OK) {
+            exit_code = body ? s_publish_body(&self, body, body_size, "") : s_publish_lines(&self);
+            if (exit_code == HOP_EXIT_OK && self.confirm)
+                exit_code = s_confirm_wait(&self);
+            if (exit_code == HOP_EXIT_OK && self.confirm)
+                exit_code = s_confirm_report(&self);
+            // A mandatory publish reports its own returns; else check for a missing queue.
+            if (exit_code == HOP_EXIT_OK && !self.opts.mandatory)
+                exit_code = s_publish_confirm(&self);
+        }
+        hop_client_destroy(&self.client);
         msgpack_sbuffer_destroy(&self.packed);
     }
     free(body);

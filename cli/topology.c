@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,21 @@ enum {
     S_OPT_IF_EMPTY,
     S_OPT_IF_UNUSED,
     S_OPT_KEY,
+    // declare queue: queue arguments
+    S_OPT_MAX_LENGTH,
+    S_OPT_MAX_LENGTH_BYTES,
+    S_OPT_OVERFLOW,
+    S_OPT_MESSAGE_TTL,
+    S_OPT_EXPIRES,
+    S_OPT_MAX_DELIVERIES,
+    S_OPT_DEAD_LETTER_EXCHANGE,
+    S_OPT_DEAD_LETTER_KEY,
+    S_OPT_RETRY_BACKOFF,
+    S_OPT_MAX_PRIORITY,
+    S_OPT_ACK_TIMEOUT,
 };
+
+#define S_MIN_ACK_TIMEOUT 1000 // ms; the broker refuses shorter ack deadlines
 
 // Prints a JSON document on its own line.
 static void
@@ -101,6 +116,93 @@ s_declare_exchange(hop_cli_t *cli, int argc, char **argv)
     return exit_code;
 }
 
+// Reads --retry-backoff INITIAL[:MAX] (ms) into retry_delay and retry_delay_max.
+static int
+s_parse_backoff(hop_cli_t *cli, const char *value, hop_queue_args_t *args)
+{
+    char initial[32];
+    const char *colon = strchr(value, ':');
+    size_t len = colon ? (size_t)(colon - value) : strlen(value);
+    if (len == 0 || len >= sizeof initial || (colon && !colon[1]))
+        return hop_cli_usage(cli,
+                             "--retry-backoff needs INITIAL or INITIAL:MAX in ms (e.g. 1000 or "
+                             "1000:60000), not '%s'",
+                             value);
+    memcpy(initial, value, len);
+    initial[len] = '\0';
+    long delay;
+    if (hop_cli_number(cli, "--retry-backoff INITIAL", initial, 1, LONG_MAX, &delay) != HOP_EXIT_OK)
+        return HOP_EXIT_USAGE;
+    long max = delay;
+    if (colon &&
+        hop_cli_number(cli, "--retry-backoff MAX", colon + 1, 1, LONG_MAX, &max) != HOP_EXIT_OK)
+        return HOP_EXIT_USAGE;
+    if (max < delay)
+        return hop_cli_usage(cli,
+                             "--retry-backoff %s: MAX (%ld ms) is below INITIAL (%ld ms); the "
+                             "delay doubles from INITIAL up to MAX",
+                             value, max, delay);
+    args->retry_delay = (uint64_t)delay;
+    args->retry_delay_max = colon ? (uint64_t)max : 0;
+    return HOP_EXIT_OK;
+}
+
+// Reads the queue arguments of declare queue. *any says whether one was given.
+static int
+s_parse_queue_args(hop_cli_t *cli, const hop_cli_parsed_t *parsed, hop_queue_args_t *args,
+                   bool *any)
+{
+    memset(args, 0, sizeof *args);
+    *any = false;
+    // 0 means "not set" in hop_queue_args_t, so none of these can be asked for as 0.
+    const struct {
+        int id;
+        const char *option;
+        long min;
+        long max;
+        uint64_t *field;
+    } numbers[] = {
+        {S_OPT_MAX_LENGTH, "--max-length", 1, LONG_MAX, &args->max_length},
+        {S_OPT_MAX_LENGTH_BYTES, "--max-length-bytes", 1, LONG_MAX, &args->max_length_bytes},
+        {S_OPT_MESSAGE_TTL, "--message-ttl", 1, LONG_MAX, &args->message_ttl},
+        {S_OPT_EXPIRES, "--expires", 1, LONG_MAX, &args->expires},
+        {S_OPT_MAX_DELIVERIES, "--max-deliveries", 1, LONG_MAX, &args->max_deliveries},
+        {S_OPT_MAX_PRIORITY, "--max-priority", 1, 255, &args->max_priority},
+        {S_OPT_ACK_TIMEOUT, "--ack-timeout", S_MIN_ACK_TIMEOUT, LONG_MAX, &args->ack_timeout},
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        if (!parsed->set[numbers[i].id])
+            continue;
+        long number;
+        if (hop_cli_number(cli, numbers[i].option, parsed->value[numbers[i].id], numbers[i].min,
+                           numbers[i].max, &number) != HOP_EXIT_OK)
+            return HOP_EXIT_USAGE;
+        *numbers[i].field = (uint64_t)number;
+        *any = true;
+    }
+    const char *overflow = parsed->value[S_OPT_OVERFLOW];
+    if (overflow) {
+        if (strcmp(overflow, "drop-head") != 0 && strcmp(overflow, "reject-publish") != 0)
+            return hop_cli_usage(cli, "--overflow must be drop-head or reject-publish, not '%s'",
+                                 overflow);
+        args->overflow = overflow;
+        *any = true;
+    }
+    if (parsed->set[S_OPT_RETRY_BACKOFF]) {
+        if (s_parse_backoff(cli, parsed->value[S_OPT_RETRY_BACKOFF], args) != HOP_EXIT_OK)
+            return HOP_EXIT_USAGE;
+        *any = true;
+    }
+    args->dead_letter_exchange = parsed->value[S_OPT_DEAD_LETTER_EXCHANGE];
+    args->dead_letter_key = parsed->value[S_OPT_DEAD_LETTER_KEY];
+    if (args->dead_letter_key && !args->dead_letter_exchange)
+        return hop_cli_usage(cli, "--dead-letter-key goes with --dead-letter-exchange (use "
+                                  "--dead-letter-exchange \"\" for the default exchange)");
+    if (args->dead_letter_exchange)
+        *any = true;
+    return HOP_EXIT_OK;
+}
+
 static int
 s_declare_queue(hop_cli_t *cli, int argc, char **argv)
 {
@@ -109,6 +211,17 @@ s_declare_queue(hop_cli_t *cli, int argc, char **argv)
         {"--exclusive", false, S_OPT_EXCLUSIVE},
         {"--auto-delete", false, S_OPT_AUTO_DELETE},
         {"--passive", false, S_OPT_PASSIVE},
+        {"--max-length", true, S_OPT_MAX_LENGTH},
+        {"--max-length-bytes", true, S_OPT_MAX_LENGTH_BYTES},
+        {"--overflow", true, S_OPT_OVERFLOW},
+        {"--message-ttl", true, S_OPT_MESSAGE_TTL},
+        {"--expires", true, S_OPT_EXPIRES},
+        {"--max-deliveries", true, S_OPT_MAX_DELIVERIES},
+        {"--dead-letter-exchange", true, S_OPT_DEAD_LETTER_EXCHANGE},
+        {"--dead-letter-key", true, S_OPT_DEAD_LETTER_KEY},
+        {"--retry-backoff", true, S_OPT_RETRY_BACKOFF},
+        {"--max-priority", true, S_OPT_MAX_PRIORITY},
+        {"--ack-timeout", true, S_OPT_ACK_TIMEOUT},
         {NULL, false, 0},
     };
     hop_cli_parsed_t parsed;
@@ -120,6 +233,13 @@ s_declare_queue(hop_cli_t *cli, int argc, char **argv)
                 (parsed.set[S_OPT_EXCLUSIVE] ? HOP_EXCLUSIVE : 0) |
                 (parsed.set[S_OPT_AUTO_DELETE] ? HOP_AUTO_DELETE : 0) |
                 (parsed.set[S_OPT_PASSIVE] ? HOP_PASSIVE : 0);
+    hop_queue_args_t args;
+    bool any_args;
+    if (s_parse_queue_args(cli, &parsed, &args, &any_args) != HOP_EXIT_OK)
+        return HOP_EXIT_USAGE;
+    if (any_args && (flags & HOP_PASSIVE))
+        return hop_cli_usage(cli, "--passive only checks that the queue exists and ignores queue "
+                                  "arguments; drop --passive, or drop the arguments");
 
     hop_client_t *client;
     int exit_code = hop_cli_connect(cli, &client);
@@ -128,15 +248,16 @@ s_declare_queue(hop_cli_t *cli, int argc, char **argv)
     char queue[HOP_NAME_MAX + 1] = "";
     uint64_t messages = 0;
     uint64_t consumers = 0;
-    int rc = hop_client_declare_queue_ex(client, name, flags, queue, sizeof queue, &messages,
-                                         &consumers);
+    int rc = hop_client_declare_queue_args(client, name, flags, any_args ? &args : NULL, queue,
+                                           sizeof queue, &messages, &consumers);
     if (rc != HOP_OK) {
-        char hint[HOP_NAME_MAX + 160];
+        char hint[HOP_NAME_MAX + 200];
         const char *h = s_queue_hint(client, hint, sizeof hint, name);
         if (hop_client_error_code(client) == HOP_CODE_PRECONDITION_FAILED) {
             snprintf(hint, sizeof hint,
-                     "It exists with other properties (see: hopper list queues); declare it "
-                     "with the same flags, or delete it first: hopper delete queue %s",
+                     "It exists with other properties or arguments (see: hopper list queues "
+                     "--json); declare it with the same flags and arguments, or delete it first: "
+                     "hopper delete queue %s",
                      name);
             h = hint;
         }
