@@ -697,7 +697,10 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
                  "after %s); send hello first",
                  hop_cmd_name(w.cmd), "a timeout");
     if (rc) {
-        if (conn)
+        // A publish that asked for a confirm learns of its refusal from the confirm.
+        if (conn && w.cmd == HOP_CMD_PUBLISH && (w.has & HOP_F_SEQ) && w.seq)
+            hop_deliver_nack(self, conn, w.seq, rc, "%s", self->err);
+        else if (conn)
             hop_broker_error(self, conn, rid, rc, "%s", self->err);
         else
             s_error_peer(self, id, id_len, rid, rc, "%s", self->err);
@@ -750,13 +753,6 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
         break;
     }
     case HOP_CMD_PUBLISH:
-        if (body_len > self->config.max_message) {
-            hop_broker_error(self, conn, rid, HOP_CODE_CONTENT_TOO_LARGE,
-                             "message body of %zu bytes is over the broker's limit of %zu "
-                             "(hopperd --max-message)",
-                             body_len, self->config.max_message);
-            break;
-        }
         hop_deliver_publish(self, conn, &w, batch, frame, body_frame, body, body_len);
         break;
     case HOP_CMD_ACK:
@@ -773,6 +769,7 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
         // Settle everything before confirming, then answer on the raw routing id.
         uint8_t peer_id[HOP_ID_MAX];
         memcpy(peer_id, id, id_len);
+        hop_deliver_flush_confirms(self); // what was stored is confirmed before close-ok
         s_conn_close(self, conn, "closed by client");
         hop_broker_reply(self, HOP_CMD_CLOSE_OK, rid);
         int err;

@@ -123,13 +123,19 @@ void hop_deliver_requeue_conn(hop_broker_t *self, hop_conn_t *conn);
 void hop_deliver_tick(hop_broker_t *self);
 // Stores msg in every queue of route, applying each queue's overflow policy. A queue that
 // refuses it (reject-publish, full) is set to NULL in route and *rejected (may be NULL) is set.
-// Returns how many queues stored it. Does not dispatch.
-size_t hop_deliver_enqueue(hop_broker_t *self, hop_route_t *route, hop_msg_t *msg, bool *rejected);
+// Returns how many queues stored it. Does not dispatch. ttl: the message's own TTL in ms, or
+// HOP_TTL_NONE.
+size_t hop_deliver_enqueue(hop_broker_t *self, hop_route_t *route, hop_msg_t *msg, uint64_t ttl,
+                           bool *rejected);
 // Returns an unacked entry (already untracked from its connection) to its queue: dead-letters
 // it when it reached the queue's max_deliveries, delays it delay_ms when > 0, else requeues
 // it. Does not dispatch.
 void hop_deliver_return(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *entry,
                         uint64_t delay_ms);
+// Confirms publish seq of conn negatively, at once, after the positive confirms gathered
+// before it.
+void hop_deliver_nack(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, int code, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
 // Sends the positive confirms gathered this turn; forgets conn's (it is closing).
 void hop_deliver_flush_confirms(hop_broker_t *self);
 void hop_deliver_drop_confirms(hop_broker_t *self, hop_conn_t *conn);

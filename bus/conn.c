@@ -34,6 +34,7 @@ hop_conn_destroy(hop_conn_t **self_p)
     free(self->name);
     msgpack_sbuffer_destroy(&self->out);
     free(self->out_entries);
+    free(self->revoked);
     free(self);
     *self_p = NULL;
 }
@@ -158,15 +159,16 @@ hop_conn_remove_consumer(hop_conn_t *self, hop_consumer_t *consumer)
 void
 hop_conn_revoke(hop_conn_t *self, uint64_t tag)
 {
-    size_t n = sizeof self->revoked / sizeof self->revoked[0];
-    self->revoked[self->revoked_next++ % n] = tag;
+    if (!self->revoked)
+        self->revoked = hop_calloc(HOP_REVOKED_MAX, sizeof *self->revoked);
+    self->revoked[self->revoked_next++ % HOP_REVOKED_MAX] = tag;
 }
 
 bool
 hop_conn_was_revoked(const hop_conn_t *self, uint64_t tag)
 {
-    for (size_t i = 0; i < sizeof self->revoked / sizeof self->revoked[0]; i++)
-        if (tag && self->revoked[i] == tag)
+    for (size_t i = 0; self->revoked && tag && i < HOP_REVOKED_MAX; i++)
+        if (self->revoked[i] == tag)
             return true;
     return false;
 }

@@ -11,7 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HOP_ID_MAX 255 // ZeroMQ routing ids are at most 255 bytes
+#define HOP_ID_MAX      255  // ZeroMQ routing ids are at most 255 bytes
+#define HOP_REVOKED_MAX 1024 // revoked tags remembered per connection (a power of two)
 
 struct hop_conn {
     uint8_t id[HOP_ID_MAX]; // ROUTER routing id
@@ -51,8 +52,9 @@ struct hop_conn {
     uint64_t confirm_hi; // highest sequence confirmed but not told yet; 0: none
     bool confirm_listed; // in the broker's list of connections with confirms to send
     hop_conn_t *confirm_next;
-    // The last delivery tags revoked after their ack deadline, so a late ack says why it fails.
-    uint64_t revoked[8];
+    // The last HOP_REVOKED_MAX delivery tags revoked after their ack deadline, so that a late
+    // ack says why it fails. Allocated at the first revocation (most connections never have one).
+    uint64_t *revoked;
     uint32_t revoked_next;
 };
 
@@ -71,7 +73,7 @@ void hop_conn_untrack(hop_conn_t *self, uint64_t tag);
 // The tags that may be unacked are [hop_conn_first_tag, self->next_tag).
 uint64_t hop_conn_first_tag(const hop_conn_t *self);
 
-// Remembers that tag was revoked (a small ring: the most recent ones).
+// Remembers that tag was revoked (a ring of the HOP_REVOKED_MAX most recent ones).
 void hop_conn_revoke(hop_conn_t *self, uint64_t tag);
 // True when tag is one of the recently revoked tags.
 bool hop_conn_was_revoked(const hop_conn_t *self, uint64_t tag);

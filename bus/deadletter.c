@@ -71,9 +71,10 @@ s_write_death(msgpack_sbuffer *buf, const hop_msg_t *msg, const hop_queue_t *que
     uint64_t count = 1;
     uint32_t kept = 0;
     hop_mp_t mp;
-    uint32_t n = 0;
-    if (msg->death) {
-        hop_mp_init(&mp, msg->death, msg->death_len);
+    uint32_t n = 0, death_len;
+    const uint8_t *death = hop_msg_death(msg, &death_len);
+    if (death) {
+        hop_mp_init(&mp, death, death_len);
         if (hop_mp_array(&mp, &n))
             n = 0;
         hop_mp_t scan = mp;
@@ -116,17 +117,20 @@ s_write_death(msgpack_sbuffer *buf, const hop_msg_t *msg, const hop_queue_t *que
     }
 }
 
-// True when the death records say the message left target before and was never rejected on
-// the way: routing it there again would be a cycle (RabbitMQ drops those too).
+// True when routing the dead letter msg to target would close a cycle: it was dead-lettered
+// from target before and no rejection happened since (RabbitMQ's rule: a cycle made only of
+// expiries, overflows and delivery limits would go round forever without anyone acting).
+// Records are newest first and one per (queue, reason), so "since" is the records in front of
+// target's newest one, the current death included.
 static bool
 s_cycle(const hop_msg_t *msg, const hop_queue_t *target)
 {
     hop_mp_t mp;
-    uint32_t n;
-    hop_mp_init(&mp, msg->death, msg->death_len);
+    uint32_t n, death_len;
+    const uint8_t *death = hop_msg_death(msg, &death_len);
+    hop_mp_init(&mp, death, death_len);
     if (hop_mp_array(&mp, &n))
         return false;
-    bool seen = false;
     for (uint32_t i = 0; i < n; i++) {
         s_record_t r;
         if (s_record_next(&mp, &r))
@@ -134,9 +138,9 @@ s_cycle(const hop_msg_t *msg, const hop_queue_t *target)
         if (s_str_eq(&r.reason, "rejected", 8))
             return false;
         if (s_str_eq(&r.queue, target->name, target->name_len))
-            seen = true;
+            return true;
     }
-    return seen;
+    return false;
 }
 
 // Builds the dead letter of msg leaving queue: same frames, new exchange, key and deaths.
@@ -149,12 +153,16 @@ s_dead_letter(const hop_msg_t *msg, const hop_queue_t *queue, const char *reason
     size_t x_len = strlen(x);
     const char *key = queue->args.dlk ? queue->args.dlk : msg->key;
     size_t key_len = queue->args.dlk ? strlen(queue->args.dlk) : msg->key_len;
-    if (x_len) // an empty buffer has no memory yet: never copy zero bytes into NULL
+    uint32_t death_len = 0; // patched below
+    msgpack_sbuffer_write(&buf, (const char *)&death_len, sizeof death_len);
+    if (x_len)
         msgpack_sbuffer_write(&buf, x, x_len);
     if (key_len)
         msgpack_sbuffer_write(&buf, key, key_len);
     size_t death_at = buf.size;
     s_write_death(&buf, msg, queue, reason);
+    death_len = (uint32_t)(buf.size - death_at);
+    memcpy(buf.data, &death_len, sizeof death_len);
 
     hop_msg_t *dl = hop_msg_new();
     hop_msg_attach(dl, msg->frames);
@@ -163,14 +171,11 @@ s_dead_letter(const hop_msg_t *msg, const hop_queue_t *queue, const char *reason
     dl->body = msg->body;
     dl->body_len = msg->body_len;
     dl->priority = msg->priority; // the expiration is removed: it would only expire again
-    size_t size = buf.size;
     dl->own = (uint8_t *)msgpack_sbuffer_release(&buf);
-    dl->exchange = (const char *)dl->own;
+    dl->exchange = (const char *)dl->own + sizeof death_len;
     dl->exchange_len = (uint32_t)x_len;
-    dl->key = (const char *)dl->own + x_len;
+    dl->key = dl->exchange + x_len;
     dl->key_len = (uint32_t)key_len;
-    dl->death = dl->own + death_at;
-    dl->death_len = (uint32_t)(size - death_at);
     return dl;
 }
 
@@ -222,7 +227,7 @@ hop_deliver_dead_letter(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *ent
     }
     route.size = n;
     dl->refs++; // held while enqueueing, so that an overflow cannot free it under us
-    size_t stored = hop_deliver_enqueue(self, &route, dl, NULL);
+    size_t stored = hop_deliver_enqueue(self, &route, dl, HOP_TTL_NONE, NULL);
     hop_msg_release(dl);
     if (route.size == 0) {
         x->unroutable++;

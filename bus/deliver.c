@@ -44,11 +44,8 @@ s_confirm_ok(hop_broker_t *self, hop_conn_t *conn, uint64_t seq)
     }
 }
 
-// Confirms seq negatively, at once, after the positive confirms gathered before it.
-static void s_confirm_nack(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, int code,
-                           const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void
-s_confirm_nack(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, int code, const char *fmt, ...)
+void
+hop_deliver_nack(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, int code, const char *fmt, ...)
 {
     if (conn->confirm_hi) {
         s_confirm_send(self, conn, conn->confirm_hi, true);
@@ -112,7 +109,8 @@ s_drop_head(hop_broker_t *self, hop_queue_t *queue)
 }
 
 size_t
-hop_deliver_enqueue(hop_broker_t *self, hop_route_t *route, hop_msg_t *msg, bool *rejected)
+hop_deliver_enqueue(hop_broker_t *self, hop_route_t *route, hop_msg_t *msg, uint64_t ttl,
+                    bool *rejected)
 {
     size_t stored = 0;
     for (size_t i = 0; i < route->size; i++) {
@@ -125,7 +123,7 @@ hop_deliver_enqueue(hop_broker_t *self, hop_route_t *route, hop_msg_t *msg, bool
                 *rejected = true;
             continue;
         }
-        hop_queue_push(q, msg, self->now);
+        hop_queue_push(q, msg, self->now, ttl);
         stored++;
         if (q->args.max_length || q->args.max_length_bytes)
             s_drop_head(self, q);
@@ -158,7 +156,7 @@ s_return(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, const hop_ms
 #define s_refuse(self, conn, w, code, ...)                                                         \
     do {                                                                                           \
         if ((w)->has & HOP_F_SEQ)                                                                  \
-            s_confirm_nack(self, conn, (w)->seq, code, __VA_ARGS__);                               \
+            hop_deliver_nack(self, conn, (w)->seq, code, __VA_ARGS__);                             \
         else                                                                                       \
             hop_broker_error(self, conn, (w)->id, code, __VA_ARGS__);                              \
     } while (0)
@@ -170,6 +168,13 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
     if ((w->has & HOP_F_SEQ) && w->seq == 0) {
         hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
                          "publish 'seq' must be 1 or more (confirm sequence numbers start at 1)");
+        return;
+    }
+    if (body_len > self->config.max_message) {
+        s_refuse(self, conn, w, HOP_CODE_CONTENT_TOO_LARGE,
+                 "message body of %zu bytes is over the broker's limit of %zu "
+                 "(hopperd --max-message)",
+                 body_len, self->config.max_message);
         return;
     }
     if (w->priority > 255 || w->expiration > UINT32_MAX) {
@@ -233,10 +238,6 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
     msg->props = s_rebase(w->props.ptr, old_base, base);
     msg->props_len = w->props.len;
     msg->priority = (uint8_t)w->priority;
-    if (w->has & HOP_F_EXPIRATION) {
-        msg->has_ttl = true;
-        msg->ttl = (uint32_t)w->expiration;
-    }
     if (self->route.size == 0) {
         // Mandatory and unroutable: back to the publisher, then confirmed (as in AMQP).
         s_return(self, conn, w, msg);
@@ -250,14 +251,15 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
     // message's first reference while other queues still need it.
     bool rejected = false;
     msg->refs++; // held while enqueueing: a full drop-head queue may drop it at once
-    hop_deliver_enqueue(self, &self->route, msg, &rejected);
+    hop_deliver_enqueue(self, &self->route, msg,
+                        (w->has & HOP_F_EXPIRATION) ? w->expiration : HOP_TTL_NONE, &rejected);
     hop_msg_release(msg);
     if (w->has & HOP_F_SEQ) {
         if (rejected)
-            s_confirm_nack(self, conn, w->seq, HOP_CODE_RESOURCE_ERROR,
-                           "a queue bound to exchange '%.*s' with key '%.*s' is full "
-                           "(overflow reject-publish): the message was not stored there",
-                           (int)xname.len, xname.ptr ? xname.ptr : "", (int)w->key.len, key);
+            hop_deliver_nack(self, conn, w->seq, HOP_CODE_RESOURCE_ERROR,
+                             "a queue bound to exchange '%.*s' with key '%.*s' is full "
+                             "(overflow reject-publish): the message was not stored there",
+                             (int)xname.len, xname.ptr ? xname.ptr : "", (int)w->key.len, key);
         else
             s_confirm_ok(self, conn, w->seq);
     }
@@ -280,8 +282,10 @@ s_encode_delivery(hop_broker_t *self, const hop_entry_t *e, uint64_t tag)
         hop_enc_raw(&self->enc, "props", m->props, m->props_len);
     if (m->priority)
         hop_enc_uint(&self->enc, "priority", m->priority);
-    if (m->death)
-        hop_enc_raw(&self->enc, "death", m->death, m->death_len);
+    uint32_t death_len;
+    const uint8_t *death = hop_msg_death(m, &death_len);
+    if (death)
+        hop_enc_raw(&self->enc, "death", death, death_len);
 }
 
 // Removes expired messages from the head of queue (what would be delivered next). Returns the
@@ -602,10 +606,14 @@ hop_deliver_settle(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
             hop_deliver_dispatch(self, q);
         return;
     }
-    // Newest first: requeued entries then each land at the head in O(1), in order.
+    // Requeues go newest first: each entry then lands at the head in O(1), in order. Acks and
+    // drops go oldest first, so that dead letters keep the order of their messages.
     size_t settled = 0;
     hop_queue_t *touched = NULL;
-    for (uint64_t tag = last + 1; tag-- > hop_conn_first_tag(conn);) {
+    uint64_t first = hop_conn_first_tag(conn);
+    bool newest_first = how == SETTLE_REQUEUE;
+    for (uint64_t i = 0, n = last + 1 > first ? last + 1 - first : 0; i < n; i++) {
+        uint64_t tag = newest_first ? last - i : first + i;
         hop_entry_t *e = hop_conn_lookup(conn, tag);
         if (!e)
             continue;

@@ -109,6 +109,17 @@ hop_msg_release(hop_msg_t *msg)
     s_free_msg_count++;
 }
 
+const uint8_t *
+hop_msg_death(const hop_msg_t *msg, uint32_t *len)
+{
+    if (!msg->own) {
+        *len = 0;
+        return NULL;
+    }
+    memcpy(len, msg->own, sizeof *len);
+    return msg->own + sizeof *len + msg->exchange_len + msg->key_len;
+}
+
 hop_entry_t *
 hop_entry_new(hop_msg_t *msg)
 {
@@ -311,7 +322,7 @@ hop_queue_remove(hop_queue_t *self, hop_entry_t *entry)
 }
 
 hop_entry_t *
-hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now)
+hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now, uint64_t ttl)
 {
     assert(self);
     hop_entry_t *entry = hop_entry_new(msg);
@@ -319,8 +330,8 @@ hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now)
     entry->seq = self->next_seq++;
     entry->at = now;
     entry->expires_at = UINT64_MAX;
-    if (msg->has_ttl)
-        entry->expires_at = now + msg->ttl;
+    if (ttl != HOP_TTL_NONE)
+        entry->expires_at = now + ttl;
     if (self->args.has_ttl && now + self->args.message_ttl < entry->expires_at)
         entry->expires_at = now + self->args.message_ttl;
     hop_list_t *list = s_level(self, entry);

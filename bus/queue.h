@@ -29,17 +29,18 @@ typedef struct hop_entry {
     hop_msg_t *msg;
     hop_queue_t *queue;            // owning queue; NULL once the queue was deleted while unacked
     hop_consumer_t *consumer;      // while unacked by a consumer; NULL for get or orphaned
-    struct hop_entry *prev, *next; // links in the queue's ready or unacked list
+    struct hop_entry *prev, *next; // links in the queue's ready, delayed or unacked list
     uint64_t seq;                  // queue order: ready lists stay sorted by seq
     uint64_t tag;                  // delivery tag while unacked
     uint64_t at;         // monotonic ms: delivered (unacked), due (delayed), entered (ready)
     uint64_t expires_at; // monotonic ms after which it expires; UINT64_MAX: never
     uint32_t deliveries; // times delivered
-    bool redelivered;
-    bool unacked; // which list the entry is in: unacked, delayed, else ready
-    bool delayed;
-    bool noack;    // delivered to a no-ack consumer, waiting in an unsent batch
-    bool embedded; // the entry inside its message record (not from the freelist)
+    // Flags as bits: the record is per message, so every byte counts (PERFORMANCE.md).
+    unsigned redelivered : 1;
+    unsigned unacked : 1;  // which list the entry is in: unacked, delayed, else ready
+    unsigned delayed : 1;  //
+    unsigned noack : 1;    // delivered to a no-ack consumer, waiting in an unsent batch
+    unsigned embedded : 1; // the entry inside its message record (not from the freelist)
 } hop_entry_t;
 
 // The frames one received ZeroMQ message brought: a single publish's header and body frames,
@@ -55,22 +56,20 @@ typedef struct hop_frames {
 // A published message. Strings and the body point into its frames. Most messages go to one
 // queue, so the record carries that queue's entry inside it: one record per message.
 struct hop_msg {
-    hop_frames_t *frames; // where the bytes live (shared); NULL until attached
+    union {
+        hop_frames_t *frames; // where the bytes live (shared); NULL until attached
+        struct hop_msg *next; // freelist link, while the record is free
+    };
     const char *exchange; // exchange name as published
     const char *key;      // routing key
     const uint8_t *props; // raw msgpack props map, or NULL
     const uint8_t *body;  // body bytes, or NULL when empty
     uint32_t exchange_len, key_len, props_len, body_len;
-    uint32_t refs;        // entries (queues) still holding the message
-    uint32_t ttl;         // per-message TTL in ms (when has_ttl)
-    uint8_t priority;     // 0..255
-    bool has_ttl;         // published with an expiration
-    bool entry_used;      // the embedded entry is in use
-    uint32_t death_len;   // bytes of death
-    const uint8_t *death; // msgpack array of death records (dead letters), or NULL
-    uint8_t *own;         // bytes the record owns (a dead letter's exchange, key, death)
-    hop_entry_t entry;    // embedded entry for the first queue
-    struct hop_msg *next; // freelist link
+    uint32_t refs;     // entries (queues) still holding the message
+    uint8_t priority;  // 0..255
+    bool entry_used;   // the embedded entry is in use
+    uint8_t *own;      // a dead letter's own bytes: [u32 death_len][exchange][key][death]
+    hop_entry_t entry; // embedded entry for the first queue
 };
 
 typedef struct {
@@ -149,6 +148,8 @@ void hop_msg_attach(hop_msg_t *msg, hop_frames_t *frames);
 zmq_msg_t *hop_msg_body_frame(hop_msg_t *msg);
 // Drops one reference; frees the record (and its frames) at zero.
 void hop_msg_release(hop_msg_t *msg);
+// The death records of a dead letter (a msgpack array) and their size; NULL when none.
+const uint8_t *hop_msg_death(const hop_msg_t *msg, uint32_t *len);
 hop_entry_t *hop_entry_new(hop_msg_t *msg);
 // Releases the entry's message reference and recycles the entry.
 void hop_entry_destroy(hop_entry_t **entry_p);
@@ -163,9 +164,12 @@ void hop_queue_set_args(hop_queue_t *self, const hop_qargs_t *args);
 // Frees the queue and every ready entry. Unacked entries are orphaned (queue = NULL) so that
 // their connections can still settle them; consumers must have been removed first.
 void hop_queue_destroy(hop_queue_t **self_p);
+#define HOP_TTL_NONE UINT64_MAX
+
 // Appends a new ready entry for msg (takes one reference on msg); now is the monotonic ms
-// its TTL counts from.
-hop_entry_t *hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now);
+// its TTL counts from; ttl is the message's own TTL in ms, or HOP_TTL_NONE (the queue's
+// message_ttl applies as well: the shorter wins).
+hop_entry_t *hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now, uint64_t ttl);
 // True when one more message of body_len bytes would go over max_length / max_length_bytes.
 bool hop_queue_full(const hop_queue_t *self, size_t body_len);
 // The ready entry that would be delivered next (highest priority, oldest), or NULL.

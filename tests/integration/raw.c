@@ -16,6 +16,9 @@ struct raw {
     uint64_t last_id;   // id of the last request begun
     raw_msg_t *head;    // received and not yet taken, in arrival order
     raw_msg_t **tail_p; // where the next one is linked
+    bool unbatch;       // said batch:true: split received batches into their records
+    size_t batches;     // batches received
+    size_t records;     // records they carried
 };
 
 raw_t *
@@ -134,6 +137,53 @@ raw_heartbeat(raw_t *self)
 
 // Receiving -------------------------------------------------------------------------------
 
+static void
+s_append(raw_t *self, raw_msg_t *msg)
+{
+    *self->tail_p = msg;
+    self->tail_p = &msg->next;
+}
+
+// Decodes a message's header in place (wire borrows it).
+static void
+s_decode(raw_msg_t *msg)
+{
+    char err[256];
+    msg->decode_rc = hop_wire_decode(&msg->wire, zmq_msg_data(&msg->header),
+                                     zmq_msg_size(&msg->header), err, sizeof err);
+    if (msg->decode_rc)
+        fprintf(stderr, "raw: batch record rejected by hop_wire_decode: %s\n", err);
+}
+
+// Appends each record of a batch as a message of its own (header and body copied).
+static void
+s_unbatch(raw_t *self, const raw_msg_t *batch)
+{
+    self->batches++;
+    hop_batch_t it;
+    hop_batch_init(&it, zmq_msg_data((zmq_msg_t *)&batch->body),
+                   zmq_msg_size((zmq_msg_t *)&batch->body));
+    const uint8_t *h, *b;
+    uint32_t hl, bl;
+    int rc;
+    while ((rc = hop_batch_next(&it, &h, &hl, &b, &bl)) == 1) {
+        raw_msg_t *msg = calloc(1, sizeof *msg);
+        assert(msg);
+        zmq_msg_init_size(&msg->header, hl);
+        memcpy(zmq_msg_data(&msg->header), h, hl);
+        msg->frames = 2;
+        msg->has_body = true;
+        zmq_msg_init_size(&msg->body, bl);
+        if (bl)
+            memcpy(zmq_msg_data(&msg->body), b, bl);
+        s_decode(msg);
+        self->records++;
+        s_append(self, msg);
+    }
+    if (rc < 0)
+        fprintf(stderr, "raw: a batch record runs past the batch frame\n");
+}
+
 // Receives one message if one arrives within timeout_ms (0 = only what is there) and appends
 // it to the pending list. Returns 1 if one was added, 0 otherwise.
 static int
@@ -186,8 +236,12 @@ s_recv_one(raw_t *self, int timeout_ms)
         raw_msg_destroy(&msg);
         return 1;
     }
-    *self->tail_p = msg;
-    self->tail_p = &msg->next;
+    if (self->unbatch && msg->decode_rc == 0 && msg->wire.cmd == HOP_CMD_BATCH && msg->has_body) {
+        s_unbatch(self, msg);
+        raw_msg_destroy(&msg);
+        return 1;
+    }
+    s_append(self, msg);
     return 1;
 }
 
@@ -322,6 +376,35 @@ raw_hello(raw_t *self, uint64_t heartbeat_ms, const char *name)
         code = -1;
     raw_msg_destroy(&reply);
     return code;
+}
+
+int
+raw_hello_batch(raw_t *self, uint64_t heartbeat_ms, const char *name)
+{
+    hop_enc_t *enc = raw_begin(self, HOP_CMD_HELLO);
+    hop_enc_uint(enc, "version", HOP_PROTOCOL_VERSION);
+    if (heartbeat_ms)
+        hop_enc_uint(enc, "heartbeat", heartbeat_ms);
+    if (name)
+        hop_enc_cstr(enc, "name", name);
+    hop_enc_bool(enc, "batch", true);
+    self->unbatch = true;
+    raw_msg_t *reply = NULL;
+    int code = s_call_code(self, &reply);
+    if (code == 0 && reply->wire.cmd != HOP_CMD_HELLO_OK)
+        code = -1;
+    raw_msg_destroy(&reply);
+    return code;
+}
+
+size_t
+raw_batches(raw_t *self, size_t *records)
+{
+    while (s_recv_one(self, 0))
+        ;
+    if (records)
+        *records = self->records;
+    return self->batches;
 }
 
 int

@@ -37,6 +37,14 @@ void raw_destroy(raw_t **self_p);
 // hello-ok. Returns 0, or the error code the broker answered, or -1 on timeout.
 int raw_hello(raw_t *self, uint64_t heartbeat_ms, const char *name);
 
+// raw_hello with batch:true: the broker may then send batches (PROTOCOL.md 2.1). The client
+// splits each batch it receives into its records, kept in order as messages of their own, so a
+// test reads them exactly as it would read single messages.
+int raw_hello_batch(raw_t *self, uint64_t heartbeat_ms, const char *name);
+// Batches received so far (after draining what the socket holds, without waiting), and the
+// records they carried.
+size_t raw_batches(raw_t *self, size_t *records);
+
 // Builds a request: begins cmd with a fresh id (unless with_id is false) and returns the
 // encoder to add fields to; send it with raw_send_enc. raw_last_id is the id used.
 hop_enc_t *raw_begin(raw_t *self, hop_cmd_t cmd);

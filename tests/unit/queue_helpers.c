@@ -43,7 +43,7 @@ void
 qh_push_n(hop_queue_t *queue, size_t n, hop_entry_t **entries)
 {
     for (size_t i = 0; i < n; i++) {
-        hop_entry_t *e = hop_queue_push(queue, hop_msg_new(), 0);
+        hop_entry_t *e = hop_queue_push(queue, hop_msg_new(), 0, HOP_TTL_NONE);
         if (entries)
             entries[i] = e;
     }
@@ -86,7 +86,7 @@ qh_push(hop_queue_t *queue, uint8_t priority, uint32_t body_len, uint64_t now)
     hop_msg_t *msg = hop_msg_new();
     msg->priority = priority;
     msg->body_len = body_len;
-    return hop_queue_push(queue, msg, now);
+    return hop_queue_push(queue, msg, now, HOP_TTL_NONE);
 }
 
 // The ready list of priority level p (0: the base list).

@@ -546,39 +546,41 @@ test_nothing_is_revoked_on_a_new_connection(void **state)
     hop_conn_destroy(&conn);
 }
 
+#define R HOP_REVOKED_MAX // the ring's size
+
 static void
-test_revoke_remembers_the_last_8_tags(void **state)
+test_revoke_remembers_the_last_tags(void **state)
 {
     (void)state;
     hop_conn_t *conn = s_conn();
-    for (uint64_t tag = 1; tag <= 8; tag++) {
+    for (uint64_t tag = 1; tag <= R; tag++)
         hop_conn_revoke(conn, tag);
-        s_assert_revoked_range(conn, 1, tag, 20);
-    }
-    hop_conn_revoke(conn, 9); // the ninth pushes out the first
-    s_assert_revoked_range(conn, 2, 9, 20);
-    hop_conn_revoke(conn, 10);
-    s_assert_revoked_range(conn, 3, 10, 20);
-    for (uint64_t tag = 11; tag <= 100; tag++)
+    s_assert_revoked_range(conn, 1, R, R + 20);
+    hop_conn_revoke(conn, R + 1); // one more pushes out the first
+    s_assert_revoked_range(conn, 2, R + 1, R + 20);
+    hop_conn_revoke(conn, R + 2);
+    s_assert_revoked_range(conn, 3, R + 2, R + 20);
+    for (uint64_t tag = R + 3; tag <= 3 * R; tag++)
         hop_conn_revoke(conn, tag);
-    s_assert_revoked_range(conn, 93, 100, 110);
+    s_assert_revoked_range(conn, 2 * R + 1, 3 * R, 3 * R + 20);
     hop_conn_destroy(&conn);
 }
 
 // Revocations are not in tag order (several queues, several deadlines): the ring remembers
-// the last 8 revoked, whatever their tags.
+// the last R revoked, whatever their tags.
 static void
 test_revoke_forgets_by_age_not_by_tag(void **state)
 {
     (void)state;
     hop_conn_t *conn = s_conn();
-    const uint64_t tags[] = {50, 3, 700, 12, 4, 99, 1, 1000000, 6, 2};
-    for (size_t i = 0; i < 10; i++)
+    uint64_t tags[R + 2];
+    for (size_t i = 0; i < R + 2; i++)
+        tags[i] = 1 + (i * 7919) % 100003; // distinct, out of order
+    for (size_t i = 0; i < R + 2; i++)
         hop_conn_revoke(conn, tags[i]);
-    for (size_t i = 0; i < 10; i++)
-        assert_int_equal(hop_conn_was_revoked(conn, tags[i]), i >= 2); // 50 and 3 forgotten
-    assert_false(hop_conn_was_revoked(conn, 5));
-    assert_false(hop_conn_was_revoked(conn, 13));
+    for (size_t i = 0; i < R + 2; i++)
+        assert_int_equal(hop_conn_was_revoked(conn, tags[i]), i >= 2); // the first two forgotten
+    assert_false(hop_conn_was_revoked(conn, 100004));
     hop_conn_destroy(&conn);
 }
 
@@ -587,10 +589,10 @@ test_revoked_tag_0_never_matches(void **state)
 {
     (void)state;
     hop_conn_t *conn = s_conn();
-    assert_false(hop_conn_was_revoked(conn, 0)); // the empty slots hold 0
+    assert_false(hop_conn_was_revoked(conn, 0)); // nothing allocated yet
     hop_conn_revoke(conn, 5);
-    assert_false(hop_conn_was_revoked(conn, 0));
-    hop_conn_revoke(conn, 0); // 0 is no tag: remembered as nothing
+    assert_false(hop_conn_was_revoked(conn, 0)); // the empty slots hold 0
+    hop_conn_revoke(conn, 0);                    // 0 is no tag: remembered as nothing
     assert_false(hop_conn_was_revoked(conn, 0));
     assert_true(hop_conn_was_revoked(conn, 5));
     for (uint64_t tag = 6; tag < 30; tag++)
@@ -605,15 +607,18 @@ test_revoke_ring_against_reference(void **state)
     (void)state;
     s_rng = 0x14057b7ef767814full;
     hop_conn_t *conn = s_conn();
-    uint64_t last[8] = {0}; // the reference: the last 8 revoked, newest at (n - 1) % 8
+    enum { N = 16 };        // compare every N revocations: a full probe costs O(R^2)
+    uint64_t last[R] = {0}; // the reference: the last R revoked, newest at (n - 1) % R
     size_t n = 0;
-    for (int i = 0; i < 5000; i++) {
-        uint64_t tag = 1 + s_rand() % 64;
+    for (int i = 0; i < 3 * R; i++) {
+        uint64_t tag = 1 + s_rand() % (2 * R);
         hop_conn_revoke(conn, tag);
-        last[n++ % 8] = tag;
-        for (uint64_t probe = 0; probe <= 65; probe++) {
+        last[n++ % R] = tag;
+        if (i % N)
+            continue;
+        for (uint64_t probe = 0; probe <= 2 * R + 1; probe++) {
             bool want = false;
-            for (size_t k = 0; k < 8 && k < n; k++)
+            for (size_t k = 0; k < R && k < n; k++)
                 want |= probe != 0 && last[k] == probe;
             assert_int_equal(hop_conn_was_revoked(conn, probe), want);
         }
@@ -621,18 +626,19 @@ test_revoke_ring_against_reference(void **state)
     hop_conn_destroy(&conn);
 }
 
-// The ring's counter wraps after 2^32 revocations; the last 8 stay remembered across it.
+// The ring's counter wraps after 2^32 revocations; the last R stay remembered across it.
 static void
 test_revoke_ring_survives_counter_wrap(void **state)
 {
     (void)state;
     hop_conn_t *conn = s_conn();
+    hop_conn_revoke(conn, 1000000); // allocates the ring
     conn->revoked_next = UINT32_MAX - 3;
-    for (uint64_t tag = 1; tag <= 8; tag++)
-        hop_conn_revoke(conn, tag); // 4 before the wrap, 4 after
-    s_assert_revoked_range(conn, 1, 8, 20);
-    hop_conn_revoke(conn, 9);
-    s_assert_revoked_range(conn, 2, 9, 20);
+    for (uint64_t tag = 1; tag <= R; tag++)
+        hop_conn_revoke(conn, tag); // 4 before the wrap, the rest after
+    s_assert_revoked_range(conn, 1, R, R + 20);
+    hop_conn_revoke(conn, R + 1);
+    s_assert_revoked_range(conn, 2, R + 1, R + 20);
     hop_conn_destroy(&conn);
 }
 
@@ -796,7 +802,7 @@ main(void)
         cmocka_unit_test(test_skip_tag_interleaved_then_untrack_all_then_track_again),
         cmocka_unit_test(test_random_track_skip_untrack_against_reference),
         cmocka_unit_test(test_nothing_is_revoked_on_a_new_connection),
-        cmocka_unit_test(test_revoke_remembers_the_last_8_tags),
+        cmocka_unit_test(test_revoke_remembers_the_last_tags),
         cmocka_unit_test(test_revoke_forgets_by_age_not_by_tag),
         cmocka_unit_test(test_revoked_tag_0_never_matches),
         cmocka_unit_test(test_revoke_ring_against_reference),

@@ -387,8 +387,8 @@ test_settle_keeps_message_shared_with_another_queue(void **state)
     hop_queue_t *a = qh_queue("a");
     hop_queue_t *b = qh_queue("b");
     hop_msg_t *msg = qh_msg_with_body('m');
-    hop_entry_t *ea = hop_queue_push(a, msg, 0);
-    hop_entry_t *eb = hop_queue_push(b, msg, 0);
+    hop_entry_t *ea = hop_queue_push(a, msg, 0, HOP_TTL_NONE);
+    hop_entry_t *eb = hop_queue_push(b, msg, 0, HOP_TTL_NONE);
     assert_ptr_not_equal(ea, eb);
     assert_int_equal(msg->refs, 2);
     hop_queue_settle(a, hop_queue_take(a, 0), true);
@@ -409,9 +409,9 @@ test_purge_drops_only_ready_entries(void **state)
     (void)state;
     hop_queue_t *queue = qh_queue("q");
     hop_msg_t *shared = qh_msg_with_body('p');
-    hop_queue_push(queue, shared, 0);
+    hop_queue_push(queue, shared, 0, HOP_TTL_NONE);
     qh_push_n(queue, 4, NULL);
-    hop_queue_push(queue, shared, 0);
+    hop_queue_push(queue, shared, 0, HOP_TTL_NONE);
     assert_int_equal(shared->refs, 2);
     hop_entry_t *held = hop_queue_take(queue, 0); // seq 1, holds shared
     hop_entry_t *held2 = hop_queue_take(queue, 0);
@@ -641,8 +641,8 @@ test_destroy_releases_ready_entries(void **state)
     hop_queue_t *a = qh_queue("a");
     hop_queue_t *b = qh_queue("b");
     hop_msg_t *msg = qh_msg_with_body('d');
-    hop_queue_push(a, msg, 0);
-    hop_queue_push(b, msg, 0);
+    hop_queue_push(a, msg, 0, HOP_TTL_NONE);
+    hop_queue_push(b, msg, 0, HOP_TTL_NONE);
     qh_push_n(a, 3, NULL);
     hop_queue_destroy(&a);
     assert_null(a);
@@ -657,7 +657,7 @@ test_destroy_orphans_unacked_entries(void **state)
     (void)state;
     hop_queue_t *queue = qh_queue("q");
     hop_msg_t *msg = qh_msg_with_body('o');
-    hop_queue_push(queue, msg, 0);
+    hop_queue_push(queue, msg, 0, HOP_TTL_NONE);
     qh_push_n(queue, 3, NULL);
     hop_consumer_t c;
     memset(&c, 0, sizeof c);

@@ -577,14 +577,13 @@ test_full_never_without_limits(void **state)
 
 // TTL ----------------------------------------------------------------------------------------
 
-// Pushes a message at now with a per-message TTL (when has_ttl); returns its expires_at.
+// Pushes a message at now with a per-message TTL (when has_ttl, else HOP_TTL_NONE); returns
+// its expires_at.
 static uint64_t
 s_expires_at(hop_queue_t *queue, bool has_ttl, uint32_t ttl, uint64_t now)
 {
     hop_msg_t *msg = hop_msg_new();
-    msg->has_ttl = has_ttl;
-    msg->ttl = ttl;
-    hop_entry_t *e = hop_queue_push(queue, msg, now);
+    hop_entry_t *e = hop_queue_push(queue, msg, now, has_ttl ? ttl : HOP_TTL_NONE);
     assert_int_equal(e->at, now);
     return e->expires_at;
 }

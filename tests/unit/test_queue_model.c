@@ -52,7 +52,7 @@ test_random_operations_never_lose_or_duplicate(void **state)
     for (int op = 0; op < OPS; op++) {
         unsigned r = (unsigned)(s_rand() % 100);
         if (r < 35 && pushed - settled < MAX) {
-            hop_queue_push(queue, hop_msg_new(), 0);
+            hop_queue_push(queue, hop_msg_new(), 0, HOP_TTL_NONE);
             pushed++;
         } else if (r < 65) {
             hop_entry_t *e = hop_queue_take(queue, 0);
@@ -103,14 +103,18 @@ s_msg_owning(uint8_t priority, uint32_t body_len)
     hop_msg_t *msg = hop_msg_new();
     msg->priority = priority;
     msg->body_len = body_len;
-    msg->own = hop_malloc(16);
-    memcpy(msg->own, "dlxkeydeath", 12);
-    msg->exchange = (const char *)msg->own;
+    // [u32 death_len][exchange][key][death], as deadletter.c lays it out.
+    uint32_t death_len = 5;
+    msg->own = hop_malloc(20);
+    memcpy(msg->own, &death_len, 4);
+    memcpy(msg->own + 4, "dlxkeydeath", 12);
+    msg->exchange = (const char *)msg->own + 4;
     msg->exchange_len = 3;
-    msg->key = (const char *)msg->own + 3;
+    msg->key = (const char *)msg->own + 7;
     msg->key_len = 3;
-    msg->death = msg->own + 6;
-    msg->death_len = 5;
+    uint32_t len = 0;
+    assert_true(hop_msg_death(msg, &len) == msg->own + 10);
+    assert_int_equal(len, 5);
     return msg;
 }
 
@@ -126,8 +130,8 @@ test_release_frees_owned_bytes(void **state)
     // Shared by two queues: the bytes live until the last entry goes.
     hop_queue_t *a = qh_queue("a"), *b = qh_queue("b");
     msg = s_msg_owning(0, 4);
-    hop_queue_push(a, msg, 0);
-    hop_queue_push(b, msg, 0);
+    hop_queue_push(a, msg, 0, HOP_TTL_NONE);
+    hop_queue_push(b, msg, 0, HOP_TTL_NONE);
     hop_queue_destroy(&a);
     assert_int_equal(msg->refs, 1);
     assert_memory_equal(msg->key, "key", 3);
@@ -142,11 +146,11 @@ test_purge_drops_ready_and_delayed_on_every_level(void **state)
     hop_entry_t *e[7];
     const uint8_t prio[] = {0, 1, 2, 2, 0, 1, 9};
     for (int i = 0; i < 7; i++)
-        e[i] = hop_queue_push(queue, s_msg_owning(prio[i], 10), 0);
+        e[i] = hop_queue_push(queue, s_msg_owning(prio[i], 10), 0, HOP_TTL_NONE);
     hop_msg_t *shared = qh_msg_with_body('s'); // also in another queue: must survive the purge
     hop_queue_t *other = qh_queue("other");
-    hop_queue_push(other, shared, 0);
-    hop_queue_push(queue, shared, 0); // 8, base list
+    hop_queue_push(other, shared, 0, HOP_TTL_NONE);
+    hop_queue_push(queue, shared, 0, HOP_TTL_NONE); // 8, base list
     assert_ptr_equal(hop_queue_take(queue, 1), e[2]);
     assert_ptr_equal(hop_queue_take(queue, 1), e[3]);
     assert_ptr_equal(hop_queue_take(queue, 1), e[6]);
@@ -193,9 +197,9 @@ test_destroy_with_entries_in_every_list(void **state)
     for (int i = 0; i < 24; i++) {
         hop_msg_t *msg = i % 3 ? qh_msg_with_body((char)('a' + i)) : s_msg_owning(0, 0);
         msg->priority = (uint8_t)(i % 5); // 0..4: base, each level, and clamped
-        hop_queue_push(queue, msg, (uint64_t)i);
+        hop_queue_push(queue, msg, (uint64_t)i, HOP_TTL_NONE);
         if (i % 4 == 0)
-            hop_queue_push(other, msg, 0); // shared: a second, non-embedded entry
+            hop_queue_push(other, msg, 0, HOP_TTL_NONE); // shared: a second, non-embedded entry
     }
     hop_entry_t *taken[24];
     size_t n = 0;
@@ -396,7 +400,7 @@ m_push(m_model_t *m)
     hop_msg_t *msg = s_rand() % 16 ? hop_msg_new() : s_msg_owning(0, 0);
     msg->priority = priority;
     msg->body_len = (uint32_t)(s_rand() % 100);
-    hop_entry_t *e = hop_queue_push(m->queue, msg, m->now);
+    hop_entry_t *e = hop_queue_push(m->queue, msg, m->now, HOP_TTL_NONE);
     assert_int_equal(e->seq, m->published + 1);
     m_slot_t *s = &m->slots[e->seq];
     memset(s, 0, sizeof *s);
