@@ -123,6 +123,15 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
         self->config.sndhwm = HOP_DEFAULT_SNDHWM;
     if (!self->config.ack_timeout_ms)
         self->config.ack_timeout_ms = HOP_DEFAULT_ACK_TIMEOUT;
+    // Flow watermarks: UINT64_MAX from the command line means "off" (0 means "default").
+    if (!self->config.flow_messages)
+        self->config.flow_messages = HOP_DEFAULT_FLOW_MESSAGES;
+    if (!self->config.flow_bytes)
+        self->config.flow_bytes = HOP_DEFAULT_FLOW_BYTES;
+    if (self->config.flow_messages == UINT64_MAX)
+        self->config.flow_messages = 0;
+    if (self->config.flow_bytes == UINT64_MAX)
+        self->config.flow_bytes = 0;
     self->data_dir =
         hop_strndup(config->data_dir ? config->data_dir : HOP_DEFAULT_DATA_DIR,
                     strlen(config->data_dir ? config->data_dir : HOP_DEFAULT_DATA_DIR));
@@ -330,6 +339,7 @@ s_conn_close(hop_broker_t *self, hop_conn_t *conn, const char *why)
         c->stalled = true;
     hop_deliver_drop_batch(self, conn);
     hop_deliver_drop_confirms(self, conn);
+    hop_deliver_forget_paused(self, conn);
     hop_deliver_requeue_conn(self, conn);
     while (conn->consumers)
         hop_deliver_end_consumer(self, conn->consumers, false);
@@ -388,6 +398,7 @@ s_hello(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, con
     conn->heartbeat = (uint32_t)hb;
     conn->timeout = (uint32_t)hb * HB_MISSES;
     conn->batch = w->batch;
+    conn->flow = w->flow;
     if (w->has & HOP_F_NAME) {
         free(conn->name);
         conn->name = hop_strndup(w->name.ptr, w->name.len);
@@ -582,6 +593,9 @@ s_list_connections(hop_broker_t *self)
         hop_enc_uint(&self->enc, "consumers", conn->consumer_count);
         hop_enc_uint(&self->enc, "unacked", conn->unacked);
         hop_enc_uint(&self->enc, "connected_ms", self->now - conn->connected_at);
+        hop_enc_bool(&self->enc, "paused", conn->blocked_on != NULL);
+        if (conn->blocked_on)
+            hop_enc_cstr(&self->enc, "paused_by", conn->blocked_on->name);
         hop_enc_map_end(&self->enc);
     }
 }
@@ -650,6 +664,12 @@ s_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     hop_enc_uint(&self->enc, "expired", self->expired);
     hop_enc_uint(&self->enc, "revoked", self->revoked);
     hop_enc_uint(&self->enc, "ack_timeout", self->config.ack_timeout_ms);
+    uint64_t paused = 0;
+    for (hop_conn_t *c = self->blocked_head; c; c = c->blocked_next)
+        paused++;
+    hop_enc_uint(&self->enc, "paused_publishers", paused);
+    hop_enc_uint(&self->enc, "flow_messages", self->config.flow_messages);
+    hop_enc_uint(&self->enc, "flow_bytes", self->config.flow_bytes);
     hop_enc_uint(&self->enc, "rss_bytes", hop_rss_bytes());
     hop_broker_send(self, conn, NULL);
 }
@@ -940,6 +960,8 @@ hop_broker_run(hop_broker_t *self)
         // Deliveries batched during this turn go out now: batching never waits for more.
         hop_deliver_flush_all(self);
         hop_deliver_flush_confirms(self);
+        if (self->blocked_head)
+            hop_deliver_resume(self, NULL);
         s_close_dead(self);
     }
     hop_log(HOP_INFO, "broker", "shutting down: connections=%zu queues=%zu",

@@ -12,14 +12,18 @@ typedef struct {
     size_t max_message;      // largest body accepted, bytes
     int sndhwm;              // ZeroMQ messages queued per connection before its consumers stall
     uint64_t ack_timeout_ms; // default ack deadline of deliveries
+    uint64_t flow_messages;  // ready messages in a queue that pause its publishers; 0: never
+    uint64_t flow_bytes;     // ready bytes in a queue that pause its publishers; 0: never
 } hop_broker_config_t;
 
-#define HOP_DEFAULT_BIND        "tcp://127.0.0.1:5680"
-#define HOP_DEFAULT_DATA_DIR    "./var/hopper"
-#define HOP_DEFAULT_HEARTBEAT   1000
-#define HOP_DEFAULT_MAX_MESSAGE (8u * 1024 * 1024)
-#define HOP_DEFAULT_SNDHWM      100000
-#define HOP_DEFAULT_ACK_TIMEOUT (30u * 60 * 1000) // 30 minutes, as RabbitMQ
+#define HOP_DEFAULT_BIND          "tcp://127.0.0.1:5680"
+#define HOP_DEFAULT_DATA_DIR      "./var/hopper"
+#define HOP_DEFAULT_HEARTBEAT     1000
+#define HOP_DEFAULT_MAX_MESSAGE   (8u * 1024 * 1024)
+#define HOP_DEFAULT_SNDHWM        100000
+#define HOP_DEFAULT_ACK_TIMEOUT   (30u * 60 * 1000) // 30 minutes, as RabbitMQ
+#define HOP_DEFAULT_FLOW_MESSAGES 50000
+#define HOP_DEFAULT_FLOW_BYTES    (64u * 1024 * 1024)
 
 typedef struct hop_broker hop_broker_t;
 

@@ -40,6 +40,7 @@ struct hop_broker {
     hop_enc_t batch_enc;      // batch headers, written while enc may hold a reply
     hop_conn_t *out_head;     // connections with deliveries waiting in a batch
     hop_conn_t *confirm_head; // connections with positive confirms to send
+    hop_conn_t *blocked_head; // connections asked to pause publishing (flow control)
     hop_route_t route;        // reused for every publish
     uint64_t conn_seq;        // for conn-N labels
     uint64_t started_at;      // monotonic ms
@@ -136,6 +137,10 @@ void hop_deliver_return(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *ent
 // before it.
 void hop_deliver_nack(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, int code, const char *fmt,
                       ...) __attribute__((format(printf, 5, 6)));
+// Flow control: resumes paused publishers whose queue drained under half the watermarks (or
+// was deleted: queue is then that queue; NULL checks them all). Forget conn when it closes.
+void hop_deliver_resume(hop_broker_t *self, hop_queue_t *deleted);
+void hop_deliver_forget_paused(hop_broker_t *self, hop_conn_t *conn);
 // Sends the positive confirms gathered this turn; forgets conn's (it is closing).
 void hop_deliver_flush_confirms(hop_broker_t *self);
 void hop_deliver_drop_confirms(hop_broker_t *self, hop_conn_t *conn);

@@ -52,6 +52,11 @@ struct hop_conn {
     uint64_t confirm_hi; // highest sequence confirmed but not told yet; 0: none
     bool confirm_listed; // in the broker's list of connections with confirms to send
     hop_conn_t *confirm_next;
+    // Publisher flow control (PROTOCOL.md 6.3): a client that said flow:true in hello is asked
+    // to pause while a queue it publishes to is over the broker's watermark.
+    bool flow;                // the client understands `flow`
+    hop_queue_t *blocked_on;  // the queue it waits for; NULL when not paused
+    hop_conn_t *blocked_next; // the broker's list of paused connections
     // The last HOP_REVOKED_MAX delivery tags revoked after their ack deadline, so that a late
     // ack says why it fails. Allocated at the first revocation (most connections never have one).
     uint64_t *revoked;

@@ -92,6 +92,81 @@ hop_deliver_drop_confirms(hop_broker_t *self, hop_conn_t *conn)
     conn->confirm_hi = 0;
 }
 
+// Publisher flow control ---------------------------------------------------------------------
+
+static bool
+s_over(const hop_broker_t *self, const hop_queue_t *q, uint64_t div)
+{
+    const hop_broker_config_t *c = &self->config;
+    return (c->flow_messages && q->ready_count > c->flow_messages / div) ||
+           (c->flow_bytes && q->ready_bytes > c->flow_bytes / div);
+}
+
+static void
+s_flow_send(hop_broker_t *self, hop_conn_t *conn, bool active, const hop_queue_t *q)
+{
+    hop_enc_begin(&self->enc, HOP_CMD_FLOW);
+    hop_enc_bool(&self->enc, "active", active);
+    hop_enc_str(&self->enc, "queue", q->name, q->name_len);
+    char text[400];
+    if (active)
+        snprintf(text, sizeof text, "queue '%s' drained: publish again", q->name);
+    else
+        snprintf(text, sizeof text,
+                 "queue '%s' holds %zu ready messages (%llu bytes), over the broker's flow "
+                 "watermark: pause publishing until its consumers catch up",
+                 q->name, q->ready_count, (unsigned long long)q->ready_bytes);
+    hop_enc_cstr(&self->enc, "text", text);
+    hop_broker_send(self, conn, NULL);
+}
+
+// Asks conn to pause when q is over the watermark (once; it resumes in hop_deliver_resume).
+static void
+s_maybe_pause(hop_broker_t *self, hop_conn_t *conn, hop_queue_t *q)
+{
+    if (!conn->flow || conn->blocked_on || !s_over(self, q, 1))
+        return;
+    conn->blocked_on = q;
+    conn->blocked_next = self->blocked_head;
+    self->blocked_head = conn;
+    hop_log(HOP_DEBUG, "flow", "pause conn=%s queue=%s ready=%zu", conn->label, q->name,
+            q->ready_count);
+    s_flow_send(self, conn, false, q);
+}
+
+void
+hop_deliver_resume(hop_broker_t *self, hop_queue_t *deleted)
+{
+    for (hop_conn_t **at = &self->blocked_head; *at;) {
+        hop_conn_t *conn = *at;
+        hop_queue_t *q = conn->blocked_on;
+        // Hysteresis: resume under half the watermark, so that a publisher is not switched
+        // on and off for every message.
+        if (deleted ? q != deleted : s_over(self, q, 2)) {
+            at = &conn->blocked_next;
+            continue;
+        }
+        *at = conn->blocked_next;
+        conn->blocked_next = NULL;
+        conn->blocked_on = NULL;
+        if (!conn->dead)
+            s_flow_send(self, conn, true, q);
+    }
+}
+
+void
+hop_deliver_forget_paused(hop_broker_t *self, hop_conn_t *conn)
+{
+    if (!conn->blocked_on)
+        return;
+    hop_conn_t **at = &self->blocked_head;
+    while (*at != conn)
+        at = &(*at)->blocked_next;
+    *at = conn->blocked_next;
+    conn->blocked_next = NULL;
+    conn->blocked_on = NULL;
+}
+
 // Publishing -------------------------------------------------------------------------------
 
 // Drops the oldest ready messages of queue while it is over its length limits (drop-head).
@@ -264,8 +339,10 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
             s_confirm_ok(self, conn, w->seq);
     }
     for (size_t i = 0; i < self->route.size; i++)
-        if (self->route.queues[i])
+        if (self->route.queues[i]) {
             hop_deliver_dispatch(self, self->route.queues[i]);
+            s_maybe_pause(self, conn, self->route.queues[i]);
+        }
 }
 
 // Writes the fields every delivery carries (deliver and get-ok).

@@ -32,6 +32,10 @@ s_usage(FILE *out)
             "  --ack-timeout MS      ack deadline of deliveries (default %u, 30 minutes): a\n"
             "                        delivery unacked for longer is revoked and returns to its\n"
             "                        queue; queues and consumers can set their own\n"
+            "  --flow-messages N     ready messages in one queue at which its publishers are\n"
+            "                        asked to pause (flow control; default %u, 0: never);\n"
+            "                        they resume under half of it\n"
+            "  --flow-bytes B        the same in bytes of ready bodies (default %u)\n"
             "  --log-level LEVEL     error, warn, info or debug (default info)\n"
             "  -h, --help            show this help\n"
             "  --version             show the version\n"
@@ -40,7 +44,7 @@ s_usage(FILE *out)
             "Logs go to stderr. SIGINT or SIGTERM stops it cleanly.\n",
             HOP_DEFAULT_BIND, HOP_DEFAULT_DATA_DIR, HOP_DEFAULT_BIND, HOP_DEFAULT_DATA_DIR,
             HOP_DEFAULT_HEARTBEAT, HOP_DEFAULT_MAX_MESSAGE, HOP_DEFAULT_SNDHWM,
-            HOP_DEFAULT_ACK_TIMEOUT);
+            HOP_DEFAULT_ACK_TIMEOUT, HOP_DEFAULT_FLOW_MESSAGES, HOP_DEFAULT_FLOW_BYTES);
 }
 
 static int
@@ -78,7 +82,8 @@ main(int argc, char **argv)
         bool takes_value = strcmp(arg, "--bind") == 0 || strcmp(arg, "--data-dir") == 0 ||
                            strcmp(arg, "--heartbeat") == 0 || strcmp(arg, "--max-message") == 0 ||
                            strcmp(arg, "--log-level") == 0 || strcmp(arg, "--sndhwm") == 0 ||
-                           strcmp(arg, "--ack-timeout") == 0;
+                           strcmp(arg, "--ack-timeout") == 0 ||
+                           strcmp(arg, "--flow-messages") == 0 || strcmp(arg, "--flow-bytes") == 0;
         if (!takes_value) {
             fprintf(stderr, "hopperd: unknown option '%s' (see hopperd --help)\n", arg);
             return 2;
@@ -108,6 +113,14 @@ main(int argc, char **argv)
             if (s_number(arg, value, 1000, UINT32_MAX, &n))
                 return 2;
             config.ack_timeout_ms = n;
+        } else if (strcmp(arg, "--flow-messages") == 0 || strcmp(arg, "--flow-bytes") == 0) {
+            if (s_number(arg, value, 0, 1ull << 40, &n))
+                return 2;
+            uint64_t v = n ? n : UINT64_MAX; // 0 turns it off
+            if (arg[7] == 'm')
+                config.flow_messages = v;
+            else
+                config.flow_bytes = v;
         } else {
             int level = hop_log_level_parse(value);
             if (level < 0) {

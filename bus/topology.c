@@ -480,6 +480,8 @@ hop_topology_delete_queue(hop_broker_t *self, hop_queue_t *queue)
             *at = queue->owner_next;
     }
     hop_map_remove(self->queues, queue->name, queue->name_len);
+    if (self->blocked_head)
+        hop_deliver_resume(self, queue); // its paused publishers wait no more
     hop_log(HOP_DEBUG, "topology", "queue deleted name=%s", queue->name);
     hop_queue_destroy(&queue);
 }

@@ -148,6 +148,8 @@ struct hop_client {
     // a number names one publish even across reconnects. Seqs below conf_base are settled;
     // conf_ring holds a pending flag for each seq in [conf_base, pub_seq] at seq & (cap - 1).
     bool confirm;                  // confirm mode (hop_client_confirm_select)
+    bool paused;                   // the broker asked us to pause publishing (flow control)
+    char paused_why[256];          // its reason
     uint64_t pub_seq;              // seq of the last numbered publish, 0 before the first
     uint64_t conf_base;            // the oldest seq that may still be pending
     uint8_t *conf_ring;            // pending flags

@@ -540,6 +540,7 @@ s_hello(hop_client_t *self, void *dealer, int64_t deadline)
     if (self->name)
         hop_enc_cstr(&self->enc, "name", self->name);
     hop_enc_bool(&self->enc, "batch", true); // we unpack batches (PROTOCOL.md 2.1)
+    hop_enc_bool(&self->enc, "flow", true);  // we pause publishing when asked (6.3)
     size_t size;
     const void *header = hop_enc_end(&self->enc, &size);
     if (zmq_send(dealer, header, size, ZMQ_DONTWAIT) < 0)
@@ -646,6 +647,7 @@ hop_client_open(hop_client_t *self)
     self->ctrl = self->io->ctrl;
     self->gen = (uint64_t)(self->opens++ & 0xffff) << HOP_TAG_GEN_SHIFT;
     self->lost = false;
+    self->paused = false; // a new connection starts unpaused
     return HOP_OK;
 }
 

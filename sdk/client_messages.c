@@ -127,6 +127,28 @@ hop_client_publish(hop_client_t *self, const char *exchange, const char *routing
     return hop_client_publish_ex(self, exchange, routing_key, body, body_size, props, NULL, NULL);
 }
 
+// Flow control (PROTOCOL.md 6.3): the broker asked us to pause because a queue we publish to
+// is over its watermark. Wait for it to say "resume" (buffering deliveries meanwhile) for up
+// to the client's timeout; then the publish fails with HOP_EFULL, so that an application that
+// also consumes on this client can go and ack.
+static int
+s_wait_resumed(hop_client_t *self)
+{
+    int64_t deadline = hop_client_now() + self->timeout_ms;
+    while (self->paused) {
+        hop_inmsg_t msg;
+        int rc = hop_client_step(self, deadline, NULL, &msg);
+        if (rc == HOP_ETIMEOUT)
+            return hop_client_fail(self, HOP_EFULL, 0,
+                                   "publishing paused by the broker for %d ms: %s (consume "
+                                   "faster, bound the queue with max-length, or retry later)",
+                                   self->timeout_ms, self->paused_why);
+        if (rc < 0)
+            return rc;
+    }
+    return HOP_OK;
+}
+
 int
 hop_client_publish_ex(hop_client_t *self, const char *exchange, const char *routing_key,
                       const void *body, size_t body_size, const hop_props_t *props,
@@ -140,6 +162,8 @@ hop_client_publish_ex(hop_client_t *self, const char *exchange, const char *rout
     // 64 publishes, which still notices errors, confirms and a lost connection promptly.
     if (rc == HOP_OK && (!self->io || (++self->publishes & 63) == 0))
         rc = hop_client_ready(self, false);
+    if (rc == HOP_OK && self->paused)
+        rc = s_wait_resumed(self);
     if (rc == HOP_OK)
         rc = s_publish(self, exchange, routing_key, body, body_size, props, opts, NULL, NULL,
                        seq_out);

@@ -175,6 +175,11 @@ s_absorb(hop_client_t *self, hop_inmsg_t *msg)
     case HOP_CMD_REVOKED:
         hop_client_take_revoked(self, w);
         return 0;
+    case HOP_CMD_FLOW:
+        self->paused = !w->active;
+        snprintf(self->paused_why, sizeof self->paused_why, "%.*s", (int)w->text.len,
+                 w->text.ptr ? w->text.ptr : "");
+        return 0;
     case HOP_CMD_GET_OK:
         // The answer to a get that timed out. Its message stays unacked until the connection
         // ends (then it is requeued): we cannot tell whether it was a no-ack get, and

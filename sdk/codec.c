@@ -393,6 +393,7 @@ static const char *s_cmd_names[HOP_CMD_COUNT_] = {
     [HOP_CMD_CONFIRM] = "confirm",
     [HOP_CMD_RETURN] = "return",
     [HOP_CMD_REVOKED] = "revoked",
+    [HOP_CMD_FLOW] = "flow",
 };
 
 const char *
@@ -490,6 +491,8 @@ static const s_field_t s_fields[] = {
     F("retry_delay", HOP_F_RETRY_DELAY, K_UINT, retry_delay),
     F("retry_delay_max", HOP_F_RETRY_DELAY_MAX, K_UINT, retry_delay_max),
     F("max_priority", HOP_F_MAX_PRIORITY, K_UINT, max_priority),
+    F("flow", HOP_F_FLOW, K_BOOL, flow),
+    F("active", HOP_F_ACTIVE, K_BOOL, active),
 };
 #undef F
 

@@ -90,6 +90,7 @@ typedef enum {
     HOP_CMD_CONFIRM,
     HOP_CMD_RETURN,
     HOP_CMD_REVOKED,
+    HOP_CMD_FLOW,
     HOP_CMD_COUNT_ // number of commands
 } hop_cmd_t;
 
@@ -154,6 +155,8 @@ enum {
 #define HOP_F_RETRY_DELAY      (1ull << 50)
 #define HOP_F_RETRY_DELAY_MAX  (1ull << 51)
 #define HOP_F_MAX_PRIORITY     (1ull << 52)
+#define HOP_F_FLOW             (1ull << 53)
+#define HOP_F_ACTIVE           (1ull << 54)
 
 // A decoded header. Strings and spans borrow the frame's bytes: keep the frame alive.
 typedef struct {
@@ -176,6 +179,8 @@ typedef struct {
     uint64_t max_length, max_length_bytes, message_ttl, expires, max_deliveries;
     uint64_t retry_delay, retry_delay_max, max_priority;
     hop_str_t overflow, dead_letter_exchange, dead_letter_key;
+    // Publisher flow control: hello's `flow` (the client pauses when asked), flow's `active`.
+    bool flow, active;
 } hop_wire_t;
 
 // Decodes a header frame. A syntax error (a well-formed value of the wrong type, a name too

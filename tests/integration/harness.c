@@ -275,7 +275,7 @@ s_read_endpoint(harness_broker_t *self, uint64_t deadline)
 static int
 s_spawn(harness_broker_t *self, const char *bind)
 {
-    char heartbeat[32], max_message[32], sndhwm[32];
+    char heartbeat[32], max_message[32], sndhwm[32], flow[32];
     char *argv[16];
     int argc = 0;
     argv[argc++] = (char *)HOPPERD_PATH;
@@ -299,6 +299,12 @@ s_spawn(harness_broker_t *self, const char *bind)
         snprintf(sndhwm, sizeof sndhwm, "%d", self->opts.sndhwm);
         argv[argc++] = "--sndhwm";
         argv[argc++] = sndhwm;
+    }
+    if (self->opts.flow_messages) {
+        snprintf(flow, sizeof flow, "%ld",
+                 self->opts.flow_messages < 0 ? 0 : self->opts.flow_messages);
+        argv[argc++] = "--flow-messages";
+        argv[argc++] = flow;
     }
     argv[argc] = NULL;
 

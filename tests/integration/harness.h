@@ -27,6 +27,7 @@ typedef struct {
     long max_message;      // --max-message; 0 = the broker's default
     const char *log_level; // --log-level; NULL = "info"
     int sndhwm;            // --sndhwm; 0 = the broker's default
+    long flow_messages;    // --flow-messages; 0 = the broker's default, -1 = off
 } harness_opts_t;
 
 typedef struct harness_broker harness_broker_t;

@@ -503,6 +503,81 @@ test_expired_message_is_dead_lettered_with_its_record(void **state)
     assert_int_equal(sx_queue_stat(c, "short", "expired"), 1);
 }
 
+// ---------------------------------------------------------------------------------------
+// Publisher flow control: a queue over the broker's watermark pauses its publisher; the
+// publish fails with HOP_EFULL after the client's timeout; it resumes once the queue drains.
+
+#define FLOW_WATERMARK 1000
+
+static int
+s_setup_flow(void **state)
+{
+    fx_t *fx = calloc(1, sizeof *fx);
+    if (!fx)
+        return -1;
+    harness_opts_t opts = {.flow_messages = FLOW_WATERMARK};
+    fx->broker = harness_broker_start(&opts);
+    if (!fx->broker) {
+        free(fx);
+        return -1;
+    }
+    *state = fx;
+    return 0;
+}
+
+static void
+test_publisher_paused_over_the_watermark_then_resumed(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *pub = sx_client(fx, "flooder", 0);
+    hop_client_t *c = sx_client(fx, "drainer", 0);
+    hop_client_set_timeout(pub, 1000); // how long a paused publish waits
+    CHECK(c, hop_client_declare_queue(c, "flood", 0, NULL, 0));
+    char body[64];
+    uint64_t sent = 0;
+    int rc = HOP_OK;
+    uint64_t deadline = harness_now_ms() + WAIT_MS;
+    while (rc == HOP_OK && harness_now_ms() < deadline) {
+        snprintf(body, sizeof body, "%llu", (unsigned long long)sent);
+        rc = hop_client_publish(pub, "", "flood", body, strlen(body), NULL);
+        if (rc == HOP_OK)
+            sent++;
+    }
+    assert_int_equal(rc, HOP_EFULL);
+    assert_non_null(strstr(hop_client_error(pub), "paused"));
+    assert_non_null(strstr(hop_client_error(pub), "flood"));
+    assert_true(sent >= FLOW_WATERMARK);
+    void *status = NULL;
+    size_t size = 0;
+    CHECK(c, hop_client_status(c, &status, &size));
+    uint64_t paused = 0;
+    assert_true(harness_map_uint(status, size, "paused_publishers", &paused));
+    assert_int_equal(paused, 1);
+    free(status);
+
+    // Drain: every message that was published arrives exactly once; the publisher resumes.
+    CHECK(c, hop_client_consume(c, "flood", "d", 500, 0, NULL, 0));
+    uint8_t *seen = calloc(sent, 1);
+    assert_non_null(seen);
+    for (uint64_t i = 0; i < sent; i++) {
+        hop_delivery_t *d = sx_receive(c);
+        long v = sx_body_seq(d);
+        assert_true(v >= 0 && (uint64_t)v < sent);
+        assert_int_equal(seen[v], 0);
+        seen[v] = 1;
+        CHECK(c, hop_client_ack(c, d->tag, false));
+        hop_delivery_destroy(&d);
+    }
+    free(seen);
+    sx_expect_nothing(c);
+    CHECK(pub, hop_client_publish(pub, "", "flood", "again", 5, NULL));
+    sx_expect_body(c, "again");
+    CHECK(c, hop_client_status(c, &status, &size));
+    assert_true(harness_map_uint(status, size, "paused_publishers", &paused));
+    assert_int_equal(paused, 0);
+    free(status);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -523,6 +598,8 @@ main(int argc, char **argv)
                                         sx_teardown),
         cmocka_unit_test_setup_teardown(test_expired_message_is_dead_lettered_with_its_record,
                                         sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_publisher_paused_over_the_watermark_then_resumed,
+                                        s_setup_flow, sx_teardown),
     };
     return cmocka_run_group_tests_name("integration.sdk_guarantees", tests, NULL, NULL);
 }
