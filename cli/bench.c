@@ -1,7 +1,8 @@
-// cli/bench.c - `hopper bench`: load generator and benchmark, built only on the SDK.
+// cli/bench.c - `hopper bench`: load generator and benchmark, built on the SDK.
 //
 // The workloads reproduce shared/peers (bench_rabbit.c, bench_nats.c) so that figures compare:
-// clients are threads of this process, each with its own hop_client_t; rates are taken with
+// clients are threads of this process, each with its own hop_client_t (except the thousands
+// of connections of `connections`, which bench_fleet.c holds); rates are taken with
 // CLOCK_MONOTONIC from the first publish to the last delivery; latency pacing uses
 // absolute-deadline clock_nanosleep. Every payload carries a sequence number, so every run
 // also checks that no message was lost or delivered twice.
@@ -27,6 +28,7 @@
 #include <jansson.h>
 #include <msgpack.h>
 
+#include "bench_fleet.h"
 #include "hopper.h"
 
 #define S_NS            1000000000LL
@@ -66,7 +68,8 @@ typedef struct {
     long consumers;    // queue
     long prefetch;     // queue: unacked deliveries per consumer (0 = unlimited)
     long ack_every;    // queue: 1 = ack each message, K = ack(multiple) every K
-    long workers;      // connections: threads that open and poll the clients
+    long workers;      // connections: threads that hold the connections
+    long messages;     // connections: messages broadcast
     double rate;       // latency: messages per second
     double duration;   // latency: seconds
     const char *name;  // label in RESULT lines and JSON (default W1, W2, W3-ack1, ...)
@@ -98,6 +101,7 @@ static const s_optdef_t s_optdefs[] = {
     S_OPT("prefetch", 'l', prefetch, S_QUEUE, 0, 1e7),
     S_OPT("ack-every", 'l', ack_every, S_QUEUE, 1, 1e7),
     S_OPT("workers", 'l', workers, S_CONNECTIONS, 1, 256),
+    S_OPT("messages", 'l', messages, S_CONNECTIONS, 1, 10000),
     S_OPT("rate", 'd', rate, S_LATENCY, 1, 1e7),
     S_OPT("duration", 'd', duration, S_LATENCY, 0.2, 86400),
     S_OPT("secs", 'd', duration, S_LATENCY, 0.2, 86400),
@@ -111,14 +115,15 @@ static const char *s_help_top =
     "usage: hopper [--broker E] [--timeout MS] bench WORKLOAD [options]\n"
     "\n"
     "Load generator and benchmark. Every client is its own connection used by its own\n"
-    "thread; every message carries a sequence number and every run checks that none was\n"
-    "lost or duplicated. The workloads match shared/peers (RabbitMQ, NATS) so figures compare.\n"
+    "thread (connections: many per thread); every message carries a sequence number and\n"
+    "every run checks that none was lost or duplicated. The workloads match shared/peers\n"
+    "(RabbitMQ, NATS) so figures compare.\n"
     "\n"
     "workloads:\n"
     "  pubsub        fanout exchange, 1 publisher -> N subscribers (W1: N=1, W2: N=4)\n"
     "  queue         work queue with manual acks, P producers -> C consumers (W3)\n"
     "  latency       fixed-rate publishing, receive - send percentiles (W5)\n"
-    "  connections   N subscribed clients: time for one broadcast to reach all, broker RSS\n"
+    "  connections   N subscribed connections: time for a broadcast to reach all, broker RSS\n"
     "  smoke         a few seconds of every workload with small counts (for CI)\n"
     "\n"
     "options of every workload:\n"
@@ -171,16 +176,22 @@ static const char *s_help_latency =
     "  --size B          payload bytes, at least 16 (default 100)\n";
 
 static const char *s_help_connections =
-    "usage: hopper bench connections [--count N] [--workers T]\n"
+    "usage: hopper bench connections [--count N] [--messages M] [--workers T]\n"
     "\n"
-    "Opens N clients, each subscribed to the fanout exchange bench.conns.<pid>.<n> (its own\n"
-    "server-named queue), publishes one broadcast and measures until every client has it.\n"
-    "Reports the broker's RSS (status rss_bytes) before, with N open and after closing, and\n"
-    "the RSS per connection. Each client has its own I/O thread: N is capped (and the cap\n"
-    "reported) when file, thread or memory-map limits would not allow N.\n"
+    "Opens N connections, each consuming its own exclusive server-named queue bound to the\n"
+    "fanout exchange bench.conns.<pid>.<n> (like N chat clients); one publisher then\n"
+    "broadcasts M messages and the run measures until every connection has each of them,\n"
+    "exactly once. Reports the time for the broadcast to reach all, the broker's RSS (status\n"
+    "rss_bytes) before, with N open and after closing, and its RSS per connection.\n"
+    "The connections speak the protocol directly (no hop_client_t each): T threads hold them,\n"
+    "one file descriptor per connection. The soft open-file limit is raised to the hard\n"
+    "limit; when N does not fit even so, the run says so before opening anything.\n"
     "\n"
-    "  --count N         clients (default 1000)\n"
-    "  --workers T       threads that open and poll the clients (default 4)\n";
+    "  --count N         connections (default 1000)\n"
+    "  --messages M      messages broadcast (default 1)\n"
+    "  --workers T       threads that hold the connections (default 2)\n"
+    "\n"
+    "The global --timeout bounds each setup request and the close (default 5000 ms).\n";
 
 static const char *s_help_smoke =
     "usage: hopper bench smoke [--size B]\n"
@@ -198,7 +209,8 @@ s_opts_default(s_opts_t *o, int workload)
     o->size = 100;
     o->subscribers = o->producers = o->consumers = o->ack_every = 1;
     o->prefetch = 1000;
-    o->workers = 4;
+    o->workers = 2;
+    o->messages = 1;
     o->rate = 5000;
     o->duration = 10;
 }
@@ -454,22 +466,8 @@ s_progress_end(s_progress_t *p)
 typedef struct {
     long fds;     // open file descriptors
     long threads; // threads of this process
-    long maps;    // memory mappings (vm.max_map_count bounds them; each thread stack is one)
     long rss_kib; // resident set
 } s_usage_t;
-
-static long
-s_read_long(const char *path)
-{
-    long value = -1;
-    FILE *f = fopen(path, "r");
-    if (f) {
-        if (fscanf(f, "%ld", &value) != 1)
-            value = -1;
-        fclose(f);
-    }
-    return value;
-}
 
 static void
 s_usage(s_usage_t *u)
@@ -489,12 +487,6 @@ s_usage(s_usage_t *u)
             u->threads = strtol(line + 8, NULL, 10);
         else if (strncmp(line, "VmRSS:", 6) == 0)
             u->rss_kib = strtol(line + 6, NULL, 10);
-    if (f)
-        fclose(f);
-    f = fopen("/proc/self/maps", "r");
-    int c;
-    while (f && (c = getc(f)) != EOF)
-        u->maps += c == '\n';
     if (f)
         fclose(f);
 }
@@ -527,21 +519,37 @@ s_stopped(s_ctl_t *ctl)
     return atomic_load_explicit(&ctl->stop, memory_order_relaxed);
 }
 
-// Records the first error (rc: the SDK code, which picks the exit code) and stops the run.
 static void
-s_fail(s_ctl_t *ctl, int rc, const char *fmt, ...)
+s_vnote(s_ctl_t *ctl, int rc, const char *fmt, va_list ap)
 {
     pthread_mutex_lock(&ctl->lock);
     if (ctl->error[0] == '\0') {
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(ctl->error, sizeof ctl->error, fmt, ap);
-        va_end(ap);
         ctl->exit_code = rc == HOP_ECONNECT || rc == HOP_ETIMEOUT || rc == HOP_ECLOSED
                              ? S_EXIT_UNREACHABLE
                              : S_EXIT_LOST;
     }
     pthread_mutex_unlock(&ctl->lock);
+}
+
+// Records the first error (rc: the SDK code, which picks the exit code); the run goes on.
+static void
+s_note(s_ctl_t *ctl, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_vnote(ctl, rc, fmt, ap);
+    va_end(ap);
+}
+
+// Records the first error and stops the run.
+static void
+s_fail(s_ctl_t *ctl, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    s_vnote(ctl, rc, fmt, ap);
+    va_end(ap);
     atomic_store(&ctl->stop, true);
 }
 
@@ -612,7 +620,9 @@ s_broker_status(hop_client_t *admin, int64_t *rss_p, int64_t *connections_p)
             const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
             if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
                 continue;
-            if (k->via.str.size == 9 && memcmp(k->via.str.ptr, "rss_bytes", 9) == 0)
+            // 0 is no RSS but a broker that could not read it (out of file descriptors).
+            if (k->via.str.size == 9 && memcmp(k->via.str.ptr, "rss_bytes", 9) == 0 &&
+                v->via.u64 > 0)
                 *rss_p = (int64_t)v->via.u64;
             if (connections_p && k->via.str.size == 11 &&
                 memcmp(k->via.str.ptr, "connections", 11) == 0)
@@ -1236,355 +1246,260 @@ s_run_flow(int workload, const s_opts_t *o, const char *endpoint, int timeout_ms
 }
 
 // ---------------------------------------------------------------------------------------
-// Connections: many idle subscribed clients, one broadcast.
+// Connections: many idle subscribed connections, one broadcast. bench_fleet.c holds the
+// connections: raw protocol over a few ROUTER sockets, one file descriptor per connection.
 
-typedef struct s_fleet s_fleet_t;
+#define S_CONN_HEARTBEAT_MS 60000 // the longest the broker grants: idle connections stay idle
+#define S_CONN_TIMEOUT_MS   5000  // per setup request, unless --timeout says otherwise
 
-// A thread that opens a range of the clients and then polls them.
-typedef struct {
-    s_fleet_t *fleet;
-    pthread_t thread;
-    bool running;
-    long first, count; // its clients: fleet->clients[first, first + count)
-    long opened;       // how many of them it connected and subscribed (a prefix)
-} s_keeper_t;
-
-struct s_fleet {
-    s_ctl_t ctl;
-    char exchange[HOP_NAME_MAX + 1]; // the fanout every client subscribes to
-    long n;                          // clients to open
-    hop_client_t **clients;          // n; NULL when not (or no longer) connected
-    int64_t *t_recv;                 // when client i got the broadcast
-    uint32_t *received;              // deliveries per client
-    atomic_long opened, received_total, dup;
-    atomic_int ready, finished;
-    atomic_bool stop_open; // an open failed: open no more
-    atomic_bool go;        // poll for the broadcast
-    atomic_bool close;     // stop polling, close the clients
-    pthread_mutex_t lock;  // guards open_error
-    char open_error[400];  // why the opening stopped early, "" if it did not
-};
-
-static void *
-s_keeper_main(void *arg)
-{
-    s_keeper_t *k = arg;
-    s_fleet_t *f = k->fleet;
-    for (long i = k->first; i < k->first + k->count; i++) {
-        if (atomic_load(&f->stop_open) || s_stopped(&f->ctl))
-            break;
-        char err[400];
-        int rc;
-        hop_client_t *client = s_client_open(&f->ctl, "bench-conn", &rc, err, sizeof err);
-        if (client && (rc = hop_client_subscribe(client, f->exchange, "", NULL, 0)) != HOP_OK) {
-            snprintf(err, sizeof err, "connection %ld: cannot subscribe: %s", i,
-                     s_errtext(client, rc));
-            hop_client_destroy(&client);
-        }
-        if (!client) {
-            pthread_mutex_lock(&f->lock);
-            if (!f->open_error[0])
-                snprintf(f->open_error, sizeof f->open_error, "%s", err);
-            pthread_mutex_unlock(&f->lock);
-            atomic_store(&f->stop_open, true);
-            break;
-        }
-        f->clients[i] = client;
-        k->opened++;
-        atomic_fetch_add(&f->opened, 1);
-    }
-    atomic_fetch_add(&f->ready, 1);
-    while (!atomic_load(&f->close)) {
-        if (!atomic_load(&f->go)) {
-            s_sleep(S_MS);
-            continue;
-        }
-        bool any = false;
-        for (long i = k->first; i < k->first + k->opened; i++) {
-            hop_delivery_t *d = NULL;
-            if (!f->clients[i])
-                continue;
-            int rc = hop_client_receive(f->clients[i], &d, 0);
-            if (rc == HOP_OK) {
-                int64_t now = s_now();
-                any = true;
-                if (f->received[i]++ == 0) {
-                    f->t_recv[i] = now;
-                    atomic_fetch_add(&f->received_total, 1);
-                } else {
-                    atomic_fetch_add(&f->dup, 1);
-                }
-                hop_delivery_destroy(&d);
-            } else if (rc != HOP_ETIMEOUT) {
-                s_fail(&f->ctl, rc, "connection %ld: %s", i, s_errtext(f->clients[i], rc));
-                hop_client_destroy(&f->clients[i]);
-            }
-        }
-        if (!any)
-            s_sleep(100 * 1000);
-    }
-    for (long i = k->first; i < k->first + k->opened; i++)
-        hop_client_destroy(&f->clients[i]);
-    atomic_fetch_add(&f->finished, 1);
-    return NULL;
-}
-
-// How many clients the process limits allow, given what one client costs (per); why names
-// the tightest limit. ZeroMQ aborts the process when it runs out of file descriptors or
-// cannot start a thread, so the cap is computed before opening rather than found by failing.
-static long
-s_fleet_cap(long want, const s_usage_t *now, const s_usage_t *per, char *why, size_t why_size)
-{
-    long cap = want;
-    struct rlimit rl;
-    if (per->fds > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        long room = ((long)rl.rlim_cur - now->fds - 64) / per->fds;
-        if (room < cap) {
-            cap = room;
-            snprintf(why, why_size, "open files: %ld per client, limit %ld (ulimit -n)", per->fds,
-                     (long)rl.rlim_cur);
-        }
-    }
-    // Threads count against kernel.threads-max and kernel.pid_max system-wide (and
-    // RLIMIT_NPROC per user, unless root); /proc/loadavg says how many exist.
-    long threads_max = s_read_long("/proc/sys/kernel/threads-max");
-    long pid_max = s_read_long("/proc/sys/kernel/pid_max");
-    long limit = pid_max > 0 && (threads_max <= 0 || pid_max < threads_max) ? pid_max : threads_max;
-    const char *limit_name = limit == pid_max ? "kernel.pid_max" : "kernel.threads-max";
-    if (getuid() != 0 && getrlimit(RLIMIT_NPROC, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (limit <= 0 || (long)rl.rlim_cur < limit)) {
-        limit = (long)rl.rlim_cur;
-        limit_name = "ulimit -u";
-    }
-    long running = 0, total = 0;
-    FILE *f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%*f %*f %*f %ld/%ld", &running, &total) != 2)
-            total = 0;
-        fclose(f);
-    }
-    if (per->threads > 0 && limit > 0) {
-        long room = (limit - total - 256) / per->threads;
-        if (room < cap) {
-            cap = room;
-            snprintf(why, why_size, "threads: %ld per client, %ld in use, limit %ld (%s)",
-                     per->threads, total, limit, limit_name);
-        }
-    }
-    long max_maps = s_read_long("/proc/sys/vm/max_map_count");
-    if (per->maps > 0 && max_maps > 0) {
-        long room = (max_maps - now->maps - 512) / per->maps;
-        if (room < cap) {
-            cap = room;
-            snprintf(why, why_size, "memory maps: %ld per client, limit %ld (vm.max_map_count)",
-                     per->maps, max_maps);
-        }
-    }
-    return cap < 0 ? 0 : cap;
-}
-
-// Raises the soft limit of open files to the hard one: each client holds several.
-static void
-s_raise_nofile(void)
+// Raises this process's soft limit of open files to the hard limit, and checks that need
+// files fit. Returns 0, or -1 with the numbers and the remedies in why.
+static int
+s_fds_reserve(long need, long count, char *why, size_t why_size)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0; // nothing known: let the opening find out
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl = raised;
     }
+    if (rl.rlim_cur == RLIM_INFINITY || need <= (long)rl.rlim_cur)
+        return 0;
+    long fit = count - (need - (long)rl.rlim_cur);
+    snprintf(why, why_size,
+             "%s connections need about %s open files in this process (one per connection "
+             "and %s more), but it may open only %s (ulimit -n, already raised to the hard "
+             "limit %s, ulimit -Hn). Raise the hard limit (as root: `ulimit -Hn %ld` in the "
+             "shell that runs hopper; LimitNOFILE= for a service; nofile in "
+             "/etc/security/limits.conf), ask for at most --count %s, or run several bench "
+             "processes at once",
+             s_num(count), s_num(need), s_num(need - count), s_num(rl.rlim_cur),
+             rl.rlim_max == RLIM_INFINITY ? "unlimited" : s_num(rl.rlim_max), need,
+             s_num(fit > 0 ? fit : 0));
+    return -1;
 }
 
 static int
 s_run_connections(const s_opts_t *o, const char *endpoint, int timeout_ms, json_t *obj)
 {
-    s_fleet_t *f = calloc(1, sizeof *f);
-    if (!f)
-        abort();
-    s_ctl_init(&f->ctl, endpoint, timeout_ms);
-    pthread_mutex_init(&f->lock, NULL);
+    s_ctl_t ctl;
+    s_ctl_init(&ctl, endpoint, timeout_ms);
     const char *label = o->name ? o->name : "CONN";
-    s_unique(f->exchange, sizeof f->exchange, "bench.conns");
+    char exchange[HOP_NAME_MAX + 1];
+    s_unique(exchange, sizeof exchange, "bench.conns");
     s_jstr(obj, "workload", "connections");
     s_jstr(obj, "label", label);
     s_jint(obj, "requested", o->count);
+    s_jint(obj, "messages", o->messages);
+    s_jint(obj, "workers", o->workers);
     if (!o->json) {
-        printf("connections %s: %s clients, each subscribed to fanout %s\n", label, s_num(o->count),
-               f->exchange);
+        printf("connections %s: %s connections, each consuming its own queue bound to fanout "
+               "%s; %s broadcast message%s\n",
+               label, s_num(o->count), exchange, s_num(o->messages), o->messages > 1 ? "s" : "");
         fflush(stdout);
     }
 
     int64_t rss_before = -1, rss_open = -1, rss_after = -1, conns_open = -1;
     int64_t t_open = 0, t_opened = 0, t0 = 0, t_close = 0, t_closed = 0;
-    long opened = 0;
-    s_usage_t u0 = {0}, u1 = {0}, u2 = {0}, per = {0};
-    char cap_why[400] = "";
-    s_keeper_t *keepers = NULL;
-    int nkeepers = 0;
-    hop_client_t *admin = s_client_open_or_fail(&f->ctl, "bench-admin");
-    int rc = admin ? hop_client_declare_exchange(admin, f->exchange, "fanout", 0) : HOP_OK;
+    s_usage_t u0 = {0}, u2 = {0};
+    hop_fleet_stats_t st = {0};
+    hop_fleet_t *fleet = NULL;
+    int64_t *done = NULL;
+    size_t ndone = 0;
+    long fd_limit = -1, expected = 0;
+    bool usage_error = false;
+    char err[800];
+    hop_client_t *admin = s_client_open_or_fail(&ctl, "bench-admin");
+    int rc = admin ? hop_client_declare_exchange(admin, exchange, "fanout", 0) : HOP_OK;
     if (rc != HOP_OK)
-        s_fail(&f->ctl, rc, "cannot declare %s: %s", f->exchange, s_errtext(admin, rc));
-    if (s_stopped(&f->ctl))
+        s_fail(&ctl, rc, "cannot declare %s: %s", exchange, s_errtext(admin, rc));
+    if (s_stopped(&ctl))
         goto report;
     s_broker_status(admin, &rss_before, NULL);
 
-    // Measure one client, then cap the count to what the limits allow.
-    s_raise_nofile();
+    // Every file this run needs is counted before the first connection: running out midway
+    // would leave half a fleet and no clear reason.
     s_usage(&u0);
-    char err[400];
-    hop_client_t *probe = s_client_open(&f->ctl, "bench-probe", &rc, err, sizeof err);
-    if (probe && (rc = hop_client_subscribe(probe, f->exchange, "", NULL, 0)) != HOP_OK)
-        snprintf(err, sizeof err, "cannot subscribe: %s", s_errtext(probe, rc));
-    s_usage(&u1);
-    hop_client_destroy(&probe);
-    if (rc != HOP_OK) {
-        s_fail(&f->ctl, rc, "%s", err);
+    long need = u0.fds + hop_fleet_fds(o->count, (int)o->workers) + 16;
+    if (s_fds_reserve(need, o->count, err, sizeof err) < 0) {
+        s_fail(&ctl, HOP_OK, "%s", err);
+        usage_error = true;
         goto report;
     }
-    per.fds = u1.fds - u0.fds;
-    per.threads = u1.threads - u0.threads;
-    per.maps = u1.maps - u0.maps;
-    f->n = s_fleet_cap(o->count, &u0, &per, cap_why, sizeof cap_why);
-    if (f->n < o->count)
-        fprintf(stderr, "hopper bench connections: capped at %s clients (asked for %s): %s\n",
-                s_num(f->n), s_num(o->count), cap_why);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        fd_limit = rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
 
-    f->clients = calloc((size_t)f->n + 1, sizeof *f->clients);
-    f->t_recv = calloc((size_t)f->n + 1, sizeof *f->t_recv);
-    f->received = calloc((size_t)f->n + 1, sizeof *f->received);
-    nkeepers = (int)(o->workers < f->n ? o->workers : f->n);
-    keepers = calloc((size_t)nkeepers + 1, sizeof *keepers);
-    if (!f->clients || !f->t_recv || !f->received || !keepers)
-        abort();
+    hop_fleet_config_t config = {
+        .endpoint = s_endpoint_text(&ctl),
+        .exchange = exchange,
+        .name = "bench-conn",
+        .count = o->count,
+        .workers = (int)o->workers,
+        .messages = o->messages,
+        .body_size = S_HEAD,
+        .timeout_ms = timeout_ms > 0 ? timeout_ms : S_CONN_TIMEOUT_MS,
+        .heartbeat_ms = S_CONN_HEARTBEAT_MS,
+    };
+    t_open = s_now();
+    fleet = hop_fleet_new(&config, err, sizeof err);
+    if (!fleet) {
+        s_fail(&ctl, HOP_ENOMEM, "%s", err);
+        goto report;
+    }
     s_progress_t progress;
     s_progress_init(&progress);
-    t_open = s_now();
-    int started = 0;
-    for (int i = 0; i < nkeepers; i++) {
-        s_keeper_t *k = &keepers[i];
-        k->fleet = f;
-        k->first = f->n * i / nkeepers;
-        k->count = f->n * (i + 1) / nkeepers - k->first;
-        int err_no = pthread_create(&k->thread, NULL, s_keeper_main, k);
-        if (err_no) {
-            s_fail(&f->ctl, HOP_ENOMEM, "cannot start a thread: %s", strerror(err_no));
-            break;
+    do {
+        s_sleep(10 * S_MS);
+        if (s_interrupted && !s_stopped(&ctl)) {
+            s_fail(&ctl, HOP_OK, "interrupted");
+            hop_fleet_stop_opening(fleet);
         }
-        k->running = true;
-        started++;
-    }
-    while (atomic_load(&f->ready) < started) {
-        s_sleep(50 * S_MS);
-        if (s_interrupted && !s_stopped(&f->ctl))
-            s_fail(&f->ctl, HOP_OK, "interrupted");
-        double so_far = (double)atomic_load(&f->opened);
-        double rate = s_progress_due(&progress, so_far);
+        hop_fleet_stats(fleet, &st);
+        double rate = s_progress_due(&progress, (double)st.opened);
         if (rate >= 0)
-            s_progress_print(&progress, "%s: opened %s/%s connections, %s/s", label, s_num(so_far),
-                             s_num(f->n), s_num(rate));
-    }
+            s_progress_print(&progress, "%s: opened %s/%s connections, %s/s", label,
+                             s_num(st.opened), s_num(o->count), s_num(rate));
+    } while (st.opening);
     s_progress_end(&progress);
     t_opened = s_now();
-    opened = atomic_load(&f->opened);
     s_usage(&u2);
-    if (f->open_error[0]) {
-        // ZeroMQ reports its own socket limit (ZMQ_MAX_SOCKETS, 1023 per context by default)
-        // as EMFILE too: say which limit it was when the process is far from ulimit -n.
-        struct rlimit rl;
-        bool zmq_limit = strstr(f->open_error, "Too many open files") &&
-                         getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-                         (rl.rlim_cur == RLIM_INFINITY || u2.fds + 64 < (long)rl.rlim_cur);
-        snprintf(cap_why, sizeof cap_why, "%.280s%s", f->open_error,
-                 zmq_limit ? " (not ulimit -n: most likely ZMQ_MAX_SOCKETS of the SDK's ZeroMQ "
-                             "context, 1023 sockets by default)"
-                           : "");
-        fprintf(stderr, "hopper bench connections: opened only %s of %s: %s\n", s_num(opened),
-                s_num(f->n), cap_why);
-    }
     s_broker_status(admin, &rss_open, &conns_open);
+    // A failed opening is the run's error, but the connections that did open still get the
+    // broadcast: with the broker out of file descriptors, they show what it still does.
+    char fleet_error[512];
+    int fleet_rc = hop_fleet_error(fleet, fleet_error, sizeof fleet_error);
+    if (fleet_error[0] && !s_stopped(&ctl)) {
+        fprintf(stderr, "hopper bench connections: opened only %s of %s\n", s_num(st.opened),
+                s_num(o->count));
+        s_note(&ctl, fleet_rc, "%s", fleet_error);
+    }
 
-    // The broadcast: one message, every client polls for it.
-    if (!s_stopped(&f->ctl) && opened > 0) {
-        char *body = calloc(1, S_HEAD);
-        atomic_store(&f->go, true);
-        s_sleep(10 * S_MS); // let every keeper start polling
+    // The broadcast: the admin connection publishes, every connection counts what it gets.
+    expected = st.opened * o->messages;
+    if (!s_stopped(&ctl) && st.opened > 0) {
+        char body[S_HEAD] = {0};
         t0 = s_now();
-        rc = hop_client_publish(admin, f->exchange, "", body, S_HEAD, NULL);
-        free(body);
-        if (rc != HOP_OK)
-            s_fail(&f->ctl, rc, "publish: %s", s_errtext(admin, rc));
-        long last_count = 0;
-        int64_t last_change = t0;
-        while (!s_stopped(&f->ctl)) {
-            long count = atomic_load(&f->received_total);
+        for (int64_t seq = 0; seq < o->messages && !s_stopped(&ctl); seq++) {
+            memcpy(body + 8, &seq, 8);
+            while ((rc = hop_client_publish(admin, exchange, "", body, S_HEAD, NULL)) == HOP_EFULL)
+                s_sleep(20 * 1000);
+            if (rc != HOP_OK)
+                s_fail(&ctl, rc, "publish: %s", s_errtext(admin, rc));
+        }
+        // One round trip: once status answers, the broker has routed the broadcast and
+        // handed every delivery to ZeroMQ (it handles a connection's messages in order), and
+        // a refused publish has surfaced. The silence that ends the wait counts from here,
+        // so a busy broker or machine is not mistaken for lost messages.
+        void *map = NULL;
+        size_t size = 0;
+        rc = s_stopped(&ctl) ? HOP_OK : hop_client_status(admin, &map, &size);
+        free(map);
+        if (rc != HOP_OK && rc != HOP_ETIMEOUT)
+            s_fail(&ctl, rc, "after the broadcast: %s", s_errtext(admin, rc));
+        s_progress_init(&progress);
+        long last = -1;
+        int64_t last_change = s_now();
+        while (!s_stopped(&ctl)) {
+            hop_fleet_stats(fleet, &st);
             int64_t now = s_now();
-            if (count != last_count) {
-                last_count = count;
+            if (st.deliveries != last) {
+                last = st.deliveries;
                 last_change = now;
             }
-            if (count >= opened || now - last_change > S_SILENCE_NS)
+            if (st.complete >= st.opened || now - last_change > S_SILENCE_NS)
                 break;
             if (s_interrupted)
-                s_fail(&f->ctl, HOP_OK, "interrupted");
-            s_sleep(S_MS);
+                s_fail(&ctl, HOP_OK, "interrupted");
+            double rate = s_progress_due(&progress, (double)st.deliveries);
+            if (rate >= 0)
+                s_progress_print(&progress, "%s: %s/%s deliveries, %s/s", label,
+                                 s_num(st.deliveries), s_num(expected), s_num(rate));
+            s_sleep(200 * 1000);
         }
+        s_progress_end(&progress);
         s_sleep(S_DUP_WINDOW_NS); // a second copy would arrive about as fast as the first
     }
-    atomic_store(&f->close, true);
     t_close = s_now();
-    for (int i = 0; i < nkeepers; i++)
-        if (keepers[i].running)
-            pthread_join(keepers[i].thread, NULL);
+    hop_fleet_close(fleet);
     t_closed = s_now();
-    s_broker_status(admin, &rss_after, NULL);
+    hop_fleet_stats(fleet, &st);
+    if (!(done = malloc((size_t)o->count * sizeof *done)))
+        abort();
+    for (long i = 0; t0 && i < o->count; i++) {
+        int64_t t = hop_fleet_done_at(fleet, i);
+        if (t)
+            done[ndone++] = t - t0;
+    }
+    qsort(done, ndone, sizeof *done, s_cmp_i64);
+    fleet_rc = hop_fleet_error(fleet, fleet_error, sizeof fleet_error); // or a later one
+    if (fleet_error[0])
+        s_note(&ctl, fleet_rc, "%s", fleet_error);
+    // The broker gives freed memory back on its first idle tick (100 ms) after a request, but
+    // its ZeroMQ I/O thread frees the buffers of the closed TCP connections some time after
+    // the last close-ok: ask again until the RSS stops falling.
+    for (int k = 0; k < 12; k++) {
+        int64_t prev = rss_after;
+        s_sleep(250 * S_MS);
+        s_broker_status(admin, &rss_after, NULL);
+        if (k > 0 && (rss_after < 0 || rss_after >= prev - prev / 100))
+            break;
+    }
 
 report:
     if (admin)
-        hop_client_delete_exchange(admin, f->exchange, 0);
+        hop_client_delete_exchange(admin, exchange, 0);
     hop_client_destroy(&admin);
-    opened = atomic_load(&f->opened);
-    long received = atomic_load(&f->received_total), dup = atomic_load(&f->dup);
-    long lost = t0 ? opened - received : 0;
-    size_t n = 0;
-    for (long i = 0; i < f->n; i++)
-        if (f->received[i])
-            f->t_recv[n++] = f->t_recv[i] - t0;
-    qsort(f->t_recv, n, sizeof *f->t_recv, s_cmp_i64);
-    double first_ms = n ? (double)f->t_recv[0] / 1e6 : 0;
-    double median_ms = n ? (double)f->t_recv[(n - 1) / 2] / 1e6 : 0;
-    double all_ms = n ? (double)f->t_recv[n - 1] / 1e6 : 0;
+    hop_fleet_destroy(&fleet);
+    long opened = st.opened;
+    long lost = t0 ? expected - st.deliveries : 0;
+    double first_ms = ndone ? (double)done[0] / 1e6 : 0;
+    double median_ms = ndone ? (double)done[(ndone - 1) / 2] / 1e6 : 0;
+    double all_ms = ndone ? (double)done[ndone - 1] / 1e6 : 0;
     double per_conn = opened > 0 && rss_open >= 0 && rss_before >= 0
                           ? (double)(rss_open - rss_before) / (double)opened
                           : -1;
     double client_kib = opened > 0 ? (double)(u2.rss_kib - u0.rss_kib) / (double)opened : 0;
-    double threads_per = opened > 0 ? (double)(u2.threads - u0.threads) / (double)opened : 0;
     double fds_per = opened > 0 ? (double)(u2.fds - u0.fds) / (double)opened : 0;
     if (!o->json && t_opened) {
-        printf("  opened     %s in %.2f s (%s/s)%s%s\n", s_num(opened), s_secs(t_opened - t_open),
-               s_num(s_per_sec(opened, t_opened - t_open)), cap_why[0] ? "; capped: " : "",
-               cap_why);
-        if (t0)
-            printf("  broadcast  %s of %s received: all in %.2f ms (first %.2f, median %.2f)\n",
-                   s_num(received), s_num(opened), all_ms, first_ms, median_ms);
+        printf("  opened     %s in %.2f s (%s/s) by %ld worker%s\n", s_num(opened),
+               s_secs(t_opened - t_open), s_num(s_per_sec(opened, t_opened - t_open)), o->workers,
+               o->workers > 1 ? "s" : "");
+        if (t0 && !ndone)
+            printf("  broadcast  none of %s connections got it\n", s_num(opened));
+        else if (t0 && o->messages == 1)
+            printf("  broadcast  %s of %s connections got it: all in %.2f ms (first %.2f, median "
+                   "%.2f)\n",
+                   s_num(st.complete), s_num(opened), all_ms, first_ms, median_ms);
+        else if (t0)
+            printf("  broadcast  %s of %s connections got all %s: all in %.2f ms (first %.2f, "
+                   "median %.2f); %s deliveries/s\n",
+                   s_num(st.complete), s_num(opened), s_num(o->messages), all_ms, first_ms,
+                   median_ms, s_num(all_ms > 0 ? (double)st.deliveries / all_ms * 1e3 : 0));
         printf("  broker     RSS %s before, %s with %s open (%s connections), %s after closing\n",
-               s_mib(rss_before), s_mib(rss_open), s_num(opened), s_num(conns_open),
-               s_mib(rss_after));
+               s_mib(rss_before), s_mib(rss_open), s_num(opened),
+               conns_open < 0 ? "?" : s_num(conns_open), s_mib(rss_after));
         if (per_conn >= 0)
             printf("  broker     %.1f KiB RSS per connection%s\n", per_conn / 1024,
                    per_conn < 1024 ? " (memory freed by earlier runs was reused: measure on a "
                                      "freshly started hopperd)"
                                    : "");
-        printf("  bench      %.1f KiB RSS, %.1f threads, %.1f fds per client; closed all in "
-               "%.2f s\n",
-               client_kib, threads_per, fds_per, s_secs(t_closed - t_close));
-        printf("  lost %s, duplicated %s\n", s_num(lost), s_num(dup));
+        printf("  bench      %s fds open (limit %s), %.2f per connection; %.1f KiB RSS per "
+               "connection; %ld threads; closed all in %.2f s\n",
+               s_num(u2.fds), fd_limit < 0 ? "none" : s_num(fd_limit), fds_per, client_kib,
+               u2.threads, s_secs(t_closed - t_close));
+        printf("  lost %s, duplicated %s", s_num(lost), s_num(st.dup));
+        if (st.bad)
+            printf(", corrupt %s", s_num(st.bad));
+        printf("\n");
     }
     s_jint(obj, "opened", opened);
-    if (cap_why[0])
-        s_jstr(obj, "capped", cap_why);
     s_jreal(obj, "open_seconds", s_secs(t_opened - t_open));
     s_jreal(obj, "open_conns_s", s_per_sec(opened, t_opened - t_open));
-    s_jint(obj, "received", received);
+    s_jint(obj, "received", st.deliveries);
+    s_jint(obj, "complete", st.complete);
     s_jreal(obj, "broadcast_first_ms", first_ms);
     s_jreal(obj, "broadcast_median_ms", median_ms);
     s_jreal(obj, "broadcast_ms", all_ms);
@@ -1593,35 +1508,34 @@ report:
     s_jint(obj, "broker_rss_open_bytes", rss_open);
     s_jint(obj, "broker_rss_after_bytes", rss_after);
     s_jreal(obj, "broker_rss_per_conn_bytes", per_conn);
-    s_jreal(obj, "client_rss_per_conn_kib", client_kib);
-    s_jreal(obj, "client_threads_per_conn", threads_per);
+    s_jint(obj, "client_fds", u2.fds);
+    s_jint(obj, "client_fd_limit", fd_limit);
     s_jreal(obj, "client_fds_per_conn", fds_per);
+    s_jreal(obj, "client_rss_per_conn_kib", client_kib);
+    s_jint(obj, "client_threads", u2.threads);
+    s_jreal(obj, "close_seconds", s_secs(t_closed - t_close));
     s_jint(obj, "lost", lost);
-    s_jint(obj, "duplicated", dup);
+    s_jint(obj, "duplicated", st.dup);
+    s_jint(obj, "corrupt", st.bad);
     if (t_opened) {
         s_result(o, label, "connections", (double)opened);
         s_result(o, label, "open_conns_s", s_per_sec(opened, t_opened - t_open));
-        if (n)
+        if (ndone)
             s_result(o, label, "broadcast_ms", all_ms);
         if (per_conn >= 0)
             s_result(o, label, "broker_rss_per_conn_kib", per_conn / 1024);
         s_result(o, label, "lost_msgs", (double)lost);
-        s_result(o, label, "dup_msgs", (double)dup);
+        s_result(o, label, "dup_msgs", (double)st.dup);
     }
-    int code = lost || dup ? S_EXIT_LOST : S_EXIT_OK;
-    if (f->ctl.error[0]) {
-        fprintf(stderr, "hopper bench connections: %s\n", f->ctl.error);
-        s_jstr(obj, "error", f->ctl.error);
-        code = s_interrupted ? S_EXIT_INTERRUPTED : f->ctl.exit_code;
+    int code = lost || st.dup || st.bad ? S_EXIT_LOST : S_EXIT_OK;
+    if (ctl.error[0]) {
+        fprintf(stderr, "hopper bench connections: %s\n", ctl.error);
+        s_jstr(obj, "error", ctl.error);
+        code = s_interrupted ? S_EXIT_INTERRUPTED : usage_error ? S_EXIT_USAGE : ctl.exit_code;
     }
     json_object_set_new(obj, "ok", json_boolean(code == S_EXIT_OK));
-    free(keepers);
-    free(f->clients);
-    free(f->t_recv);
-    free(f->received);
-    pthread_mutex_destroy(&f->lock);
-    pthread_mutex_destroy(&f->ctl.lock);
-    free(f);
+    free(done);
+    pthread_mutex_destroy(&ctl.lock);
     return code;
 }
 

@@ -1234,8 +1234,8 @@ test_queue_expires_when_unused(void **state)
     assert_true(s_queue_listed(a, "busy"));
 
     // Unused from the moment its last consumer goes.
+    uint64_t t1 = harness_now_ms(); // before the cancel: the broker's clock starts after it
     assert_int_equal(raw_cancel(b, "keeper"), 0);
-    uint64_t t1 = harness_now_ms();
     gone.queue = "busy";
     if (!harness_wait_until(s_queue_gone, &gone, 3000))
         fail_msg("queue 'busy' still there 3 s after its consumer went");
@@ -2192,6 +2192,14 @@ test_queue_arguments_are_checked_and_fixed_at_first_declare(void **state)
     enc = s_qdecl(a, "bad");
     hop_enc_cstr(enc, "max_length", "ten"); // wrong type
     assert_int_equal(s_call(a, NULL, 0), HOP_CODE_SYNTAX_ERROR);
+    enc = s_qdecl(a, "bad");
+    hop_enc_uint(enc, "expires", 0); // a queue cannot expire before it is used
+    assert_int_equal(s_call(a, NULL, 0), HOP_CODE_SYNTAX_ERROR);
+    enc = s_qdecl(a, "bad");
+    hop_enc_uint(enc, "retry_delay", 500);
+    hop_enc_uint(enc, "retry_delay_max", 100); // a cap under the start
+    assert_int_equal(s_call(a, text, sizeof text), HOP_CODE_PRECONDITION_FAILED);
+    assert_non_null(strstr(text, "retry_delay_max"));
     assert_false(s_queue_listed(a, "bad")); // none of them made it
 
     enc = s_qdecl(a, "eq");
