@@ -82,22 +82,77 @@ s_lock_data_dir(hop_broker_t *self, char *err, size_t err_size)
 }
 
 // Raises the open-file limit to the hard limit: every connection is a file descriptor.
-static void
+// Returns the limit in force.
+static uint64_t
 s_raise_fd_limit(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
+        return 0;
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             hop_log(HOP_WARN, "broker", "cannot raise open-file limit: %s", strerror(errno));
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 16384)
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    if (rl.rlim_cur < 16384)
         hop_log(HOP_WARN, "broker",
-                "open-file limit is %llu: at most about that many connections; raise it with "
-                "ulimit -n or LimitNOFILE=",
+                "open-file limit is %llu (already raised to the hard limit): at most about that "
+                "many connections; raise the hard limit (LimitNOFILE= in the service, "
+                "/etc/security/limits.conf, or ulimit -Hn as root) and restart",
                 (unsigned long long)rl.rlim_cur);
+    else
+        hop_log(HOP_INFO, "broker", "open-file limit %llu (about that many connections)",
+                (unsigned long long)rl.rlim_cur);
+    return rl.rlim_cur;
+}
+
+// Watches the listening socket for accepts that fail (out of file descriptors): libzmq keeps
+// retrying them silently, so the broker must say it. Returns the PAIR socket to poll, or NULL.
+static void *
+s_accept_monitor(hop_broker_t *self)
+{
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "inproc://hopperd-monitor-%p", (void *)self);
+    if (zmq_socket_monitor(self->router, endpoint, ZMQ_EVENT_ACCEPT_FAILED) < 0)
+        return NULL;
+    void *pair = zmq_socket(self->ctx, ZMQ_PAIR);
+    if (pair && zmq_connect(pair, endpoint) == 0)
+        return pair;
+    if (pair)
+        zmq_close(pair);
+    return NULL;
+}
+
+// Reads one monitor event: a frame with the event (u16) and its value (errno, i32), then the
+// address.
+static void
+s_accept_event(hop_broker_t *self)
+{
+    zmq_msg_t event, address;
+    zmq_msg_init(&event);
+    zmq_msg_init(&address);
+    if (zmq_msg_recv(&event, self->monitor, ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_recv(&address, self->monitor, 0) < 0 || zmq_msg_size(&event) < 6) {
+        zmq_msg_close(&event);
+        zmq_msg_close(&address);
+        return;
+    }
+    int32_t err;
+    memcpy(&err, (const uint8_t *)zmq_msg_data(&event) + 2, sizeof err);
+    zmq_msg_close(&event);
+    zmq_msg_close(&address);
+    self->accept_failed++;
+    if (self->now - self->accept_logged_at < 10000 && self->accept_logged_at)
+        return;
+    self->accept_logged_at = self->now;
+    hop_log(HOP_ERROR, "broker",
+            "cannot accept connections: %s (connections=%zu fd_limit=%llu failed_accepts=%llu); "
+            "new clients hang until descriptors free up: raise the hard open-file limit "
+            "(LimitNOFILE=, limits.conf) and restart",
+            strerror(err), hop_map_size(self->conns), (unsigned long long)self->fd_limit,
+            (unsigned long long)self->accept_failed);
 }
 
 hop_broker_t *
@@ -149,7 +204,7 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
         hop_broker_destroy(&self);
         return NULL;
     }
-    s_raise_fd_limit();
+    self->fd_limit = s_raise_fd_limit();
     self->ctx = zmq_ctx_new();
     self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
     // Mandatory routing: a send to a full or vanished peer fails instead of being dropped
@@ -174,6 +229,7 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
     }
     size_t len = sizeof self->endpoint;
     zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &len);
+    self->monitor = s_accept_monitor(self);
     return self;
 }
 
@@ -200,6 +256,10 @@ hop_broker_destroy(hop_broker_t **self_p)
     hop_route_fini(&self->route);
     hop_enc_fini(&self->enc);
     hop_enc_fini(&self->batch_enc);
+    if (self->monitor) {
+        zmq_socket_monitor(self->router, NULL, 0); // stops the monitor
+        zmq_close(self->monitor);
+    }
     if (self->router)
         zmq_close(self->router);
     if (self->ctx)
@@ -414,266 +474,6 @@ s_hello(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, con
     hop_broker_send(self, conn, NULL);
 }
 
-// Inspection ------------------------------------------------------------------------------
-
-// Writes the queue arguments that are set.
-static void
-s_write_args(hop_broker_t *self, const hop_qargs_t *a)
-{
-    if (a->max_length)
-        hop_enc_uint(&self->enc, "max_length", a->max_length);
-    if (a->max_length_bytes)
-        hop_enc_uint(&self->enc, "max_length_bytes", a->max_length_bytes);
-    if (a->max_length || a->max_length_bytes)
-        hop_enc_cstr(&self->enc, "overflow", a->reject_publish ? "reject-publish" : "drop-head");
-    if (a->has_ttl)
-        hop_enc_uint(&self->enc, "message_ttl", a->message_ttl);
-    if (a->expires)
-        hop_enc_uint(&self->enc, "expires", a->expires);
-    if (a->max_deliveries)
-        hop_enc_uint(&self->enc, "max_deliveries", a->max_deliveries);
-    if (a->dlx)
-        hop_enc_cstr(&self->enc, "dead_letter_exchange", a->dlx);
-    if (a->dlk)
-        hop_enc_cstr(&self->enc, "dead_letter_key", a->dlk);
-    if (a->retry_delay)
-        hop_enc_uint(&self->enc, "retry_delay", a->retry_delay);
-    if (a->retry_delay_max)
-        hop_enc_uint(&self->enc, "retry_delay_max", a->retry_delay_max);
-    if (a->max_priority)
-        hop_enc_uint(&self->enc, "max_priority", a->max_priority);
-    if (a->ack_timeout)
-        hop_enc_uint(&self->enc, "ack_timeout", a->ack_timeout);
-}
-
-static void
-s_list_queues(hop_broker_t *self)
-{
-    hop_enc_array_begin(&self->enc, "items", (uint32_t)hop_map_size(self->queues));
-    size_t cursor = 0;
-    void *value;
-    while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
-        hop_queue_t *q = value;
-        hop_enc_map_begin(&self->enc, NULL);
-        hop_enc_str(&self->enc, "name", q->name, q->name_len);
-        hop_enc_bool(&self->enc, "durable", q->durable);
-        hop_enc_bool(&self->enc, "exclusive", q->exclusive);
-        hop_enc_bool(&self->enc, "auto_delete", q->auto_delete);
-        hop_enc_uint(&self->enc, "messages_ready", q->ready_count);
-        hop_enc_uint(&self->enc, "messages_unacked", q->unacked.size);
-        hop_enc_uint(&self->enc, "messages_delayed", q->delayed.size);
-        hop_enc_uint(&self->enc, "messages", q->ready_count + q->unacked.size + q->delayed.size);
-        hop_enc_uint(&self->enc, "bytes_ready", q->ready_bytes);
-        hop_entry_t *oldest = hop_queue_oldest(q);
-        // Age since it was published (or last delivered, or due, if it came back).
-        hop_enc_uint(&self->enc, "oldest_ready_ms", oldest ? self->now - oldest->at : 0);
-        hop_enc_uint(&self->enc, "consumers", q->consumer_count);
-        hop_enc_uint(&self->enc, "published", q->published);
-        hop_enc_uint(&self->enc, "delivered", q->delivered);
-        hop_enc_uint(&self->enc, "acked", q->acked);
-        hop_enc_uint(&self->enc, "dead_lettered", q->dead_lettered);
-        hop_enc_uint(&self->enc, "dropped", q->dropped);
-        hop_enc_uint(&self->enc, "expired", q->expired);
-        hop_enc_uint(&self->enc, "rejected_publishes", q->rejected_publishes);
-        s_write_args(self, &q->args);
-        hop_enc_map_end(&self->enc);
-    }
-}
-
-static void
-s_list_exchanges(hop_broker_t *self)
-{
-    hop_enc_array_begin(&self->enc, "items", (uint32_t)hop_map_size(self->exchanges));
-    size_t cursor = 0;
-    void *value;
-    while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value)) {
-        hop_xchg_t *x = value;
-        hop_enc_map_begin(&self->enc, NULL);
-        hop_enc_str(&self->enc, "name", x->name, x->name_len);
-        hop_enc_cstr(&self->enc, "type", hop_exchange_type_name(x->type));
-        hop_enc_bool(&self->enc, "durable", x->durable);
-        hop_enc_bool(&self->enc, "auto_delete", x->auto_delete);
-        hop_enc_uint(&self->enc, "bindings", x->table ? hop_exchange_binding_count(x->table) : 0);
-        hop_enc_uint(&self->enc, "published", x->published);
-        hop_enc_uint(&self->enc, "unroutable", x->unroutable);
-        hop_enc_map_end(&self->enc);
-    }
-}
-
-typedef struct {
-    hop_broker_t *broker;
-    hop_xchg_t *exchange;
-    uint32_t count;
-} s_bindings_t;
-
-static int
-s_count_binding(const char *key, size_t key_len, void *queue, void *arg)
-{
-    (void)key, (void)key_len, (void)queue;
-    ((s_bindings_t *)arg)->count++;
-    return 0;
-}
-
-static int
-s_write_binding(const char *key, size_t key_len, void *queue, void *arg)
-{
-    s_bindings_t *ctx = arg;
-    hop_enc_t *enc = &ctx->broker->enc;
-    hop_enc_map_begin(enc, NULL);
-    hop_enc_str(enc, "exchange", ctx->exchange->name, ctx->exchange->name_len);
-    hop_enc_str(enc, "queue", ((hop_queue_t *)queue)->name, ((hop_queue_t *)queue)->name_len);
-    hop_enc_str(enc, "key", key, key_len);
-    hop_enc_map_end(enc);
-    return 0;
-}
-
-static void
-s_list_bindings(hop_broker_t *self)
-{
-    s_bindings_t ctx = {.broker = self};
-    size_t cursor = 0;
-    void *value;
-    while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value))
-        if (((hop_xchg_t *)value)->table)
-            hop_exchange_foreach(((hop_xchg_t *)value)->table, s_count_binding, &ctx);
-    hop_enc_array_begin(&self->enc, "items", ctx.count);
-    cursor = 0;
-    while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value)) {
-        ctx.exchange = value;
-        if (ctx.exchange->table)
-            hop_exchange_foreach(ctx.exchange->table, s_write_binding, &ctx);
-    }
-}
-
-static void
-s_list_consumers(hop_broker_t *self)
-{
-    uint32_t count = 0;
-    size_t cursor = 0;
-    void *value;
-    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value))
-        count += (uint32_t)((hop_conn_t *)value)->consumer_count;
-    hop_enc_array_begin(&self->enc, "items", count);
-    cursor = 0;
-    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value)) {
-        hop_conn_t *conn = value;
-        for (hop_consumer_t *c = conn->consumers; c; c = c->conn_next) {
-            hop_enc_map_begin(&self->enc, NULL);
-            hop_enc_str(&self->enc, "queue", c->queue->name, c->queue->name_len);
-            hop_enc_cstr(&self->enc, "consumer", c->tag);
-            hop_enc_cstr(&self->enc, "connection", conn->label);
-            hop_enc_uint(&self->enc, "prefetch", c->prefetch);
-            hop_enc_bool(&self->enc, "no_ack", c->no_ack);
-            hop_enc_bool(&self->enc, "exclusive", c->exclusive);
-            hop_enc_uint(&self->enc, "unacked", c->unacked);
-            hop_enc_uint(&self->enc, "delivered", c->delivered);
-            hop_enc_uint(&self->enc, "ack_timeout",
-                         c->ack_timeout               ? c->ack_timeout
-                         : c->queue->args.ack_timeout ? c->queue->args.ack_timeout
-                                                      : self->config.ack_timeout_ms);
-            hop_enc_map_end(&self->enc);
-        }
-    }
-}
-
-static void
-s_list_connections(hop_broker_t *self)
-{
-    hop_enc_array_begin(&self->enc, "items", (uint32_t)hop_map_size(self->conns));
-    size_t cursor = 0;
-    void *value;
-    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value)) {
-        hop_conn_t *conn = value;
-        hop_enc_map_begin(&self->enc, NULL);
-        hop_enc_cstr(&self->enc, "connection", conn->label);
-        hop_enc_cstr(&self->enc, "name", conn->name);
-        hop_enc_cstr(&self->enc, "peer", conn->peer);
-        hop_enc_uint(&self->enc, "heartbeat", conn->heartbeat);
-        hop_enc_uint(&self->enc, "last_seen_ms", self->now - conn->last_recv);
-        hop_enc_uint(&self->enc, "consumers", conn->consumer_count);
-        hop_enc_uint(&self->enc, "unacked", conn->unacked);
-        hop_enc_uint(&self->enc, "connected_ms", self->now - conn->connected_at);
-        hop_enc_bool(&self->enc, "paused", conn->blocked_on != NULL);
-        if (conn->blocked_on)
-            hop_enc_cstr(&self->enc, "paused_by", conn->blocked_on->name);
-        hop_enc_map_end(&self->enc);
-    }
-}
-
-static void
-s_list(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
-{
-    static const struct {
-        const char *what;
-        void (*fn)(hop_broker_t *);
-    } subjects[] = {{"queues", s_list_queues},
-                    {"exchanges", s_list_exchanges},
-                    {"bindings", s_list_bindings},
-                    {"consumers", s_list_consumers},
-                    {"connections", s_list_connections}};
-    for (size_t i = 0; i < sizeof subjects / sizeof subjects[0]; i++) {
-        if (w->what.len == strlen(subjects[i].what) &&
-            memcmp(w->what.ptr, subjects[i].what, w->what.len) == 0) {
-            hop_broker_reply(self, HOP_CMD_LIST_OK, w->id);
-            subjects[i].fn(self);
-            hop_broker_send(self, conn, NULL);
-            return;
-        }
-    }
-    hop_broker_error(self, conn, w->id, HOP_CODE_COMMAND_INVALID,
-                     "cannot list '%.*s': use queues, exchanges, bindings, consumers or "
-                     "connections",
-                     (int)w->what.len, w->what.ptr ? w->what.ptr : "");
-}
-
-static void
-s_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
-{
-    uint64_t ready = 0, unacked = 0, delayed = 0, consumers = 0;
-    size_t cursor = 0;
-    void *value;
-    while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
-        hop_queue_t *q = value;
-        ready += q->ready_count;
-        unacked += q->unacked.size;
-        delayed += q->delayed.size;
-        consumers += q->consumer_count;
-    }
-    hop_broker_reply(self, HOP_CMD_STATUS_OK, w->id);
-    hop_enc_uint(&self->enc, "version", HOP_PROTOCOL_VERSION);
-    hop_enc_cstr(&self->enc, "server", "hopperd " HOP_VERSION);
-    hop_enc_uint(&self->enc, "uptime_ms", self->now - self->started_at);
-    hop_enc_cstr(&self->enc, "endpoint", self->endpoint);
-    hop_enc_cstr(&self->enc, "data_dir", self->data_dir);
-    hop_enc_uint(&self->enc, "connections", hop_map_size(self->conns));
-    hop_enc_uint(&self->enc, "consumers", consumers);
-    hop_enc_uint(&self->enc, "queues", hop_map_size(self->queues));
-    hop_enc_uint(&self->enc, "exchanges", hop_map_size(self->exchanges));
-    hop_enc_uint(&self->enc, "messages_ready", ready);
-    hop_enc_uint(&self->enc, "messages_unacked", unacked);
-    hop_enc_uint(&self->enc, "messages_delayed", delayed);
-    hop_enc_uint(&self->enc, "published", self->published);
-    hop_enc_uint(&self->enc, "delivered", self->delivered);
-    hop_enc_uint(&self->enc, "acked", self->acked);
-    hop_enc_uint(&self->enc, "unroutable", self->unroutable);
-    hop_enc_uint(&self->enc, "returned", self->returned);
-    hop_enc_uint(&self->enc, "confirmed", self->confirmed);
-    hop_enc_uint(&self->enc, "rejected_publishes", self->rejected_publishes);
-    hop_enc_uint(&self->enc, "dead_lettered", self->dead_lettered);
-    hop_enc_uint(&self->enc, "dropped", self->dropped);
-    hop_enc_uint(&self->enc, "expired", self->expired);
-    hop_enc_uint(&self->enc, "revoked", self->revoked);
-    hop_enc_uint(&self->enc, "ack_timeout", self->config.ack_timeout_ms);
-    uint64_t paused = 0;
-    for (hop_conn_t *c = self->blocked_head; c; c = c->blocked_next)
-        paused++;
-    hop_enc_uint(&self->enc, "paused_publishers", paused);
-    hop_enc_uint(&self->enc, "flow_messages", self->config.flow_messages);
-    hop_enc_uint(&self->enc, "flow_bytes", self->config.flow_bytes);
-    hop_enc_uint(&self->enc, "rss_bytes", hop_rss_bytes());
-    hop_broker_send(self, conn, NULL);
-}
-
 // Dispatch of one protocol message --------------------------------------------------------
 
 // Handles one command. hdr/hdr_len are its header bytes inside frame; the body is body_frame
@@ -830,10 +630,10 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
                              "list needs 'what' (queues, exchanges, bindings, consumers or "
                              "connections)");
         else
-            s_list(self, conn, &w);
+            hop_inspect_list(self, conn, &w);
         break;
     case HOP_CMD_STATUS:
-        s_status(self, conn, &w);
+        hop_inspect_status(self, conn, &w);
         break;
     default:
         // Replies and broker-to-client commands are not requests.
@@ -938,18 +738,21 @@ s_tick(hop_broker_t *self)
 int
 hop_broker_run(hop_broker_t *self)
 {
-    zmq_pollitem_t item = {.socket = self->router, .events = ZMQ_POLLIN};
+    zmq_pollitem_t items[2] = {{.socket = self->router, .events = ZMQ_POLLIN},
+                               {.socket = self->monitor, .events = ZMQ_POLLIN}};
     self->next_tick = hop_now_ms() + TICK_MS;
     while (!s_interrupted) {
         self->now = hop_now_ms();
         long wait = self->next_tick > self->now ? (long)(self->next_tick - self->now) : 0;
-        int rc = zmq_poll(&item, 1, wait);
+        int rc = zmq_poll(items, self->monitor ? 2 : 1, wait);
         if (rc < 0 && zmq_errno() != EINTR) {
             hop_log(HOP_ERROR, "broker", "poll failed: %s", zmq_strerror(zmq_errno()));
             break;
         }
         self->now = hop_now_ms();
-        if (rc > 0) {
+        if (rc > 0 && self->monitor && (items[1].revents & ZMQ_POLLIN))
+            s_accept_event(self);
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
             s_drain(self);
             self->busy = true;
         }

@@ -30,27 +30,31 @@ struct hop_broker {
     hop_broker_config_t config;
     char endpoint[256]; // bound endpoint
     char *data_dir;
-    int lock_fd;              // flock on data_dir/LOCK
-    void *ctx;                // ZeroMQ context
-    void *router;             // the ROUTER socket
-    hop_map_t *conns;         // routing id -> hop_conn_t
-    hop_map_t *queues;        // name -> hop_queue_t
-    hop_map_t *exchanges;     // name -> hop_xchg_t
-    hop_enc_t enc;            // reused for every header we send
-    hop_enc_t batch_enc;      // batch headers, written while enc may hold a reply
-    hop_conn_t *out_head;     // connections with deliveries waiting in a batch
-    hop_conn_t *confirm_head; // connections with positive confirms to send
-    hop_conn_t *blocked_head; // connections asked to pause publishing (flow control)
-    hop_route_t route;        // reused for every publish
-    uint64_t conn_seq;        // for conn-N labels
-    uint64_t started_at;      // monotonic ms
-    uint64_t now;             // monotonic ms, refreshed once per loop turn
-    uint64_t next_tick;       // when the liveness tick runs next
-    bool has_dead;            // some connection is marked dead and waits to be closed
-    bool busy;                // messages arrived since the last tick
-    bool trimmed;             // the heap was trimmed since the broker was last busy
-    size_t live_peak;         // most message records alive since the last trim
-    uint64_t trimmed_at;      // monotonic ms of the last trim
+    int lock_fd;               // flock on data_dir/LOCK
+    void *ctx;                 // ZeroMQ context
+    void *router;              // the ROUTER socket
+    void *monitor;             // PAIR receiving the router's failed-accept events, or NULL
+    uint64_t fd_limit;         // open-file limit in force
+    uint64_t accept_failed;    // accepts that failed (out of file descriptors)
+    uint64_t accept_logged_at; // monotonic ms of the last log about them
+    hop_map_t *conns;          // routing id -> hop_conn_t
+    hop_map_t *queues;         // name -> hop_queue_t
+    hop_map_t *exchanges;      // name -> hop_xchg_t
+    hop_enc_t enc;             // reused for every header we send
+    hop_enc_t batch_enc;       // batch headers, written while enc may hold a reply
+    hop_conn_t *out_head;      // connections with deliveries waiting in a batch
+    hop_conn_t *confirm_head;  // connections with positive confirms to send
+    hop_conn_t *blocked_head;  // connections asked to pause publishing (flow control)
+    hop_route_t route;         // reused for every publish
+    uint64_t conn_seq;         // for conn-N labels
+    uint64_t started_at;       // monotonic ms
+    uint64_t now;              // monotonic ms, refreshed once per loop turn
+    uint64_t next_tick;        // when the liveness tick runs next
+    bool has_dead;             // some connection is marked dead and waits to be closed
+    bool busy;                 // messages arrived since the last tick
+    bool trimmed;              // the heap was trimmed since the broker was last busy
+    size_t live_peak;          // most message records alive since the last trim
+    uint64_t trimmed_at;       // monotonic ms of the last trim
     uint64_t published, delivered, acked, unroutable; // totals for status
     uint64_t returned, confirmed, rejected_publishes, dead_lettered, dropped, expired, revoked;
     char err[256]; // scratch for error texts
@@ -71,6 +75,11 @@ void hop_broker_error(hop_broker_t *self, hop_conn_t *conn, uint64_t id, int cod
 // Starts a reply header: cmd and id.
 void hop_broker_reply(hop_broker_t *self, hop_cmd_t cmd, uint64_t id);
 void hop_broker_mark_dead(hop_broker_t *self, hop_conn_t *conn);
+
+// inspect.c --------------------------------------------------------------------------------
+// Answers list (w->what names the subject) and status.
+void hop_inspect_list(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+void hop_inspect_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 
 // topology.c -------------------------------------------------------------------------------
 void hop_topology_init(hop_broker_t *self);

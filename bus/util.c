@@ -1,6 +1,7 @@
 // bus/util.c - logging, allocation and clocks.
 #include "util.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,11 +109,17 @@ hop_wall_ms(void)
 uint64_t
 hop_rss_bytes(void)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (!f)
+    // Opened once and re-read: a broker out of file descriptors must still report its memory.
+    static int fd = -1;
+    if (fd < 0 && (fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)) < 0)
         return 0;
+    char buf[128];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
     unsigned long size = 0, resident = 0;
-    int n = fscanf(f, "%lu %lu", &size, &resident);
-    fclose(f);
-    return n == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+    if (sscanf(buf, "%lu %lu", &size, &resident) != 2)
+        return 0;
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
