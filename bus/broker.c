@@ -410,6 +410,9 @@ s_conn_close(hop_broker_t *self, hop_conn_t *conn, const char *why)
                 conn->label, conn->name ? conn->name : "", conn->peer, why, unacked);
     hop_map_remove(self->conns, conn->id, conn->id_len);
     hop_conn_destroy(&conn);
+    // ZeroMQ frees the connection's buffers a moment later, on its own thread: trim after it.
+    self->trimmed = false;
+    self->trim_not_before = self->now + 1000;
 }
 
 static void
@@ -726,7 +729,7 @@ s_tick(hop_broker_t *self)
                    self->now - self->trimmed_at >= 1000;
     if (self->busy && !drained)
         self->trimmed = false;
-    else if (!self->trimmed || drained) {
+    else if ((!self->trimmed && self->now >= self->trim_not_before) || drained) {
         malloc_trim(0);
         self->trimmed = true;
         self->trimmed_at = self->now;

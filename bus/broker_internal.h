@@ -55,6 +55,7 @@ struct hop_broker {
     bool trimmed;              // the heap was trimmed since the broker was last busy
     size_t live_peak;          // most message records alive since the last trim
     uint64_t trimmed_at;       // monotonic ms of the last trim
+    uint64_t trim_not_before;  // no idle trim before this (connections just closed)
     uint64_t published, delivered, acked, unroutable; // totals for status
     uint64_t returned, confirmed, rejected_publishes, dead_lettered, dropped, expired, revoked;
     char err[256]; // scratch for error texts
