@@ -6,11 +6,12 @@
 // from the broker) and delivery.c (parsing deliveries).
 //
 // Threads: the user thread owns hop_client_t and the user ends of two inproc PAIR pipes; the
-// I/O thread (client_io.c) owns the DEALER socket and the other ends. Frames cross the data
-// pipe unchanged in both directions (zmq_msg moves, no copies); on the way out the I/O thread
-// packs messages that are already waiting into one batch (PROTOCOL.md 2.1), and the user thread
-// unpacks the broker's batches. The control pipe carries "TERM" to the I/O thread and "LOST"
-// (broker silent past its timeout) back.
+// I/O thread (client_io.c) owns the DEALER socket and the other ends. Frames from the broker
+// cross the data pipe unchanged (zmq_msg moves, no copies) and the user thread unpacks the
+// broker's batches. Messages to the broker go into an outbox under a mutex, appended to the
+// batch being built while the I/O thread is busy (PROTOCOL.md 2.1); the data pipe carries
+// only a wake-up that way, once per run of messages. The control pipe carries "TERM" to the I/O
+// thread and "LOST" (broker silent past its timeout) back.
 #ifndef HOP_CLIENT_INTERNAL_H_INCLUDED
 #define HOP_CLIENT_INTERNAL_H_INCLUDED
 
@@ -212,6 +213,10 @@ int hop_client_take_async(hop_client_t *self);
 int hop_client_open(hop_client_t *self);
 // Stops the I/O thread, closes the sockets, drops buffered deliveries. Safe when not open.
 void hop_client_shut(hop_client_t *self);
+// Queues a message for the broker in the I/O thread's outbox (client_recv.c's hop_client_send
+// is the caller). Never blocks. Returns 0, or -1 when the I/O thread could not be woken (errno).
+int hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size,
+                      const void *body, size_t body_size, bool has_body, bool alone);
 // Shuts the connection as lost; sets the error text. Returns HOP_ECONNECT.
 int hop_client_lost(hop_client_t *self, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

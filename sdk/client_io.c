@@ -1,13 +1,16 @@
 // sdk/client_io.c - the client's plumbing: the I/O thread that owns the DEALER socket, and
-// opening and closing connections. The user thread's side of the pipes is client_recv.c.
+// opening and closing connections, and the outbox the user thread queues messages in. The user
+// thread's side of the data pipe is client_recv.c.
 //
-// The I/O thread is deliberately thin: it moves frames between the broker and the user thread
-// without decoding them, sends a heartbeat whenever it has sent nothing for the negotiated
-// interval (so a user thread busy for minutes in a handler keeps the connection alive) and
-// reports "LOST" when the broker has been silent for longer than its timeout. All protocol work
-// happens on the user thread. Its one optimisation needs only frame sizes: when the user thread
-// has queued several messages, they go to the broker as one batch (PROTOCOL.md 2.1), one
-// ZeroMQ message and far fewer system calls instead of one per message.
+// The I/O thread is deliberately thin: it moves frames from the broker to the user thread
+// without decoding them, takes what the user thread queued in the outbox to the broker, sends a
+// heartbeat whenever it has sent nothing for the negotiated interval (so a user thread busy for
+// minutes in a handler keeps the connection alive) and reports "LOST" when the broker has been
+// silent for longer than its timeout. All protocol work happens on the user thread. Messages the
+// user thread queues faster than the I/O thread takes them pile up in one chunk of the outbox and
+// go to the broker as one batch (PROTOCOL.md 2.1): one ZeroMQ message and far fewer system calls
+// instead of one per message, and on the user thread a lock and a copy instead of two ZeroMQ
+// messages (two mallocs) per message.
 #include "client_internal.h"
 
 #include <assert.h>
@@ -20,11 +23,21 @@
 #include <sys/resource.h>
 #include <time.h>
 
-// One user message taken from the data pipe.
+// What the user thread queued for the broker, in order (the outbox): a run of records that
+// may go as one batch (count > 0), or one message that travels on its own (count 0: marked
+// alone, a large body, or an empty body frame).
+typedef struct s_chunk {
+    struct s_chunk *next;
+    msgpack_sbuffer records; // count > 0: the records, back to back (PROTOCOL.md 2.1)
+    uint32_t count;          // records in it; 0 for a message of its own
+    zmq_msg_t frame[2];      // count 0: header, body
+    int frames;              // count 0: frames in use
+} s_chunk_t;
+
+// The message (or batch) the I/O thread is sending.
 typedef struct {
     zmq_msg_t frame[2]; // header, body
     int frames;         // 0 = none
-    bool alone;         // never batched (the user side marked it)
 } s_outmsg_t;
 
 struct hop_client_io {
@@ -37,12 +50,23 @@ struct hop_client_io {
     int timeout_ms;   // report LOST after this long without hearing the broker
     pthread_t thread; // runs s_io_run
 
+    // The outbox, shared by both threads under lock. The user thread appends a message to the
+    // newest chunk while it has room (one lock, one copy: no ZeroMQ message and no malloc per
+    // message); the I/O thread takes the oldest. The pipe then only carries a wake-up (an
+    // empty frame), sent when the I/O thread said it found the outbox empty (idle).
+    pthread_mutex_t lock;
+    s_chunk_t *box_head; // oldest
+    s_chunk_t *box_tail; // newest, the one appended to
+    s_chunk_t *box_free; // chunks to reuse
+    unsigned box_spare;  // chunks in box_free
+    bool idle;           // the I/O thread waits for a wake-up before it looks again
+
     // I/O thread, towards the broker
-    s_outmsg_t out;          // the message (or batch) not yet accepted by the DEALER
-    int out_sent;            // frames of out already sent
-    int out_count;           // user messages in out
-    s_outmsg_t next;         // taken from the pipe after a batch filled up; goes out next
-    msgpack_sbuffer records; // the records of the batch being built, reused
+    s_outmsg_t out;  // the message (or batch) not yet accepted by the DEALER
+    int out_sent;    // frames of out already sent
+    int out_count;   // user messages in out
+    bool box_more;   // the outbox may hold more: look again before waiting
+    s_chunk_t *done; // the last chunk taken, back to box_free at the next take
 };
 
 // {cmd:"heartbeat"} in msgpack, written once by hand so the I/O thread needs no encoder.
@@ -243,115 +267,114 @@ s_io_from_broker(hop_client_io_t *self)
     return moved;
 }
 
-// Takes the next user message from the pipe into m (an empty slot) without waiting. Returns
-// whether there was one. An empty first frame is the user side's mark for a message that must
-// travel alone (a header is never empty).
-static bool
-s_io_take(hop_client_io_t *self, s_outmsg_t *m)
+// Chunks kept for reuse. A batch up to S_COPY_MAX bytes is copied into its frame and the
+// chunk keeps its buffer; a larger one hands its buffer to ZeroMQ.
+#define S_SPARE_CHUNKS 4
+#define S_COPY_MAX     8192
+
+static void
+s_free_records(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+// Puts c's content into m (empty): its own message as it was written, a lone record as the
+// plain message it stands for, or a batch. Leaves c empty for reuse.
+static void
+s_io_unpack(hop_client_io_t *self, s_chunk_t *c, s_outmsg_t *m)
 {
     assert(m->frames == 0);
-    if (zmq_msg_recv(&m->frame[0], self->pipe_io, ZMQ_DONTWAIT) < 0)
-        return false;
-    // The rest of a multipart message is already here: ZeroMQ passes it whole.
-    m->alone = zmq_msg_size(&m->frame[0]) == 0 && zmq_msg_more(&m->frame[0]);
-    if (m->alone)
-        zmq_msg_recv(&m->frame[0], self->pipe_io, 0); // releases the mark
-    m->frames = 1;
-    if (zmq_msg_more(&m->frame[0])) {
-        zmq_msg_recv(&m->frame[1], self->pipe_io, 0);
+    self->out_count = c->count ? (int)c->count : 1;
+    if (c->count == 0) {
+        for (int i = 0; i < c->frames; i++)
+            zmq_msg_move(&m->frame[i], &c->frame[i]);
+        m->frames = c->frames;
+        c->frames = 0;
+        return;
+    }
+    zmq_msg_close(&m->frame[0]);
+    zmq_msg_close(&m->frame[1]);
+    if (c->count == 1) {
+        // Nothing came behind it: it goes as if never batched (a record without a body is a
+        // message without a body frame; an empty body frame never becomes a record).
+        hop_batch_t at;
+        const uint8_t *head, *body;
+        uint32_t head_size, body_size;
+        hop_batch_init(&at, c->records.data, c->records.size);
+        int more = hop_batch_next(&at, &head, &head_size, &body, &body_size);
+        assert(more > 0);
+        (void)more;
+        zmq_msg_init_size(&m->frame[0], head_size);
+        memcpy(zmq_msg_data(&m->frame[0]), head, head_size);
+        m->frames = 1;
+        if (body_size) {
+            zmq_msg_init_size(&m->frame[1], body_size);
+            memcpy(zmq_msg_data(&m->frame[1]), body, body_size);
+            m->frames = 2;
+        } else
+            zmq_msg_init(&m->frame[1]);
+    } else {
+        zmq_msg_init_size(&m->frame[0], sizeof s_batch_header);
+        uint8_t *header = zmq_msg_data(&m->frame[0]);
+        memcpy(header, s_batch_header, sizeof s_batch_header);
+        header[sizeof s_batch_header - 2] = (uint8_t)(c->count >> 8);
+        header[sizeof s_batch_header - 1] = (uint8_t)c->count;
+        if (c->records.size <= S_COPY_MAX) {
+            zmq_msg_init_size(&m->frame[1], c->records.size);
+            memcpy(zmq_msg_data(&m->frame[1]), c->records.data, c->records.size);
+        } else {
+            // A big batch is not copied: its buffer travels, the chunk grows a new one.
+            size_t size = c->records.size;
+            void *data = msgpack_sbuffer_release(&c->records);
+            if (zmq_msg_init_data(&m->frame[1], data, size, s_free_records, NULL))
+                abort(); // out of memory
+        }
         m->frames = 2;
-        assert(!zmq_msg_more(&m->frame[1])); // the user side writes one or two frames
     }
-    return true;
+    c->records.size = 0;
+    c->count = 0;
 }
 
-// Whether m may go inside a batch: not marked alone, and small. Large bodies travel in their
-// own frame, passed on without a copy.
-static bool
-s_io_batchable(s_outmsg_t *m)
-{
-    return !m->alone && zmq_msg_size(&m->frame[0]) <= HOP_BATCH_BODY_MAX &&
-           (m->frames < 2 || zmq_msg_size(&m->frame[1]) <= HOP_BATCH_BODY_MAX);
-}
-
-static void
-s_io_move(s_outmsg_t *to, s_outmsg_t *from)
-{
-    for (int i = 0; i < from->frames; i++)
-        zmq_msg_move(&to->frame[i], &from->frame[i]);
-    to->frames = from->frames;
-    to->alone = from->alone;
-    from->frames = 0;
-}
-
-// Appends m to the batch being built and empties m.
-static void
-s_io_append(hop_client_io_t *self, s_outmsg_t *m)
-{
-    zmq_msg_t *body = m->frames > 1 ? &m->frame[1] : NULL;
-    hop_batch_append(&self->records, zmq_msg_data(&m->frame[0]), zmq_msg_size(&m->frame[0]),
-                     body ? zmq_msg_data(body) : NULL, body ? zmq_msg_size(body) : 0);
-    for (int i = 0; i < m->frames; i++) {
-        zmq_msg_close(&m->frame[i]);
-        zmq_msg_init(&m->frame[i]);
-    }
-    m->frames = 0;
-}
-
-// Puts the next thing to send into out: a message as the user wrote it, or a batch of the
-// messages that are already waiting. Never waits for more: a message with nothing behind it
-// goes out alone and at once. Returns false when the pipe is empty.
+// Takes the oldest chunk of the outbox into out. Says idle (the user thread then wakes us
+// on its next message) when there is none. Returns whether there was one.
 static bool
 s_io_fill(hop_client_io_t *self)
 {
-    s_outmsg_t second = {.frames = 0};
-    if (self->next.frames == 0 && !s_io_take(self, &self->next))
-        return false;
-    self->out_count = 1;
-    if (!s_io_batchable(&self->next)) {
-        s_io_move(&self->out, &self->next);
-        return true;
-    }
-    // Peek at the pipe through a local slot, initialised only when needed.
-    zmq_msg_init(&second.frame[0]);
-    zmq_msg_init(&second.frame[1]);
-    if (!s_io_take(self, &second)) {
-        s_io_move(&self->out, &self->next);
-    } else if (!s_io_batchable(&second)) {
-        s_io_move(&self->out, &self->next);
-        s_io_move(&self->next, &second); // after the first, to keep the order
-    } else {
-        self->records.size = 0;
-        s_io_append(self, &self->next);
-        s_io_append(self, &second);
-        uint32_t count = 2;
-        // What stops a batch stays in next and goes out after it.
-        while (count < S_BATCH_RECORDS && self->records.size < S_BATCH_BYTES &&
-               s_io_take(self, &self->next) && s_io_batchable(&self->next)) {
-            s_io_append(self, &self->next);
-            count++;
+    pthread_mutex_lock(&self->lock);
+    if (self->done) {
+        if (self->box_spare < S_SPARE_CHUNKS) {
+            self->done->next = self->box_free;
+            self->box_free = self->done;
+            self->box_spare++;
+            self->done = NULL;
         }
-        zmq_msg_close(&self->out.frame[0]);
-        zmq_msg_init_size(&self->out.frame[0], sizeof s_batch_header);
-        uint8_t *header = zmq_msg_data(&self->out.frame[0]);
-        memcpy(header, s_batch_header, sizeof s_batch_header);
-        header[sizeof s_batch_header - 2] = (uint8_t)(count >> 8);
-        header[sizeof s_batch_header - 1] = (uint8_t)count;
-        zmq_msg_close(&self->out.frame[1]);
-        zmq_msg_init_size(&self->out.frame[1], self->records.size);
-        memcpy(zmq_msg_data(&self->out.frame[1]), self->records.data, self->records.size);
-        self->out.frames = 2;
-        self->out_count = (int)count;
     }
-    zmq_msg_close(&second.frame[0]);
-    zmq_msg_close(&second.frame[1]);
+    s_chunk_t *c = self->box_head;
+    if (c) {
+        self->box_head = c->next;
+        if (!self->box_head)
+            self->box_tail = NULL;
+    } else
+        self->idle = true;
+    pthread_mutex_unlock(&self->lock);
+    self->box_more = c != NULL;
+    if (self->done) { // more spare chunks than we keep
+        msgpack_sbuffer_destroy(&self->done->records);
+        free(self->done);
+        self->done = NULL;
+    }
+    if (!c)
+        return false;
+    s_io_unpack(self, c, &self->out);
+    self->done = c;
     return true;
 }
 
 // Moves user messages into the DEALER until it would block. A message the DEALER refuses
-// (ZMQ_IMMEDIATE: no live connection) stays in out, and the pipe is not read until it goes:
-// the pipe then buffers, and the broker-silence timeout decides. Returns messages sent (a
-// batch counts its records).
+// (ZMQ_IMMEDIATE: no live connection) stays in out, and the outbox is not looked at until it
+// goes: the outbox then buffers, and the broker-silence timeout decides. Returns messages
+// sent (a batch counts its records).
 static int
 s_io_to_broker(hop_client_io_t *self)
 {
@@ -375,6 +398,17 @@ s_io_to_broker(hop_client_io_t *self)
     return sent;
 }
 
+// Empties the pipe of the user thread's wake-ups.
+static void
+s_io_woken(hop_client_io_t *self)
+{
+    zmq_msg_t frame;
+    zmq_msg_init(&frame);
+    while (zmq_msg_recv(&frame, self->pipe_io, ZMQ_DONTWAIT) >= 0)
+        ;
+    zmq_msg_close(&frame);
+}
+
 static void *
 s_io_run(void *arg)
 {
@@ -387,16 +421,15 @@ s_io_run(void *arg)
                                {self->dealer, 0, ZMQ_POLLIN, 0},
                                {self->pipe_io, 0, ZMQ_POLLIN, 0}};
     while (true) {
-        // A message held back in out, or one taken from the pipe behind a full batch.
-        bool pending = self->out.frames > 0 || self->next.frames > 0;
-        // With a message held back, wait for the DEALER to become writable instead of reading
-        // the pipe (a held message must go first); no heartbeat is due then (one could not be
-        // sent either).
+        // A message held back in out: wait for the DEALER to become writable instead of
+        // looking at the outbox (a held message must go first); no heartbeat is due then (one
+        // could not be sent either).
+        bool pending = self->out.frames > 0;
         items[1].events = ZMQ_POLLIN | (pending ? ZMQ_POLLOUT : 0);
         items[2].events = pending ? 0 : ZMQ_POLLIN;
         int64_t wake = -1;
         if (!pending)
-            wake = last_sent + self->heartbeat_ms;
+            wake = self->box_more ? now : last_sent + self->heartbeat_ms;
         if (!lost && (wake < 0 || last_heard + self->timeout_ms < wake))
             wake = last_heard + self->timeout_ms;
         long timeout = wake < 0 ? -1 : wake > now ? (long)(wake - now) : 0;
@@ -409,10 +442,13 @@ s_io_run(void *arg)
                 break; // TERM is the only message the user side sends here
             if ((items[1].revents & ZMQ_POLLIN) && s_io_from_broker(self) > 0)
                 last_heard = now;
-            if (((items[1].revents & ZMQ_POLLOUT) || (items[2].revents & ZMQ_POLLIN)) &&
-                s_io_to_broker(self) > 0)
-                last_sent = now;
+            if (items[2].revents & ZMQ_POLLIN)
+                s_io_woken(self);
         }
+        if ((pending ? (rc > 0 && (items[1].revents & ZMQ_POLLOUT))
+                     : (self->box_more || (rc > 0 && (items[2].revents & ZMQ_POLLIN)))) &&
+            s_io_to_broker(self) > 0)
+            last_sent = now;
         if (!lost && now - last_heard >= self->timeout_ms) {
             lost = true; // said once; the user side shuts the connection when it reads it
             zmq_send(self->ctrl_io, "LOST", 4, ZMQ_DONTWAIT);
@@ -467,15 +503,35 @@ s_pipe(void *ctx, void **a_p, void **b_p)
     return 0;
 }
 
-// Frees the messages and buffers of an I/O thread that is not running.
+static void
+s_chunk_destroy(s_chunk_t **self_p)
+{
+    s_chunk_t *self = *self_p;
+    if (!self)
+        return;
+    zmq_msg_close(&self->frame[0]);
+    zmq_msg_close(&self->frame[1]);
+    msgpack_sbuffer_destroy(&self->records);
+    free(self);
+    *self_p = NULL;
+}
+
+// Frees the messages and buffers of an I/O thread that is not running (what is still in the
+// outbox is dropped with its connection).
 static void
 s_io_free(hop_client_io_t *self)
 {
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2; i++)
         zmq_msg_close(&self->out.frame[i]);
-        zmq_msg_close(&self->next.frame[i]);
-    }
-    msgpack_sbuffer_destroy(&self->records);
+    s_chunk_t *lists[2] = {self->box_head, self->box_free};
+    for (int l = 0; l < 2; l++)
+        while (lists[l]) {
+            s_chunk_t *next = lists[l]->next;
+            s_chunk_destroy(&lists[l]);
+            lists[l] = next;
+        }
+    s_chunk_destroy(&self->done);
+    pthread_mutex_destroy(&self->lock);
     free(self);
 }
 
@@ -489,11 +545,10 @@ s_io_new(void *ctx, void *dealer, int heartbeat_ms, int timeout_ms)
     self->dealer = dealer;
     self->heartbeat_ms = heartbeat_ms;
     self->timeout_ms = timeout_ms;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 2; i++)
         zmq_msg_init(&self->out.frame[i]);
-        zmq_msg_init(&self->next.frame[i]);
-    }
-    msgpack_sbuffer_init(&self->records);
+    pthread_mutex_init(&self->lock, NULL);
+    self->idle = true; // the first message wakes the thread
     if (s_pipe(ctx, &self->pipe, &self->pipe_io) == 0) {
         if (s_pipe(ctx, &self->ctrl, &self->ctrl_io) == 0) {
             // The DEALER moves to the new thread; pthread_create is the full memory barrier
@@ -522,6 +577,85 @@ s_io_destroy(hop_client_io_t **self_p)
     zmq_close(self->ctrl);
     s_io_free(self);
     *self_p = NULL;
+}
+
+// ---------------------------------------------------------------------------------------
+// The user thread's side of the outbox
+
+// Whether a message goes into a batch: not marked alone, no large frame, and not an empty body
+// frame (a record's body_len 0 means "no body"; such a message keeps its frame by travelling
+// on its own).
+static bool
+s_batchable(size_t header_size, size_t body_size, bool has_body, bool alone)
+{
+    return !alone && header_size <= HOP_BATCH_BODY_MAX && body_size <= HOP_BATCH_BODY_MAX &&
+           (!has_body || body_size > 0);
+}
+
+static s_chunk_t *
+s_chunk_take(hop_client_io_t *self)
+{
+    s_chunk_t *c = self->box_free;
+    if (c) {
+        self->box_free = c->next;
+        self->box_spare--;
+    } else {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            abort();
+        msgpack_sbuffer_init(&c->records);
+        zmq_msg_init(&c->frame[0]);
+        zmq_msg_init(&c->frame[1]);
+    }
+    c->next = NULL;
+    c->count = 0;
+    c->frames = 0;
+    c->records.size = 0;
+    return c;
+}
+
+int
+hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size, const void *body,
+                  size_t body_size, bool has_body, bool alone)
+{
+    assert(self);
+    assert(header_size > 0);
+    bool batchable = s_batchable(header_size, body_size, has_body, alone);
+    pthread_mutex_lock(&self->lock);
+    s_chunk_t *c = self->box_tail;
+    if (!batchable || !c || c->count == 0 || c->count >= S_BATCH_RECORDS ||
+        c->records.size >= S_BATCH_BYTES) {
+        c = s_chunk_take(self);
+        if (self->box_tail)
+            self->box_tail->next = c;
+        else
+            self->box_head = c;
+        self->box_tail = c;
+    }
+    if (batchable) {
+        hop_batch_append(&c->records, header, header_size, body, has_body ? body_size : 0);
+        c->count++;
+    } else {
+        // Copied into frames now, the way zmq_send would: they travel without another copy.
+        zmq_msg_close(&c->frame[0]);
+        zmq_msg_init_size(&c->frame[0], header_size);
+        memcpy(zmq_msg_data(&c->frame[0]), header, header_size);
+        c->frames = 1;
+        if (has_body) {
+            zmq_msg_close(&c->frame[1]);
+            zmq_msg_init_size(&c->frame[1], body_size);
+            if (body_size)
+                memcpy(zmq_msg_data(&c->frame[1]), body, body_size);
+            c->frames = 2;
+        }
+    }
+    bool wake = self->idle;
+    self->idle = false;
+    pthread_mutex_unlock(&self->lock);
+    // One wake-up per run of messages, not per message. The pipe has no high-water mark.
+    if (wake && zmq_send(self->pipe, "", 0, ZMQ_DONTWAIT) < 0)
+        return -1;
+    return 0;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -98,15 +98,10 @@ int
 hop_client_send(hop_client_t *self, const void *header, size_t header_size, const void *body,
                 size_t body_size, bool has_body, bool alone)
 {
-    assert(self->pipe);
-    assert(header_size > 0); // an empty first frame is the mark for "alone"
-    // The pipe has no high-water mark, so these never block; zmq_send copies into a frame
-    // that then travels to the broker without another copy (or into a batch).
-    if ((alone && zmq_send(self->pipe, "", 0, ZMQ_SNDMORE) < 0) ||
-        zmq_send(self->pipe, header, header_size, has_body ? ZMQ_SNDMORE : 0) < 0 ||
-        (has_body && zmq_send(self->pipe, body_size ? body : "", body_size, 0) < 0))
-        return hop_client_lost(self, 0, "cannot pass a message to the I/O thread: %s",
-                               zmq_strerror(errno));
+    assert(self->io);
+    assert(header_size > 0);
+    if (hop_client_io_put(self->io, header, header_size, body, body_size, has_body, alone))
+        return hop_client_lost(self, 0, "cannot wake the I/O thread: %s", zmq_strerror(errno));
     return HOP_OK;
 }
 
