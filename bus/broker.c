@@ -730,6 +730,8 @@ s_tick(hop_broker_t *self)
     if (self->busy && !drained)
         self->trimmed = false;
     else if ((!self->trimmed && self->now >= self->trim_not_before) || drained) {
+        if (!self->busy)
+            hop_batch_buf_trim();
         malloc_trim(0);
         self->trimmed = true;
         self->trimmed_at = self->now;

@@ -406,6 +406,8 @@ s_batch_add(hop_broker_t *self, hop_conn_t *conn, hop_entry_t *e)
             hop_realloc(conn->out_entries, conn->out_entries_cap * sizeof *conn->out_entries);
     }
     conn->out_entries[conn->out_count++] = e;
+    if (!conn->out.data)
+        hop_batch_buf_get(&conn->out);
     size_t size;
     const void *header = hop_enc_end(&self->enc, &size);
     hop_batch_append(&conn->out, header, size, e->msg->body, e->msg->body_len);
@@ -466,14 +468,11 @@ static void
 s_batch_reset(hop_conn_t *conn)
 {
     conn->out_count = 0;
-    msgpack_sbuffer_clear(&conn->out);
-}
-
-static void
-s_free_records(void *data, void *hint)
-{
-    (void)hint;
-    free(data);
+    if (conn->out.data) { // a batch sent whole took it already; an idle connection holds none
+        void *hint;
+        void *data = hop_batch_buf_take(&conn->out, &hint);
+        hop_batch_buf_free(data, hint);
+    }
 }
 
 int
@@ -503,12 +502,13 @@ hop_deliver_flush(hop_broker_t *self, hop_conn_t *conn)
             err = zmq_errno();
         else {
             zmq_send(self->router, header, hsize, ZMQ_SNDMORE | ZMQ_DONTWAIT);
-            // The records buffer is handed to ZeroMQ as it is: no copy; the connection starts
-            // a new one next time, so an idle connection holds no batch memory.
+            // The records buffer is handed to ZeroMQ as it is: no copy; the connection takes
+            // another from the pool next time, so an idle connection holds no batch memory.
             size_t size = conn->out.size;
+            void *hint;
+            void *data = hop_batch_buf_take(&conn->out, &hint);
             zmq_msg_t records;
-            zmq_msg_init_data(&records, msgpack_sbuffer_release(&conn->out), size, s_free_records,
-                              NULL);
+            zmq_msg_init_data(&records, data, size, hop_batch_buf_free, hint);
             if (zmq_msg_send(&records, self->router, ZMQ_DONTWAIT) < 0)
                 zmq_msg_close(&records);
             rc = 0;

@@ -127,6 +127,7 @@ hop_client_ctx_unref(void)
         // buffers left behind.
         zmq_ctx_term(s_ctx);
         s_ctx = NULL;
+        hop_batch_buf_trim(); // ZeroMQ gave every batch buffer back by now
     }
     pthread_mutex_unlock(&s_ctx_lock);
 }
@@ -267,17 +268,7 @@ s_io_from_broker(hop_client_io_t *self)
     return moved;
 }
 
-// Chunks kept for reuse. A batch up to S_COPY_MAX bytes is copied into its frame and the
-// chunk keeps its buffer; a larger one hands its buffer to ZeroMQ.
-#define S_SPARE_CHUNKS 4
-#define S_COPY_MAX     8192
-
-static void
-s_free_records(void *data, void *hint)
-{
-    (void)hint;
-    free(data);
-}
+#define S_SPARE_CHUNKS 4 // chunks kept for reuse
 
 // Puts c's content into m (empty): its own message as it was written, a lone record as the
 // plain message it stands for, or a batch. Leaves c empty for reuse.
@@ -314,25 +305,23 @@ s_io_unpack(hop_client_io_t *self, s_chunk_t *c, s_outmsg_t *m)
             m->frames = 2;
         } else
             zmq_msg_init(&m->frame[1]);
+        void *hint; // an idle client holds no batch buffer
+        void *data = hop_batch_buf_take(&c->records, &hint);
+        hop_batch_buf_free(data, hint);
     } else {
         zmq_msg_init_size(&m->frame[0], sizeof s_batch_header);
         uint8_t *header = zmq_msg_data(&m->frame[0]);
         memcpy(header, s_batch_header, sizeof s_batch_header);
         header[sizeof s_batch_header - 2] = (uint8_t)(c->count >> 8);
         header[sizeof s_batch_header - 1] = (uint8_t)c->count;
-        if (c->records.size <= S_COPY_MAX) {
-            zmq_msg_init_size(&m->frame[1], c->records.size);
-            memcpy(zmq_msg_data(&m->frame[1]), c->records.data, c->records.size);
-        } else {
-            // A big batch is not copied: its buffer travels, the chunk grows a new one.
-            size_t size = c->records.size;
-            void *data = msgpack_sbuffer_release(&c->records);
-            if (zmq_msg_init_data(&m->frame[1], data, size, s_free_records, NULL))
-                abort(); // out of memory
-        }
+        // The buffer travels as it is; the chunk takes another from the pool when reused.
+        size_t size = c->records.size;
+        void *hint;
+        void *data = hop_batch_buf_take(&c->records, &hint);
+        if (zmq_msg_init_data(&m->frame[1], data, size, hop_batch_buf_free, hint))
+            abort(); // out of memory
         m->frames = 2;
     }
-    c->records.size = 0;
     c->count = 0;
 }
 
@@ -610,7 +599,6 @@ s_chunk_take(hop_client_io_t *self)
     c->next = NULL;
     c->count = 0;
     c->frames = 0;
-    c->records.size = 0;
     return c;
 }
 
@@ -633,6 +621,8 @@ hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size,
         self->box_tail = c;
     }
     if (batchable) {
+        if (!c->records.data)
+            hop_batch_buf_get(&c->records);
         hop_batch_append(&c->records, header, header_size, body, has_body ? body_size : 0);
         c->count++;
     } else {

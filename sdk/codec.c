@@ -4,6 +4,8 @@
 #include "hopper.h"
 
 #include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -830,6 +832,60 @@ hop_batch_append(msgpack_sbuffer *buf, const void *header, size_t header_len, co
     s_put_be32(buf, body_len);
     if (body_len)
         msgpack_sbuffer_write(buf, body, body_len);
+}
+
+#define S_POOL_MAX 16 // batch buffers kept, 1.1 MiB
+
+static pthread_mutex_t s_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *s_pool[S_POOL_MAX];
+static int s_pool_size;
+
+void
+hop_batch_buf_get(msgpack_sbuffer *buf)
+{
+    assert(buf && !buf->data);
+    void *data = NULL;
+    pthread_mutex_lock(&s_pool_lock);
+    if (s_pool_size > 0)
+        data = s_pool[--s_pool_size];
+    pthread_mutex_unlock(&s_pool_lock);
+    if (!data && !(data = malloc(HOP_BATCH_BUF_SIZE)))
+        abort(); // out of memory
+    buf->data = data;
+    buf->alloc = HOP_BATCH_BUF_SIZE;
+    buf->size = 0;
+}
+
+void *
+hop_batch_buf_take(msgpack_sbuffer *buf, void **hint)
+{
+    assert(buf);
+    // A buffer that grew past the pool's size (a huge record) is freed, not pooled.
+    *hint = (void *)(uintptr_t)(buf->alloc == HOP_BATCH_BUF_SIZE);
+    return msgpack_sbuffer_release(buf);
+}
+
+void
+hop_batch_buf_free(void *data, void *hint)
+{
+    if (hint && data) {
+        pthread_mutex_lock(&s_pool_lock);
+        if (s_pool_size < S_POOL_MAX) {
+            s_pool[s_pool_size++] = data;
+            data = NULL;
+        }
+        pthread_mutex_unlock(&s_pool_lock);
+    }
+    free(data);
+}
+
+void
+hop_batch_buf_trim(void)
+{
+    pthread_mutex_lock(&s_pool_lock);
+    while (s_pool_size > 0)
+        free(s_pool[--s_pool_size]);
+    pthread_mutex_unlock(&s_pool_lock);
 }
 
 const char *

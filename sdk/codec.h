@@ -245,6 +245,22 @@ int hop_batch_next(hop_batch_t *self, const uint8_t **header, uint32_t *header_l
 void hop_batch_append(msgpack_sbuffer *buf, const void *header, size_t header_len, const void *body,
                       size_t body_len);
 
+// Batch buffers: a batch's records are built in a buffer of HOP_BATCH_BUF_SIZE bytes and handed
+// to ZeroMQ without a copy (zmq_msg_init_data with hop_batch_buf_free), which gives it back to a
+// small process-wide pool from its I/O thread. Building every batch in a fresh buffer instead
+// cost a malloc, a chain of reallocs (copies) and, once glibc trimmed the heap, page faults.
+#define HOP_BATCH_BUF_SIZE (72 * 1024) // 64 KiB of records and the record that crossed the limit
+
+// Gives buf, which holds no memory, a batch buffer (from the pool when it has one).
+void hop_batch_buf_get(msgpack_sbuffer *buf);
+// Takes buf's memory for zmq_msg_init_data: returns the data, and in *hint what
+// hop_batch_buf_free needs. buf holds no memory afterwards.
+void *hop_batch_buf_take(msgpack_sbuffer *buf, void **hint);
+// The free function for zmq_msg_init_data (thread-safe): back to the pool, or freed.
+void hop_batch_buf_free(void *data, void *hint);
+// Frees the pooled buffers (an idle broker gives its memory back).
+void hop_batch_buf_trim(void);
+
 // hop_code_name (error code names) is declared in hopper.h: applications use it too.
 
 #endif
