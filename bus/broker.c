@@ -200,7 +200,7 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
     self->exchanges = hop_map_new();
     hop_topology_init(self);
 
-    if (s_lock_data_dir(self, err, err_size) < 0) {
+    if (s_lock_data_dir(self, err, err_size) < 0 || hop_durable_open(self, err, err_size) < 0) {
         hop_broker_destroy(&self);
         return NULL;
     }
@@ -242,6 +242,9 @@ hop_broker_destroy(hop_broker_t **self_p)
     hop_broker_t *self = *self_p;
     if (!self)
         return;
+    // Nothing the shutdown itself does (consumers cancelled, auto-delete queues going) is a
+    // change to remember: close the store first.
+    hop_durable_close(self);
     // Close every connection first: that settles their entries and consumers.
     while (hop_map_size(self->conns)) {
         size_t cursor = 0;
@@ -400,6 +403,7 @@ s_conn_close(hop_broker_t *self, hop_conn_t *conn, const char *why)
     hop_deliver_drop_batch(self, conn);
     hop_deliver_drop_confirms(self, conn);
     hop_deliver_forget_paused(self, conn);
+    hop_durable_forget_conn(self, conn);
     hop_deliver_requeue_conn(self, conn);
     while (conn->consumers)
         hop_deliver_end_consumer(self, conn->consumers, false);
@@ -743,20 +747,31 @@ s_tick(hop_broker_t *self)
 int
 hop_broker_run(hop_broker_t *self)
 {
-    zmq_pollitem_t items[2] = {{.socket = self->router, .events = ZMQ_POLLIN},
+    zmq_pollitem_t items[3] = {{.socket = self->router, .events = ZMQ_POLLIN},
+                               {.fd = hop_durable_fd(self), .events = ZMQ_POLLIN},
                                {.socket = self->monitor, .events = ZMQ_POLLIN}};
+    int n_items = self->monitor ? 3 : 2;
+    if (items[1].fd < 0) { // no store: the monitor takes its slot
+        items[1] = items[2];
+        n_items--;
+    }
     self->next_tick = hop_now_ms() + TICK_MS;
     while (!s_interrupted) {
         self->now = hop_now_ms();
         long wait = self->next_tick > self->now ? (long)(self->next_tick - self->now) : 0;
-        int rc = zmq_poll(items, self->monitor ? 2 : 1, wait);
+        int rc = zmq_poll(items, n_items, wait);
         if (rc < 0 && zmq_errno() != EINTR) {
             hop_log(HOP_ERROR, "broker", "poll failed: %s", zmq_strerror(zmq_errno()));
             break;
         }
         self->now = hop_now_ms();
-        if (rc > 0 && self->monitor && (items[1].revents & ZMQ_POLLIN))
-            s_accept_event(self);
+        for (int i = 1; rc > 0 && i < n_items; i++)
+            if (items[i].revents & ZMQ_POLLIN) {
+                if (items[i].socket == self->monitor && self->monitor)
+                    s_accept_event(self);
+                else
+                    hop_durable_progress(self);
+            }
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
             s_drain(self);
             self->busy = true;
@@ -767,6 +782,7 @@ hop_broker_run(hop_broker_t *self)
         }
         // Deliveries batched during this turn go out now: batching never waits for more.
         hop_deliver_flush_all(self);
+        hop_durable_progress(self); // commits this turn's records; confirms what is on disk
         hop_deliver_flush_confirms(self);
         if (self->blocked_head)
             hop_deliver_resume(self, NULL);

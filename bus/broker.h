@@ -14,6 +14,8 @@ typedef struct {
     uint64_t ack_timeout_ms; // default ack deadline of deliveries
     uint64_t flow_messages;  // ready messages in a queue that pause its publishers; 0: never
     uint64_t flow_bytes;     // ready bytes in a queue that pause its publishers; 0: never
+    int fsync;               // HOP_FSYNC_* of bus/store.h: always (default), every, never
+    uint32_t fsync_ms;       // fsync every: the interval
 } hop_broker_config_t;
 
 #define HOP_DEFAULT_BIND          "tcp://127.0.0.1:5680"

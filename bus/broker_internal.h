@@ -14,6 +14,8 @@
 
 #include <stdbool.h>
 
+typedef struct hop_durable hop_durable_t;
+
 // A broker-level exchange: name, declared properties, and the pure routing table.
 typedef struct {
     char *name;
@@ -24,6 +26,9 @@ typedef struct {
     bool had_binding;      // auto-delete only after a first binding
     hop_exchange_t *table; // bindings; NULL for the default exchange (routes by queue name)
     uint64_t published, unroutable;
+    uint64_t sid;   // durable: its id in the store (never reused); 0 otherwise
+    uint64_t spos;  // durable: position of its declare record
+    uint32_t ssize; // and that record's size
 } hop_xchg_t;
 
 struct hop_broker {
@@ -45,6 +50,7 @@ struct hop_broker {
     hop_conn_t *out_head;      // connections with deliveries waiting in a batch
     hop_conn_t *confirm_head;  // connections with positive confirms to send
     hop_conn_t *blocked_head;  // connections asked to pause publishing (flow control)
+    hop_durable_t *durable;    // durable topology and persistent messages (bus/durable.c)
     hop_route_t route;         // reused for every publish
     uint64_t conn_seq;         // for conn-N labels
     uint64_t started_at;       // monotonic ms
@@ -81,6 +87,8 @@ void hop_broker_mark_dead(hop_broker_t *self, hop_conn_t *conn);
 // Answers list (w->what names the subject) and status.
 void hop_inspect_list(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 void hop_inspect_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+// Writes the queue arguments that are set, with the keys queue.declare uses.
+void hop_inspect_write_args(hop_enc_t *enc, const hop_qargs_t *args);
 
 // topology.c -------------------------------------------------------------------------------
 void hop_topology_init(hop_broker_t *self);
@@ -96,6 +104,8 @@ int hop_topology_access(hop_broker_t *self, hop_conn_t *conn, hop_queue_t *queue
 hop_queue_t *hop_topology_use_queue(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 // Deletes queue: cancels its consumers (telling their clients), removes its bindings.
 void hop_topology_delete_queue(hop_broker_t *self, hop_queue_t *queue);
+// Removes an exchange and its bindings (no checks, no reply).
+void hop_topology_exchange_remove(hop_broker_t *self, hop_xchg_t *x);
 void hop_topology_exchange_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 void hop_topology_exchange_delete(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 void hop_topology_queue_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
@@ -154,6 +164,43 @@ void hop_deliver_forget_paused(hop_broker_t *self, hop_conn_t *conn);
 // Sends the positive confirms gathered this turn; forgets conn's (it is closing).
 void hop_deliver_flush_confirms(hop_broker_t *self);
 void hop_deliver_drop_confirms(hop_broker_t *self, hop_conn_t *conn);
+
+// Confirms publish seq of conn positively (gathered, sent at the end of the turn).
+void hop_deliver_confirm_ok(hop_broker_t *self, hop_conn_t *conn, uint64_t seq);
+
+// durable.c --------------------------------------------------------------------------------
+// Opens the store in the data directory and replays it (the topology handlers rebuild what
+// it holds). Returns 0, or -1 with a reason in err.
+int hop_durable_open(hop_broker_t *self, char *err, size_t err_size);
+// Writes out what is pending and closes the store; nothing is recorded afterwards.
+void hop_durable_close(hop_broker_t *self);
+// Records a durable exchange's declare (declared) or deletion.
+void hop_durable_exchange(hop_broker_t *self, hop_xchg_t *x, bool declared);
+// An exchange is going away: its binding records die, its deletion is recorded.
+void hop_durable_exchange_gone(hop_broker_t *self, hop_xchg_t *x);
+// Records a durable queue's declare (declared) or deletion (its messages and bindings die).
+void hop_durable_queue(hop_broker_t *self, hop_queue_t *q, bool declared);
+// Records a binding or unbinding between a durable queue and a durable (or built-in) exchange.
+void hop_durable_bind(hop_broker_t *self, hop_xchg_t *x, hop_queue_t *q, const char *key,
+                      size_t key_len, bool bind);
+// Writes the record of a persistent message's entry in a durable queue.
+void hop_durable_message(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e);
+// The entry leaves its queue for good (acked, dropped...): its record is killed.
+void hop_durable_forget(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e);
+void hop_durable_forget_list(hop_broker_t *self, hop_queue_t *q, const hop_list_t *list);
+// Starts a publish (forgets whether the last one wrote). Returns whether durability is on.
+bool hop_durable_publish_begin(hop_broker_t *self);
+// Holds conn's confirm of seq until the records written so far are durable, when this publish
+// wrote one or conn has confirms waiting already. Returns false when it may go out now.
+bool hop_durable_confirm(hop_broker_t *self, hop_conn_t *conn, uint64_t seq);
+void hop_durable_forget_conn(hop_broker_t *self, hop_conn_t *conn);
+// The store's progress: commits what this turn appended, takes in finished syncs and sends the
+// confirms they cover. Call at the end of every loop turn and when hop_durable_fd is readable.
+void hop_durable_progress(hop_broker_t *self);
+int hop_durable_fd(const hop_broker_t *self);
+// The store's current error (0, disk full, I/O error): persistent publishes are refused then.
+int hop_durable_error(const hop_broker_t *self);
+void hop_durable_status(hop_broker_t *self, hop_enc_t *enc);
 
 // deadletter.c -----------------------------------------------------------------------------
 // Disposes of an entry leaving queue unconsumed (already out of every list): republishes it to

@@ -49,8 +49,9 @@ struct hop_conn {
     hop_conn_t *out_next;
     // Publisher confirms (PROTOCOL.md 4.4): positive confirms are sent once per loop turn as
     // one "multiple" confirm covering every sequence up to confirm_hi.
-    uint64_t confirm_hi; // highest sequence confirmed but not told yet; 0: none
-    bool confirm_listed; // in the broker's list of connections with confirms to send
+    uint64_t confirm_hi;       // highest sequence confirmed but not told yet; 0: none
+    bool confirm_listed;       // in the broker's list of connections with confirms to send
+    uint32_t confirms_waiting; // confirms held until the store has their records on disk
     hop_conn_t *confirm_next;
     // Publisher flow control (PROTOCOL.md 6.3): a client that said flow:true in hello is asked
     // to pause while a queue it publishes to is over the broker's watermark.

@@ -171,6 +171,7 @@ s_dead_letter(const hop_msg_t *msg, const hop_queue_t *queue, const char *reason
     dl->body = msg->body;
     dl->body_len = msg->body_len;
     dl->priority = msg->priority; // the expiration is removed: it would only expire again
+    dl->persistent = msg->persistent;
     dl->own = (uint8_t *)msgpack_sbuffer_release(&buf);
     dl->exchange = (const char *)dl->own + sizeof death_len;
     dl->exchange_len = (uint32_t)x_len;
@@ -183,6 +184,7 @@ void
 hop_deliver_dead_letter(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *entry,
                         const char *reason)
 {
+    hop_durable_forget(self, queue, entry); // it leaves this queue for good
     if (strcmp(reason, "expired") == 0) {
         queue->expired++;
         self->expired++;

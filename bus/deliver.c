@@ -30,9 +30,8 @@ s_confirm_send(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, bool multiple
     hop_broker_send(self, conn, NULL);
 }
 
-// Confirms seq positively: gathered, sent at the end of the turn as one multiple confirm.
-static void
-s_confirm_ok(hop_broker_t *self, hop_conn_t *conn, uint64_t seq)
+void
+hop_deliver_confirm_ok(hop_broker_t *self, hop_conn_t *conn, uint64_t seq)
 {
     self->confirmed++;
     if (seq > conn->confirm_hi)
@@ -63,6 +62,14 @@ hop_deliver_nack(hop_broker_t *self, hop_conn_t *conn, uint64_t seq, int code, c
     hop_enc_uint(&self->enc, "code", (uint64_t)code);
     hop_enc_cstr(&self->enc, "text", text);
     hop_broker_send(self, conn, NULL);
+}
+
+// Confirms seq positively, once the records it wrote (and those before it) are durable.
+static void
+s_confirm(hop_broker_t *self, hop_conn_t *conn, uint64_t seq)
+{
+    if (!hop_durable_confirm(self, conn, seq))
+        hop_deliver_confirm_ok(self, conn, seq);
 }
 
 void
@@ -198,8 +205,10 @@ hop_deliver_enqueue(hop_broker_t *self, hop_route_t *route, hop_msg_t *msg, uint
                 *rejected = true;
             continue;
         }
-        hop_queue_push(q, msg, self->now, ttl);
+        hop_entry_t *e = hop_queue_push(q, msg, self->now, ttl);
         stored++;
+        if (msg->persistent && q->stored)
+            hop_durable_message(self, q, e);
         if (q->args.max_length || q->args.max_length_bytes)
             s_drop_head(self, q);
     }
@@ -240,6 +249,7 @@ void
 hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, hop_frames_t *batch,
                     zmq_msg_t *header, zmq_msg_t *body_frame, const void *body, size_t body_len)
 {
+    hop_durable_publish_begin(self);
     if ((w->has & HOP_F_SEQ) && w->seq == 0) {
         hop_broker_error(self, conn, w->id, HOP_CODE_SYNTAX_ERROR,
                          "publish 'seq' must be 1 or more (confirm sequence numbers start at 1)");
@@ -250,6 +260,13 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
                  "message body of %zu bytes is over the broker's limit of %zu "
                  "(hopperd --max-message)",
                  body_len, self->config.max_message);
+        return;
+    }
+    if (w->persistent && hop_durable_error(self)) {
+        s_refuse(self, conn, w, HOP_CODE_RESOURCE_ERROR,
+                 "the broker cannot write persistent messages: %s (free disk space in its "
+                 "data directory; it retries by itself)",
+                 hop_durable_error(self) == -103 ? "its disk is full" : "an I/O error");
         return;
     }
     if (w->priority > 255 || w->expiration > UINT32_MAX) {
@@ -283,7 +300,7 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
         self->unroutable++;
         if (!w->mandatory) {
             if (w->has & HOP_F_SEQ)
-                s_confirm_ok(self, conn, w->seq);
+                s_confirm(self, conn, w->seq);
             return;
         }
     }
@@ -313,13 +330,14 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
     msg->props = s_rebase(w->props.ptr, old_base, base);
     msg->props_len = w->props.len;
     msg->priority = (uint8_t)w->priority;
+    msg->persistent = w->persistent;
     if (self->route.size == 0) {
         // Mandatory and unroutable: back to the publisher, then confirmed (as in AMQP).
         s_return(self, conn, w, msg);
         msg->refs = 1;
         hop_msg_release(msg);
         if (w->has & HOP_F_SEQ)
-            s_confirm_ok(self, conn, w->seq);
+            s_confirm(self, conn, w->seq);
         return;
     }
     // Enqueue everywhere before dispatching anywhere: a no-ack delivery may release the
@@ -336,7 +354,7 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
                              "(overflow reject-publish): the message was not stored there",
                              (int)xname.len, xname.ptr ? xname.ptr : "", (int)w->key.len, key);
         else
-            s_confirm_ok(self, conn, w->seq);
+            s_confirm(self, conn, w->seq);
     }
     for (size_t i = 0; i < self->route.size; i++)
         if (self->route.queues[i]) {
@@ -454,6 +472,7 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
         self->delivered++;
         if (c->no_ack) {
             hop_conn_skip_tag(conn);
+            hop_durable_forget(self, queue, e);
             hop_queue_settle(queue, e, false);
         } else {
             e->consumer = c;
@@ -523,6 +542,7 @@ hop_deliver_flush(hop_broker_t *self, hop_conn_t *conn)
             // No-ack deliveries are settled once they are on their way.
             e->noack = false;
             hop_conn_untrack(conn, e->tag);
+            hop_durable_forget(self, e->queue, e);
             if (e->queue)
                 hop_queue_settle(e->queue, e, false);
             else
@@ -632,6 +652,7 @@ s_settle_entry(hop_broker_t *self, hop_conn_t *conn, hop_entry_t *e, s_settle_t 
         hop_queue_unlink(q, e);
         hop_deliver_dead_letter(self, q, e, "rejected");
     } else {
+        hop_durable_forget(self, q, e);
         hop_queue_settle(q, e, true);
         self->acked++;
     }
@@ -859,6 +880,7 @@ hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     self->delivered++;
     if (w->no_ack) {
         hop_conn_skip_tag(conn);
+        hop_durable_forget(self, q, e);
         hop_queue_settle(q, e, false);
     } else
         hop_conn_track(conn, e);

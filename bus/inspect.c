@@ -8,34 +8,34 @@
 
 // Inspection ------------------------------------------------------------------------------
 
-// Writes the queue arguments that are set.
-static void
-s_write_args(hop_broker_t *self, const hop_qargs_t *a)
+// Writes the queue arguments that are set (as queue.declare names them).
+void
+hop_inspect_write_args(hop_enc_t *enc, const hop_qargs_t *a)
 {
     if (a->max_length)
-        hop_enc_uint(&self->enc, "max_length", a->max_length);
+        hop_enc_uint(enc, "max_length", a->max_length);
     if (a->max_length_bytes)
-        hop_enc_uint(&self->enc, "max_length_bytes", a->max_length_bytes);
+        hop_enc_uint(enc, "max_length_bytes", a->max_length_bytes);
     if (a->max_length || a->max_length_bytes)
-        hop_enc_cstr(&self->enc, "overflow", a->reject_publish ? "reject-publish" : "drop-head");
+        hop_enc_cstr(enc, "overflow", a->reject_publish ? "reject-publish" : "drop-head");
     if (a->has_ttl)
-        hop_enc_uint(&self->enc, "message_ttl", a->message_ttl);
+        hop_enc_uint(enc, "message_ttl", a->message_ttl);
     if (a->expires)
-        hop_enc_uint(&self->enc, "expires", a->expires);
+        hop_enc_uint(enc, "expires", a->expires);
     if (a->max_deliveries)
-        hop_enc_uint(&self->enc, "max_deliveries", a->max_deliveries);
+        hop_enc_uint(enc, "max_deliveries", a->max_deliveries);
     if (a->dlx)
-        hop_enc_cstr(&self->enc, "dead_letter_exchange", a->dlx);
+        hop_enc_cstr(enc, "dead_letter_exchange", a->dlx);
     if (a->dlk)
-        hop_enc_cstr(&self->enc, "dead_letter_key", a->dlk);
+        hop_enc_cstr(enc, "dead_letter_key", a->dlk);
     if (a->retry_delay)
-        hop_enc_uint(&self->enc, "retry_delay", a->retry_delay);
+        hop_enc_uint(enc, "retry_delay", a->retry_delay);
     if (a->retry_delay_max)
-        hop_enc_uint(&self->enc, "retry_delay_max", a->retry_delay_max);
+        hop_enc_uint(enc, "retry_delay_max", a->retry_delay_max);
     if (a->max_priority)
-        hop_enc_uint(&self->enc, "max_priority", a->max_priority);
+        hop_enc_uint(enc, "max_priority", a->max_priority);
     if (a->ack_timeout)
-        hop_enc_uint(&self->enc, "ack_timeout", a->ack_timeout);
+        hop_enc_uint(enc, "ack_timeout", a->ack_timeout);
 }
 
 static void
@@ -67,7 +67,7 @@ s_list_queues(hop_broker_t *self)
         hop_enc_uint(&self->enc, "dropped", q->dropped);
         hop_enc_uint(&self->enc, "expired", q->expired);
         hop_enc_uint(&self->enc, "rejected_publishes", q->rejected_publishes);
-        s_write_args(self, &q->args);
+        hop_inspect_write_args(&self->enc, &q->args);
         hop_enc_map_end(&self->enc);
     }
 }
@@ -260,6 +260,7 @@ hop_inspect_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     for (hop_conn_t *c = self->blocked_head; c; c = c->blocked_next)
         paused++;
     hop_enc_uint(&self->enc, "paused_publishers", paused);
+    hop_durable_status(self, &self->enc);
     hop_enc_uint(&self->enc, "fd_limit", self->fd_limit);
     hop_enc_uint(&self->enc, "accept_failed", self->accept_failed);
     hop_enc_uint(&self->enc, "flow_messages", self->config.flow_messages);

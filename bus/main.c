@@ -36,6 +36,11 @@ s_usage(FILE *out)
             "                        asked to pause (flow control; default %u, 0: never);\n"
             "                        they resume under half of it\n"
             "  --flow-bytes B        the same in bytes of ready bodies (default %u)\n"
+            "  --fsync POLICY        when persistent messages are confirmed: always (default:\n"
+            "                        after the fsync that covers them; one fsync serves every\n"
+            "                        publish made meanwhile), every MS (written at once,\n"
+            "                        fsynced every MS ms) or never (written, never fsynced);\n"
+            "                        the last two survive kill -9 but not a power cut\n"
             "  --log-level LEVEL     error, warn, info or debug (default info)\n"
             "  -h, --help            show this help\n"
             "  --version             show the version\n"
@@ -83,7 +88,8 @@ main(int argc, char **argv)
                            strcmp(arg, "--heartbeat") == 0 || strcmp(arg, "--max-message") == 0 ||
                            strcmp(arg, "--log-level") == 0 || strcmp(arg, "--sndhwm") == 0 ||
                            strcmp(arg, "--ack-timeout") == 0 ||
-                           strcmp(arg, "--flow-messages") == 0 || strcmp(arg, "--flow-bytes") == 0;
+                           strcmp(arg, "--flow-messages") == 0 ||
+                           strcmp(arg, "--flow-bytes") == 0 || strcmp(arg, "--fsync") == 0;
         if (!takes_value) {
             fprintf(stderr, "hopperd: unknown option '%s' (see hopperd --help)\n", arg);
             return 2;
@@ -113,6 +119,20 @@ main(int argc, char **argv)
             if (s_number(arg, value, 1000, UINT32_MAX, &n))
                 return 2;
             config.ack_timeout_ms = n;
+        } else if (strcmp(arg, "--fsync") == 0) {
+            if (strcmp(value, "always") == 0)
+                config.fsync = 0;
+            else if (strcmp(value, "never") == 0)
+                config.fsync = 2;
+            else if (strcmp(value, "every") == 0 && i + 1 < argc) {
+                if (s_number("--fsync every", argv[++i], 1, 60000, &n))
+                    return 2;
+                config.fsync = 1;
+                config.fsync_ms = (uint32_t)n;
+            } else {
+                fprintf(stderr, "hopperd: --fsync is always, every MS or never; got '%s'\n", value);
+                return 2;
+            }
         } else if (strcmp(arg, "--flow-messages") == 0 || strcmp(arg, "--flow-bytes") == 0) {
             if (s_number(arg, value, 0, 1ull << 40, &n))
                 return 2;

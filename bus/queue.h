@@ -68,6 +68,7 @@ struct hop_msg {
     uint32_t refs;     // entries (queues) still holding the message
     uint8_t priority;  // 0..255
     bool entry_used;   // the embedded entry is in use
+    bool persistent;   // kept on disk in durable queues
     uint8_t *own;      // a dead letter's own bytes: [u32 death_len][exchange][key][death]
     hop_entry_t entry; // embedded entry for the first queue
 };
@@ -129,6 +130,12 @@ struct hop_queue {
     uint64_t dead_lettered, dropped, expired, rejected_publishes;
     uint64_t last_used;      // monotonic ms of the last declare/get/consumer (for `expires`)
     hop_queue_t *owner_next; // list of queues exclusive to the owner connection
+    // Durable queues (bus/durable.c): the store's id and declare record, and the message
+    // record of each persistent entry, by entry seq.
+    uint64_t sid;
+    uint64_t spos;
+    uint32_t ssize;
+    void *stored; // hop_map_t *: seq (8 bytes) -> position and size of its message record
 };
 
 // Records ----------------------------------------------------------------------------------

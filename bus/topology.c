@@ -28,6 +28,7 @@ s_exchange_new(hop_broker_t *self, const char *name, size_t len, hop_exchange_ty
 static void
 s_exchange_destroy(hop_broker_t *self, hop_xchg_t *x)
 {
+    hop_durable_exchange_gone(self, x);
     hop_map_remove(self->exchanges, x->name, x->name_len);
     hop_exchange_destroy(&x->table);
     free(x->name);
@@ -195,9 +196,16 @@ hop_topology_exchange_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wi
         x = s_exchange_new(self, w->exchange.ptr, w->exchange.len, type);
         x->durable = w->durable;
         x->auto_delete = w->auto_delete;
+        hop_durable_exchange(self, x, true);
         hop_log(HOP_DEBUG, "topology", "exchange declared name=%s type=%s", x->name, type_name);
     }
     s_ok(self, conn, w->id);
+}
+
+void
+hop_topology_exchange_remove(hop_broker_t *self, hop_xchg_t *x)
+{
+    s_exchange_destroy(self, x);
 }
 
 void
@@ -435,6 +443,7 @@ hop_topology_queue_declare(hop_broker_t *self, hop_conn_t *conn, const hop_wire_
             conn->exclusive = q;
         }
         hop_map_put(self->queues, q->name, q->name_len, q);
+        hop_durable_queue(self, q, true);
         hop_log(HOP_DEBUG, "topology", "queue declared name=%s conn=%s", q->name, conn->label);
     }
     q->last_used = self->now;
@@ -480,6 +489,7 @@ hop_topology_delete_queue(hop_broker_t *self, hop_queue_t *queue)
             *at = queue->owner_next;
     }
     hop_map_remove(self->queues, queue->name, queue->name_len);
+    hop_durable_queue(self, queue, false);
     if (self->blocked_head)
         hop_deliver_resume(self, queue); // its paused publishers wait no more
     hop_log(HOP_DEBUG, "topology", "queue deleted name=%s", queue->name);
@@ -515,6 +525,10 @@ hop_topology_queue_purge(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t 
     hop_queue_t *q = hop_topology_use_queue(self, conn, w);
     if (!q)
         return;
+    hop_durable_forget_list(self, q, &q->ready);
+    hop_durable_forget_list(self, q, &q->delayed);
+    for (uint32_t p = 0; q->levels && p < q->args.max_priority; p++)
+        hop_durable_forget_list(self, q, &q->levels[p]);
     size_t n = hop_queue_purge(q);
     hop_broker_reply(self, HOP_CMD_OK, w->id);
     hop_enc_uint(&self->enc, "messages", n);
@@ -548,8 +562,10 @@ hop_topology_bind(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, boo
             return;
         }
         x->had_binding = true;
+        hop_durable_bind(self, x, q, key, w->key.len, true);
     } else {
         hop_exchange_unbind(x->table, key, w->key.len, q);
+        hop_durable_bind(self, x, q, key, w->key.len, false);
         if (x->auto_delete && hop_exchange_binding_count(x->table) == 0) {
             s_exchange_destroy(self, x);
         }
