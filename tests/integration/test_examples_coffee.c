@@ -58,7 +58,7 @@ s_check_customers(ex_proc_t *customers[], int n, char orders[][4])
     for (int i = 0; i < n; i++) {
         int status = ex_wait_exit(customers[i], EX_WAIT_MS + 5000);
         char *out = ex_output(customers[i]);
-        char want[128];
+        char want[512];
         snprintf(want, sizeof want, "%s: ordered \"%s\": %s\n", customers[i]->name, orders[i],
                  s_answer(orders[i]));
         bool right = strcmp(out, want) == 0;
