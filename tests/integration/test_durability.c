@@ -364,6 +364,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_restart_keeps_durable_things_only, s_setup_durable,
                                         sx_teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_is_cut_and_reported, s_setup_durable,
+                                        sx_teardown),
         cmocka_unit_test_setup_teardown(test_crash_keeps_every_confirmed_message, s_setup_durable,
                                         sx_teardown),
     };
