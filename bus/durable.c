@@ -291,6 +291,13 @@ hop_durable_message(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
     if (m->priority)
         hop_enc_uint(&enc, "priority", m->priority);
     hop_enc_bool(&enc, "persistent", true);
+    // Deadlines are kept as wall-clock times, so that a restart does not reset them.
+    if (e->expires_at != UINT64_MAX)
+        hop_enc_uint(&enc, "expires", hop_wall_ms() + (e->expires_at - self->now));
+    uint32_t death_len;
+    const uint8_t *death = hop_msg_death(m, &death_len);
+    if (death)
+        hop_enc_raw(&enc, "death", death, death_len);
     size_t hsize;
     const void *header = hop_enc_end(&enc, &hsize);
     struct iovec iov[2] = {{(void *)header, hsize}, {(void *)m->body, m->body_len}};
@@ -539,8 +546,26 @@ s_replay_message(hop_broker_t *self, const hop_store_record_t *rec, hop_queue_t 
     msg->body = msg->body_len ? base + hsize : NULL;
     msg->priority = (uint8_t)(w.priority > 255 ? 255 : w.priority);
     msg->persistent = true;
+    if (w.death.ptr) {
+        // A dead letter: its death records live in bytes of its own, as deadletter.c lays
+        // them out ([u32 death_len][exchange][key][death]).
+        uint32_t dl = w.death.len;
+        uint8_t *own = hop_malloc(sizeof dl + msg->exchange_len + msg->key_len + dl);
+        memcpy(own, &dl, sizeof dl);
+        memcpy(own + sizeof dl, msg->exchange, msg->exchange_len);
+        memcpy(own + sizeof dl + msg->exchange_len, msg->key, msg->key_len);
+        memcpy(own + sizeof dl + msg->exchange_len + msg->key_len, w.death.ptr, dl);
+        msg->own = own;
+        msg->exchange = (const char *)own + sizeof dl;
+        msg->key = msg->exchange + msg->exchange_len;
+    }
+    uint64_t ttl = HOP_TTL_NONE;
+    if (w.has & HOP_F_EXPIRES) {
+        uint64_t wall = hop_wall_ms();
+        ttl = w.expires > wall ? w.expires - wall : 0;
+    }
     msg->refs++; // held while pushing
-    hop_entry_t *e = hop_queue_push(q, msg, self->now, HOP_TTL_NONE);
+    hop_entry_t *e = hop_queue_push(q, msg, self->now, ttl);
     e->redelivered = true;
     hop_msg_release(msg);
     s_rec_t *r = hop_malloc(sizeof *r);

@@ -358,6 +358,52 @@ test_torn_tail_is_cut_and_reported(void **state)
     assert_true(said);
 }
 
+// Death records and TTL deadlines of persistent messages are kept across a restart.
+static void
+test_restart_keeps_death_records_and_deadlines(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = s_connect(fx, "deaths", false);
+    CHECK(c, hop_client_declare_queue(c, "graveyard", HOP_DURABLE, NULL, 0));
+    hop_queue_args_t args = {.dead_letter_exchange = "", .dead_letter_key = "graveyard"};
+    CHECK(c, hop_client_declare_queue_args(c, "work", HOP_DURABLE, &args, NULL, 0, NULL, NULL));
+    CHECK(c, hop_client_declare_queue(c, "short", HOP_DURABLE, NULL, 0));
+    CHECK(c, hop_client_confirm_select(c));
+    hop_publish_opts_t keep = {.persistent = true};
+    CHECK(c, hop_client_publish_ex(c, "", "work", "bad", 3, NULL, &keep, NULL));
+    hop_publish_opts_t brief = {.persistent = true, .expiration = 1500};
+    CHECK(c, hop_client_publish_ex(c, "", "short", "brief", 5, NULL, &brief, NULL));
+    uint64_t published_at = harness_now_ms();
+    CHECK(c, hop_client_wait_confirms(c, 5000, NULL));
+    hop_delivery_t *d = NULL;
+    CHECK(c, hop_client_get(c, "work", 0, &d));
+    CHECK(c, hop_client_reject(c, d->tag, false)); // dead-lettered into graveyard
+    hop_delivery_destroy(&d);
+    sx_sync(c);
+    assert_int_equal(sx_queue_stat(c, "graveyard", "messages_ready"), 1);
+    harness_pause_ms(100); // the reject's records are written
+    hop_client_destroy(&c);
+
+    assert_int_equal(harness_broker_kill(fx->broker), 0);
+    assert_int_equal(harness_broker_restart(fx->broker), 0);
+    c = s_connect(fx, "after", false);
+    assert_int_equal(sx_queue_stat(c, "work", "messages_ready"), 0);
+    CHECK(c, hop_client_get(c, "graveyard", HOP_NO_ACK, &d));
+    assert_true(sx_body_is(d, "bad"));
+    assert_int_equal(d->death_count, 1);
+    assert_string_equal(d->deaths[0].reason, "rejected");
+    assert_string_equal(d->deaths[0].queue, "work");
+    hop_delivery_destroy(&d);
+    // The message with a 1.5 s TTL expires 1.5 s after it was published, restart or not.
+    if (harness_now_ms() - published_at < 1200)
+        assert_int_equal(sx_queue_stat(c, "short", "messages_ready"), 1);
+    while (harness_now_ms() - published_at < 1500 + 300)
+        harness_pause_ms(50);
+    assert_int_equal(hop_client_get(c, "short", HOP_NO_ACK, &d), HOP_EEMPTY);
+    assert_int_equal(sx_queue_stat(c, "short", "expired"), 1);
+    hop_client_destroy(&c);
+}
+
 int
 main(void)
 {
@@ -366,6 +412,8 @@ main(void)
                                         sx_teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_is_cut_and_reported, s_setup_durable,
                                         sx_teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_death_records_and_deadlines,
+                                        s_setup_durable, sx_teardown),
         cmocka_unit_test_setup_teardown(test_crash_keeps_every_confirmed_message, s_setup_durable,
                                         sx_teardown),
     };
