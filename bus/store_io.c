@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 // CRC-32C ----------------------------------------------------------------------------------
@@ -209,14 +208,6 @@ hop_store_errno_rc(int err)
     return err == ENOSPC ? HOP_STORE_ENOSPC : HOP_STORE_EIO;
 }
 
-uint64_t
-hop_store_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 int
 hop_store_write_at(hop_store_t *self, int fd, const void *buf, size_t len, uint64_t off,
                    uint64_t *size_p)
@@ -265,10 +256,10 @@ hop_store_sync_fd(hop_store_t *self, int fd, bool dir, uint64_t *us_p)
     while (left > 0)
         if (atomic_compare_exchange_weak(&self->fsync_failures, &left, left - 1))
             return HOP_STORE_EIO;
-    uint64_t t0 = hop_store_mono_us();
+    uint64_t t0 = hop_now_us();
     int rc = dir ? fsync(fd) : fdatasync(fd);
     if (us_p)
-        *us_p = hop_store_mono_us() - t0;
+        *us_p = hop_now_us() - t0;
     return rc == 0 ? 0 : hop_store_errno_rc(errno);
 }
 

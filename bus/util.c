@@ -90,20 +90,31 @@ hop_strndup(const char *str, size_t len)
     return s;
 }
 
+// Microseconds on clock id: the one place the clocks are read.
+static uint64_t
+s_clock_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+uint64_t
+hop_now_us(void)
+{
+    return s_clock_us(CLOCK_MONOTONIC);
+}
+
 uint64_t
 hop_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return s_clock_us(CLOCK_MONOTONIC) / 1000;
 }
 
 uint64_t
 hop_wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return s_clock_us(CLOCK_REALTIME) / 1000;
 }
 
 uint64_t

@@ -30,6 +30,8 @@ char *hop_strndup(const char *str, size_t len);
 
 // Milliseconds on CLOCK_MONOTONIC, and since the Unix epoch.
 uint64_t hop_now_ms(void);
+// Microseconds on CLOCK_MONOTONIC, for timings finer than a millisecond (fsync, replay).
+uint64_t hop_now_us(void);
 uint64_t hop_wall_ms(void);
 // Resident set size of this process in bytes (from /proc/self/statm), 0 if unknown.
 uint64_t hop_rss_bytes(void);

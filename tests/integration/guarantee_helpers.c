@@ -14,68 +14,6 @@
 #include <time.h>
 
 // ---------------------------------------------------------------------------------------
-// Fixture
-
-static int
-s_setup_with(void **state, const harness_opts_t *opts, bool batch)
-{
-    fx_t *fx = calloc(1, sizeof *fx);
-    if (!fx)
-        return -1;
-    fx->broker = harness_broker_start(opts);
-    if (!fx->broker) {
-        free(fx);
-        return -1;
-    }
-    fx->a = raw_new(harness_broker_endpoint(fx->broker));
-    fx->b = raw_new(harness_broker_endpoint(fx->broker));
-    *state = fx;
-    fx->batch = batch;
-    int (*hello)(raw_t *, uint64_t, const char *) = batch ? raw_hello_batch : raw_hello;
-    if (!fx->a || !fx->b || hello(fx->a, HB_LONG, "a") || hello(fx->b, HB_LONG, "b")) {
-        fprintf(stderr, "setup: hello failed\n");
-        return -1;
-    }
-    return 0;
-}
-
-int
-gx_setup(void **state)
-{
-    return s_setup_with(state, NULL, false);
-}
-
-// A broker with --max-message SMALL_MAX.
-int
-gx_setup_small(void **state)
-{
-    harness_opts_t opts = {.max_message = SMALL_MAX};
-    return s_setup_with(state, &opts, false);
-}
-
-// The same tests with clients that take batches: deliveries then take the broker's batch path.
-int
-gx_setup_batch(void **state)
-{
-    return s_setup_with(state, NULL, true);
-}
-
-int
-gx_teardown(void **state)
-{
-    fx_t *fx = *state;
-    if (!fx)
-        return 0;
-    raw_destroy(&fx->a);
-    raw_destroy(&fx->b);
-    // The broker must still be up, and must exit cleanly (under ASan: without leaks).
-    int rc = harness_broker_finish(&fx->broker);
-    free(fx);
-    *state = NULL;
-    return rc;
-}
-
-// ---------------------------------------------------------------------------------------
 // Helpers: requests
 
 uint64_t
@@ -84,13 +22,6 @@ gx_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-// A round trip on c: everything the broker sent c before it is then buffered.
-void
-gx_sync(raw_t *c)
-{
-    assert_int_equal(raw_exchange_declare(c, "amq.direct", NULL, false, false, true), 0);
 }
 
 // Sends the request being built on c and waits for its reply. Returns 0 for a success reply or
@@ -120,29 +51,6 @@ gx_qdecl(raw_t *c, const char *queue)
     hop_enc_t *enc = raw_begin(c, HOP_CMD_QUEUE_DECLARE);
     hop_enc_cstr(enc, "queue", queue);
     return enc;
-}
-
-void
-gx_pub(raw_t *c, const char *exchange, const char *key, const char *body, const gx_pub_t *o)
-{
-    hop_enc_t *enc = raw_begin_noid(c, HOP_CMD_PUBLISH);
-    hop_enc_cstr(enc, "exchange", exchange);
-    hop_enc_cstr(enc, "key", key);
-    if (o && o->seq)
-        hop_enc_uint(enc, "seq", o->seq);
-    if (o && o->mandatory)
-        hop_enc_bool(enc, "mandatory", true);
-    if (o && o->has_expiration)
-        hop_enc_uint(enc, "expiration", o->expiration);
-    if (o && o->priority)
-        hop_enc_uint(enc, "priority", o->priority);
-    if (o && o->message_id) {
-        hop_enc_map_begin(enc, "props");
-        hop_enc_cstr(enc, "content_type", "text/plain");
-        hop_enc_cstr(enc, "message_id", o->message_id);
-        hop_enc_map_end(enc);
-    }
-    assert_int_equal(raw_send_enc(c, body, strlen(body)), 0);
 }
 
 // consume with a given tag, prefetch and (when not 0) ack_timeout. Returns 0 or the error code.
@@ -175,79 +83,9 @@ gx_settle(raw_t *c, hop_cmd_t cmd, uint64_t tag, int requeue, long delay)
 // Helpers: what comes back
 
 raw_msg_t *
-gx_deliver(raw_t *c)
-{
-    raw_msg_t *m = raw_next(c, HOP_CMD_DELIVER, WAIT_MS);
-    if (!m)
-        fail_msg("no delivery within %d ms", WAIT_MS);
-    return m;
-}
-
-void
-gx_check_delivery(const raw_msg_t *m, const char *text, bool redelivered, uint64_t count)
-{
-    char buf[256];
-    if (!raw_body_is(m, text))
-        fail_msg("expected message '%s', got '%s'", text, raw_body(m, buf, sizeof buf));
-    assert_true(m->wire.has & HOP_F_TAG);
-    if (m->wire.redelivered != redelivered || m->wire.count != count)
-        fail_msg("message '%s': expected redelivered=%d count=%llu, got redelivered=%d count=%llu",
-                 text, redelivered, (unsigned long long)count, m->wire.redelivered,
-                 (unsigned long long)m->wire.count);
-}
-
-// Waits for a delivery of text with these flags; returns its tag.
-uint64_t
-gx_expect_deliver(raw_t *c, const char *text, bool redelivered, uint64_t count)
-{
-    raw_msg_t *m = gx_deliver(c);
-    gx_check_delivery(m, text, redelivered, count);
-    uint64_t tag = m->wire.tag;
-    raw_msg_destroy(&m);
-    return tag;
-}
-
-void
-gx_expect_no_delivery(raw_t *c)
-{
-    gx_sync(c);
-    size_t n = raw_pending(c, HOP_CMD_DELIVER);
-    if (n) {
-        raw_msg_t *m = raw_next(c, HOP_CMD_DELIVER, 0);
-        char buf[256];
-        fail_msg("%zu unexpected deliveries, the first '%s' (count %llu)", n,
-                 raw_body(m, buf, sizeof buf), (unsigned long long)m->wire.count);
-    }
-}
-
-void
-gx_expect_no_error(raw_t *c)
-{
-    gx_sync(c);
-    raw_msg_t *m = raw_pending(c, HOP_CMD_ERROR) ? raw_next(c, HOP_CMD_ERROR, 0) : NULL;
-    if (m) {
-        char text[512];
-        fail_msg("unexpected error %d: %s", (int)m->wire.code,
-                 raw_str(m->wire.text, text, sizeof text));
-    }
-}
-
-// get: returns the reply (get-ok, get-empty or error).
-raw_msg_t *
-gx_get(raw_t *c, const char *queue, bool no_ack)
-{
-    hop_enc_t *enc = raw_begin(c, HOP_CMD_GET);
-    hop_enc_cstr(enc, "queue", queue);
-    hop_enc_bool(enc, "no_ack", no_ack);
-    raw_msg_t *m = raw_call(c);
-    assert_non_null(m);
-    return m;
-}
-
-raw_msg_t *
 gx_get_ok(raw_t *c, const char *queue, bool no_ack)
 {
-    raw_msg_t *m = gx_get(c, queue, no_ack);
+    raw_msg_t *m = raw_get(c, queue, no_ack);
     if (m->wire.cmd != HOP_CMD_GET_OK)
         fail_msg("get from '%s': expected get-ok, got %s %d", queue, hop_cmd_name(m->wire.cmd),
                  (int)m->wire.code);
@@ -257,32 +95,12 @@ gx_get_ok(raw_t *c, const char *queue, bool no_ack)
 void
 gx_expect_empty(raw_t *c, const char *queue)
 {
-    raw_msg_t *m = gx_get(c, queue, true);
+    raw_msg_t *m = raw_get(c, queue, true);
     char buf[256];
     if (m->wire.cmd != HOP_CMD_GET_EMPTY)
         fail_msg("get from '%s': expected get-empty, got %s '%s'", queue, hop_cmd_name(m->wire.cmd),
                  raw_body(m, buf, sizeof buf));
     raw_msg_destroy(&m);
-}
-
-// Gets every ready message of queue (no-ack) and returns their bodies joined by ','.
-char *
-gx_drain(raw_t *c, const char *queue, char *out, size_t size)
-{
-    out[0] = '\0';
-    while (true) {
-        raw_msg_t *m = gx_get(c, queue, true);
-        if (m->wire.cmd == HOP_CMD_GET_EMPTY) {
-            raw_msg_destroy(&m);
-            return out;
-        }
-        assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
-        char body[256];
-        raw_body(m, body, sizeof body);
-        size_t len = strlen(out);
-        snprintf(out + len, size - len, "%s%s", len ? "," : "", body);
-        raw_msg_destroy(&m);
-    }
 }
 
 void
@@ -304,31 +122,6 @@ gx_expect_str(hop_str_t s, const char *text)
     char buf[300];
     if (!raw_str_is(s, text))
         fail_msg("expected '%s', got '%s'", text, raw_str(s, buf, sizeof buf));
-}
-
-// A uint field of queue in list queues.
-uint64_t
-gx_qstat(raw_t *c, const char *queue, const char *field)
-{
-    uint64_t value = 0;
-    if (!raw_queue_stat(c, queue, field, &value))
-        fail_msg("queue '%s' not listed (or no uint field '%s')", queue, field);
-    return value;
-}
-
-// A uint field of status.
-uint64_t
-gx_status(raw_t *c, const char *field)
-{
-    raw_msg_t *m = raw_status(c);
-    assert_non_null(m);
-    uint64_t value = 0;
-    bool found =
-        harness_map_uint(zmq_msg_data(&m->header), zmq_msg_size(&m->header), field, &value);
-    raw_msg_destroy(&m);
-    if (!found)
-        fail_msg("status has no uint field '%s'", field);
-    return value;
 }
 
 bool
@@ -367,10 +160,10 @@ gx_wait_qfield(raw_t *c, const char *queue, const char *field, uint64_t value, i
     s_qwait_t w = {c, queue, field, value};
     if (!harness_wait_until(s_qfield_reached, &w, timeout_ms))
         fail_msg("queue '%s': %s is %llu, not %llu, after %d ms", queue, field,
-                 (unsigned long long)gx_qstat(c, queue, field), (unsigned long long)value,
+                 (unsigned long long)raw_qstat(c, queue, field), (unsigned long long)value,
                  timeout_ms);
     uint64_t at = harness_now_ms();
-    assert_int_equal(gx_qstat(c, queue, field), value);
+    assert_int_equal(raw_qstat(c, queue, field), value);
     return at;
 }
 
@@ -448,7 +241,7 @@ gx_confirms_wait(raw_t *c, gx_confirms_t *t)
 void
 gx_expect_no_confirm(raw_t *c)
 {
-    gx_sync(c);
+    raw_sync(c);
     assert_int_equal(raw_pending(c, HOP_CMD_CONFIRM), 0);
 }
 

@@ -21,57 +21,29 @@
 
 #include <stdbool.h>
 
-#define WAIT_MS   10000 // longest wait for any single event
-#define HB_LONG   60000 // heartbeat of test connections: they must never time out
-#define SEQ_MAX   1024  // publisher sequence numbers a test may use
-#define SMALL_MAX 1024  // --max-message of the broker that refuses large bodies
-#define DEATH_MAX 8     // death records a test reads from one message
+// The fixture (raw_fx_setup, raw_fx_setup_small, raw_fx_setup_batch, raw_fx_teardown) and the
+// helpers to sync, publish (raw_publish_text), get, drain and check deliveries, errors and
+// counters are raw.h's (raw_*); these are what only the guarantee tests use.
 
-// ---------------------------------------------------------------------------------------
-// Fixture: a broker and two connections that said hello.
+#define WAIT_MS   RAW_TIMEOUT_MS // longest wait for any single event
+#define HB_LONG   RAW_HB_LONG    // heartbeat of test connections: they must never time out
+#define SEQ_MAX   1024           // publisher sequence numbers a test may use
+#define SMALL_MAX RAW_SMALL_MAX  // --max-message of the broker that refuses large bodies
+#define DEATH_MAX 8              // death records a test reads from one message
 
-typedef struct {
-    harness_broker_t *broker;
-    raw_t *a;
-    raw_t *b;
-    bool batch; // both said batch:true: deliveries made in one loop turn come as batches
-} fx_t;
-
-// A broker with default options.
-int gx_setup(void **state);
-// A broker with --max-message SMALL_MAX.
-int gx_setup_small(void **state);
-// The same tests with clients that take batches: deliveries then take the broker's batch path.
-int gx_setup_batch(void **state);
-// Closes both connections; the broker must still be up and exit cleanly (under ASan: without
-// leaks).
-int gx_teardown(void **state);
+typedef raw_fx_t fx_t;
 
 // ---------------------------------------------------------------------------------------
 // Requests
 
 // Wall-clock ms since the epoch (death records carry such times).
 uint64_t gx_wall_ms(void);
-// A round trip on c: everything the broker sent c before it is then buffered.
-void gx_sync(raw_t *c);
 // Sends the request being built on c and waits for its reply. Returns 0 for a success reply or
 // the error code; the reply's text (if any) goes to text (may be NULL).
 int gx_call(raw_t *c, char *text, size_t size);
 // Begins a queue.declare of queue; add arguments to the encoder, then gx_call.
 hop_enc_t *gx_qdecl(raw_t *c, const char *queue);
 
-// Options of one publish; zero values are not sent.
-typedef struct {
-    uint64_t seq; // asks for a confirm
-    bool mandatory;
-    bool has_expiration;
-    uint64_t expiration;
-    uint64_t priority;
-    const char *message_id; // sends props {content_type:"text/plain", message_id}
-} gx_pub_t;
-
-// Publishes body (no reply expected); o may be NULL.
-void gx_pub(raw_t *c, const char *exchange, const char *key, const char *body, const gx_pub_t *o);
 // consume with a given tag, prefetch and (when not 0) ack_timeout. Returns 0 or the error code.
 int gx_consume(raw_t *c, const char *queue, const char *tag, uint64_t prefetch,
                uint64_t ack_timeout);
@@ -81,30 +53,13 @@ void gx_settle(raw_t *c, hop_cmd_t cmd, uint64_t tag, int requeue, long delay);
 // ---------------------------------------------------------------------------------------
 // What comes back
 
-// The next delivery (fails the test after WAIT_MS). Free with raw_msg_destroy.
-raw_msg_t *gx_deliver(raw_t *c);
-// Checks a delivery's body and its redelivered flag and count.
-void gx_check_delivery(const raw_msg_t *m, const char *text, bool redelivered, uint64_t count);
-// Waits for a delivery of text with these flags; returns its tag.
-uint64_t gx_expect_deliver(raw_t *c, const char *text, bool redelivered, uint64_t count);
-// After a round trip, nothing is delivered to c / no error is waiting on c.
-void gx_expect_no_delivery(raw_t *c);
-void gx_expect_no_error(raw_t *c);
-// get: returns the reply (get-ok, get-empty or error).
-raw_msg_t *gx_get(raw_t *c, const char *queue, bool no_ack);
 // get that must answer get-ok.
 raw_msg_t *gx_get_ok(raw_t *c, const char *queue, bool no_ack);
 // get (no-ack) that must answer get-empty.
 void gx_expect_empty(raw_t *c, const char *queue);
-// Gets every ready message of queue (no-ack) and returns their bodies joined by ','.
-char *gx_drain(raw_t *c, const char *queue, char *out, size_t size);
 // The message carries props {content_type:"text/plain", message_id}.
 void gx_expect_props(const raw_msg_t *m, const char *message_id);
 void gx_expect_str(hop_str_t s, const char *text);
-// A uint field of queue in list queues.
-uint64_t gx_qstat(raw_t *c, const char *queue, const char *field);
-// A uint field of status.
-uint64_t gx_status(raw_t *c, const char *field);
 bool gx_queue_listed(raw_t *c, const char *queue);
 // Waits until queue's field reaches value (at most timeout_ms); then it must equal value.
 // Returns the monotonic ms at which it was seen. (list queues does not count as using a queue.)

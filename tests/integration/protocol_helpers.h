@@ -22,51 +22,26 @@
 #include <msgpack.h>
 #include <stdbool.h>
 
-#define WAIT_MS   10000 // longest wait for any single event
-#define HB_LONG   60000 // heartbeat of test connections that must never time out
-#define HB_SHORT  100   // heartbeat of connections that are meant to go silent and die
-#define SMALL_MAX 1024  // --max-message of the broker started by px_setup_small
+// The fixture (raw_fx_setup, raw_fx_setup_small, raw_fx_teardown) and the helpers to sync,
+// publish, get, drain and check deliveries, errors and counters are raw.h's (raw_*); these are
+// what only the protocol tests use.
 
-// Fixture: a broker and two connections that said hello (heartbeat HB_LONG).
-typedef struct {
-    harness_broker_t *broker;
-    raw_t *a;
-    raw_t *b;
-} fx_t;
+#define WAIT_MS   RAW_TIMEOUT_MS // longest wait for any single event
+#define HB_LONG   RAW_HB_LONG    // heartbeat of test connections that must never time out
+#define HB_SHORT  100            // heartbeat of connections that are meant to go silent and die
+#define SMALL_MAX RAW_SMALL_MAX  // --max-message of the broker started by raw_fx_setup_small
 
-// A broker with default options.
-int px_setup(void **state);
-// A broker with --max-message SMALL_MAX.
-int px_setup_small(void **state);
-// Closes both connections; the broker must still be up and exit cleanly (under ASan: without
-// leaks).
-int px_teardown(void **state);
+typedef raw_fx_t fx_t;
+
 // One more connection to fx's broker that said hello with heartbeat (ms) and name.
 raw_t *px_connect(fx_t *fx, uint64_t heartbeat, const char *name);
 
-// A round trip on c: everything the broker sent c before it is then buffered.
-void px_sync(raw_t *c);
-// The next delivery (fails the test after WAIT_MS). Free with raw_msg_destroy.
-raw_msg_t *px_deliver(raw_t *c);
-// Waits for a delivery with body text and checks its flags; returns its tag.
-uint64_t px_expect_deliver(raw_t *c, const char *text, bool redelivered, uint64_t count);
 // Waits for an error message on c and checks its code; returns its id.
 uint64_t px_expect_error(raw_t *c, int code);
 // Sends the request being built on c; expects an error with code and the request's id.
 void px_call_error(raw_t *c, int code);
-// After a round trip, nothing is delivered to c / no error is waiting on c.
-void px_expect_no_delivery(raw_t *c);
-void px_expect_no_error(raw_t *c);
-// A uint field of queue in list queues.
-uint64_t px_qstat(raw_t *c, const char *queue, const char *field);
 // Whether queue exists (a passive declare).
 bool px_queue_exists(raw_t *c, const char *queue);
-// get: returns the reply (get-ok, get-empty or error).
-raw_msg_t *px_get(raw_t *c, const char *queue, bool no_ack);
-// Gets every ready message of queue (no-ack) and returns their bodies joined by ','.
-char *px_drain(raw_t *c, const char *queue, char *out, size_t size);
-// Publishes a text body (no reply expected).
-void px_publish(raw_t *c, const char *exchange, const char *key, const char *body);
 
 // Packs a NUL-terminated string, for frames built by hand.
 void px_pk_cstr(msgpack_packer *pk, const char *s);

@@ -1,4 +1,10 @@
 // tests/integration/raw.c - the bare protocol client of the integration tests. See raw.h.
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
 #include "raw.h"
 #include "harness.h"
 #include "hopper.h"
@@ -361,8 +367,9 @@ s_call_code(raw_t *self, raw_msg_t **reply_p)
     return code;
 }
 
-int
-raw_hello(raw_t *self, uint64_t heartbeat_ms, const char *name)
+// hello, with batch:true when batch (the client then splits the batches it receives).
+static int
+s_hello(raw_t *self, uint64_t heartbeat_ms, const char *name, bool batch)
 {
     hop_enc_t *enc = raw_begin(self, HOP_CMD_HELLO);
     hop_enc_uint(enc, "version", HOP_PROTOCOL_VERSION);
@@ -370,6 +377,10 @@ raw_hello(raw_t *self, uint64_t heartbeat_ms, const char *name)
         hop_enc_uint(enc, "heartbeat", heartbeat_ms);
     if (name)
         hop_enc_cstr(enc, "name", name);
+    if (batch) {
+        hop_enc_bool(enc, "batch", true);
+        self->unbatch = true;
+    }
     raw_msg_t *reply = NULL;
     int code = s_call_code(self, &reply);
     if (code == 0 && reply->wire.cmd != HOP_CMD_HELLO_OK)
@@ -379,22 +390,15 @@ raw_hello(raw_t *self, uint64_t heartbeat_ms, const char *name)
 }
 
 int
+raw_hello(raw_t *self, uint64_t heartbeat_ms, const char *name)
+{
+    return s_hello(self, heartbeat_ms, name, false);
+}
+
+int
 raw_hello_batch(raw_t *self, uint64_t heartbeat_ms, const char *name)
 {
-    hop_enc_t *enc = raw_begin(self, HOP_CMD_HELLO);
-    hop_enc_uint(enc, "version", HOP_PROTOCOL_VERSION);
-    if (heartbeat_ms)
-        hop_enc_uint(enc, "heartbeat", heartbeat_ms);
-    if (name)
-        hop_enc_cstr(enc, "name", name);
-    hop_enc_bool(enc, "batch", true);
-    self->unbatch = true;
-    raw_msg_t *reply = NULL;
-    int code = s_call_code(self, &reply);
-    if (code == 0 && reply->wire.cmd != HOP_CMD_HELLO_OK)
-        code = -1;
-    raw_msg_destroy(&reply);
-    return code;
+    return s_hello(self, heartbeat_ms, name, true);
 }
 
 size_t
@@ -582,4 +586,205 @@ raw_str_is(hop_str_t s, const char *text)
 {
     size_t len = strlen(text);
     return (s.ptr ? s.len : 0) == len && (len == 0 || memcmp(s.ptr, text, len) == 0);
+}
+
+// Test helpers ----------------------------------------------------------------------------
+
+static int
+s_fx_setup(void **state, const harness_opts_t *opts, bool batch)
+{
+    raw_fx_t *fx = calloc(1, sizeof *fx);
+    if (!fx)
+        return -1;
+    fx->broker = harness_broker_start(opts);
+    if (!fx->broker) {
+        free(fx);
+        return -1;
+    }
+    fx->a = raw_new(harness_broker_endpoint(fx->broker));
+    fx->b = raw_new(harness_broker_endpoint(fx->broker));
+    *state = fx;
+    fx->batch = batch;
+    int (*hello)(raw_t *, uint64_t, const char *) = batch ? raw_hello_batch : raw_hello;
+    if (!fx->a || !fx->b || hello(fx->a, RAW_HB_LONG, "a") || hello(fx->b, RAW_HB_LONG, "b")) {
+        fprintf(stderr, "setup: hello failed\n");
+        return -1;
+    }
+    return 0;
+}
+
+int
+raw_fx_setup(void **state)
+{
+    return s_fx_setup(state, NULL, false);
+}
+
+int
+raw_fx_setup_small(void **state)
+{
+    harness_opts_t opts = {.max_message = RAW_SMALL_MAX};
+    return s_fx_setup(state, &opts, false);
+}
+
+int
+raw_fx_setup_batch(void **state)
+{
+    return s_fx_setup(state, NULL, true);
+}
+
+int
+raw_fx_teardown(void **state)
+{
+    raw_fx_t *fx = *state;
+    if (!fx)
+        return 0;
+    raw_destroy(&fx->a);
+    raw_destroy(&fx->b);
+    // The broker must still be up, and must exit cleanly (under ASan: without leaks).
+    int rc = harness_broker_finish(&fx->broker);
+    free(fx);
+    *state = NULL;
+    return rc;
+}
+
+// A passive declare of an exchange that always exists: its reply comes after everything the
+// broker sent c before.
+void
+raw_sync(raw_t *c)
+{
+    assert_int_equal(raw_exchange_declare(c, "amq.direct", NULL, false, false, true), 0);
+}
+
+void
+raw_publish_text(raw_t *c, const char *exchange, const char *key, const char *body,
+                 const raw_pub_t *o)
+{
+    hop_enc_t *enc = raw_begin_noid(c, HOP_CMD_PUBLISH);
+    hop_enc_cstr(enc, "exchange", exchange);
+    hop_enc_cstr(enc, "key", key);
+    if (o && o->seq)
+        hop_enc_uint(enc, "seq", o->seq);
+    if (o && o->mandatory)
+        hop_enc_bool(enc, "mandatory", true);
+    if (o && o->has_expiration)
+        hop_enc_uint(enc, "expiration", o->expiration);
+    if (o && o->priority)
+        hop_enc_uint(enc, "priority", o->priority);
+    if (o && o->message_id) {
+        hop_enc_map_begin(enc, "props");
+        hop_enc_cstr(enc, "content_type", "text/plain");
+        hop_enc_cstr(enc, "message_id", o->message_id);
+        hop_enc_map_end(enc);
+    }
+    assert_int_equal(raw_send_enc(c, body, strlen(body)), 0);
+}
+
+raw_msg_t *
+raw_deliver(raw_t *c)
+{
+    raw_msg_t *m = raw_next(c, HOP_CMD_DELIVER, RAW_TIMEOUT_MS);
+    if (!m)
+        fail_msg("no delivery within %d ms", RAW_TIMEOUT_MS);
+    return m;
+}
+
+void
+raw_check_delivery(const raw_msg_t *m, const char *text, bool redelivered, uint64_t count)
+{
+    char buf[256];
+    if (!raw_body_is(m, text))
+        fail_msg("expected message '%s', got '%s'", text, raw_body(m, buf, sizeof buf));
+    assert_true(m->wire.has & HOP_F_TAG);
+    if (m->wire.redelivered != redelivered || m->wire.count != count)
+        fail_msg("message '%s': expected redelivered=%d count=%llu, got redelivered=%d count=%llu",
+                 text, redelivered, (unsigned long long)count, m->wire.redelivered,
+                 (unsigned long long)m->wire.count);
+}
+
+uint64_t
+raw_expect_deliver(raw_t *c, const char *text, bool redelivered, uint64_t count)
+{
+    raw_msg_t *m = raw_deliver(c);
+    raw_check_delivery(m, text, redelivered, count);
+    uint64_t tag = m->wire.tag;
+    raw_msg_destroy(&m);
+    return tag;
+}
+
+void
+raw_expect_no_delivery(raw_t *c)
+{
+    raw_sync(c);
+    size_t n = raw_pending(c, HOP_CMD_DELIVER);
+    if (n) {
+        raw_msg_t *m = raw_next(c, HOP_CMD_DELIVER, 0);
+        char buf[256];
+        fail_msg("%zu unexpected deliveries, the first '%s' (count %llu)", n,
+                 raw_body(m, buf, sizeof buf), (unsigned long long)m->wire.count);
+    }
+}
+
+void
+raw_expect_no_error(raw_t *c)
+{
+    raw_sync(c);
+    raw_msg_t *m = raw_pending(c, HOP_CMD_ERROR) ? raw_next(c, HOP_CMD_ERROR, 0) : NULL;
+    if (m) {
+        char text[512];
+        fail_msg("unexpected error %d: %s", (int)m->wire.code,
+                 raw_str(m->wire.text, text, sizeof text));
+    }
+}
+
+raw_msg_t *
+raw_get(raw_t *c, const char *queue, bool no_ack)
+{
+    hop_enc_t *enc = raw_begin(c, HOP_CMD_GET);
+    hop_enc_cstr(enc, "queue", queue);
+    hop_enc_bool(enc, "no_ack", no_ack);
+    raw_msg_t *m = raw_call(c);
+    assert_non_null(m);
+    return m;
+}
+
+char *
+raw_drain(raw_t *c, const char *queue, char *out, size_t size)
+{
+    out[0] = '\0';
+    while (true) {
+        raw_msg_t *m = raw_get(c, queue, true);
+        if (m->wire.cmd == HOP_CMD_GET_EMPTY) {
+            raw_msg_destroy(&m);
+            return out;
+        }
+        assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
+        char body[256];
+        raw_body(m, body, sizeof body);
+        size_t len = strlen(out);
+        snprintf(out + len, size - len, "%s%s", len ? "," : "", body);
+        raw_msg_destroy(&m);
+    }
+}
+
+uint64_t
+raw_qstat(raw_t *c, const char *queue, const char *field)
+{
+    uint64_t value = 0;
+    if (!raw_queue_stat(c, queue, field, &value))
+        fail_msg("queue '%s' not listed (or no uint field '%s')", queue, field);
+    return value;
+}
+
+uint64_t
+raw_status_uint(raw_t *c, const char *field)
+{
+    raw_msg_t *m = raw_status(c);
+    assert_non_null(m);
+    uint64_t value = 0;
+    bool found =
+        harness_map_uint(zmq_msg_data(&m->header), zmq_msg_size(&m->header), field, &value);
+    raw_msg_destroy(&m);
+    if (!found)
+        fail_msg("status has no uint field '%s'", field);
+    return value;
 }

@@ -7,6 +7,7 @@
 #define HOP_RAW_H_INCLUDED
 
 #include "codec.h"
+#include "harness.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -104,5 +105,67 @@ bool raw_body_is(const raw_msg_t *msg, const char *text);
 // Copies a wire string (not NUL-terminated) into buf. Returns buf.
 const char *raw_str(hop_str_t s, char *buf, size_t size);
 bool raw_str_is(hop_str_t s, const char *text);
+
+// ---------------------------------------------------------------------------------------
+// Test helpers shared by the raw-protocol tests (guarantee_helpers, protocol_helpers). Unlike
+// the calls above they fail the running cmocka test when the broker does not answer as
+// expected: main thread only.
+
+#define RAW_HB_LONG   60000 // heartbeat of test connections: they must never time out
+#define RAW_SMALL_MAX 1024  // --max-message of the broker started by raw_fx_setup_small
+
+// Fixture: a broker and two connections that said hello (heartbeat RAW_HB_LONG).
+typedef struct {
+    harness_broker_t *broker;
+    raw_t *a;
+    raw_t *b;
+    bool batch; // both said batch:true: deliveries made in one loop turn come as batches
+} raw_fx_t;
+
+// cmocka setups: a broker with default options; with --max-message RAW_SMALL_MAX; with default
+// options and clients that take batches (deliveries then take the broker's batch path).
+int raw_fx_setup(void **state);
+int raw_fx_setup_small(void **state);
+int raw_fx_setup_batch(void **state);
+// Closes both connections; the broker must still be up and exit cleanly (under ASan: without
+// leaks).
+int raw_fx_teardown(void **state);
+
+// A round trip on c: everything the broker sent c before it is then buffered.
+void raw_sync(raw_t *c);
+
+// Options of one raw_publish_text; zero values are not sent.
+typedef struct {
+    uint64_t seq; // asks for a confirm
+    bool mandatory;
+    bool has_expiration;
+    uint64_t expiration;
+    uint64_t priority;
+    const char *message_id; // sends props {content_type:"text/plain", message_id}
+} raw_pub_t;
+
+// Publishes a text body (no reply expected); o may be NULL.
+void raw_publish_text(raw_t *c, const char *exchange, const char *key, const char *body,
+                      const raw_pub_t *o);
+
+// The next delivery (fails the test after RAW_TIMEOUT_MS). Free with raw_msg_destroy.
+raw_msg_t *raw_deliver(raw_t *c);
+// Checks a delivery's body, that it has a tag, and its redelivered flag and count.
+void raw_check_delivery(const raw_msg_t *m, const char *text, bool redelivered, uint64_t count);
+// Waits for a delivery of text with these flags; returns its tag.
+uint64_t raw_expect_deliver(raw_t *c, const char *text, bool redelivered, uint64_t count);
+// After a round trip, nothing is delivered to c.
+void raw_expect_no_delivery(raw_t *c);
+// After a round trip, no error is waiting on c.
+void raw_expect_no_error(raw_t *c);
+
+// get: returns the reply (get-ok, get-empty or error).
+raw_msg_t *raw_get(raw_t *c, const char *queue, bool no_ack);
+// Gets every ready message of queue (no-ack) and returns their bodies joined by ',' in out.
+char *raw_drain(raw_t *c, const char *queue, char *out, size_t size);
+// A uint field of queue in list queues (fails the test when there is none).
+uint64_t raw_qstat(raw_t *c, const char *queue, const char *field);
+// A uint field of status (fails the test when there is none).
+uint64_t raw_status_uint(raw_t *c, const char *field);
 
 #endif

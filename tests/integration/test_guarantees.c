@@ -33,34 +33,34 @@ test_confirms_cover_every_publish_exactly_once(void **state)
     char body[32];
     for (int i = 1; i <= N; i++) {
         snprintf(body, sizeof body, "c%d", i);
-        gx_pub(a, "", "cq", body, &(gx_pub_t){.seq = gx_next_seq(t)});
+        raw_publish_text(a, "", "cq", body, &(raw_pub_t){.seq = gx_next_seq(t)});
     }
     gx_confirms_wait(a, t);
     assert_int_equal(t->acks, N);
     assert_int_equal(t->nacks, 0);
     gx_expect_no_confirm(a);
-    assert_int_equal(gx_status(a, "confirmed"), N);
+    assert_int_equal(raw_status_uint(a, "confirmed"), N);
     // Confirmed means stored: every one of them is in the queue, in order.
-    assert_int_equal(gx_qstat(a, "cq", "messages_ready"), N);
+    assert_int_equal(raw_qstat(a, "cq", "messages_ready"), N);
     for (int i = 1; i <= N; i++) {
         raw_msg_t *m = gx_get_ok(a, "cq", true);
         snprintf(body, sizeof body, "c%d", i);
-        gx_check_delivery(m, body, false, 1);
+        raw_check_delivery(m, body, false, 1);
         raw_msg_destroy(&m);
     }
     gx_expect_empty(a, "cq");
 
     // An unknown exchange: a negative confirm 404, and no error (the confirm is the answer).
     uint64_t seq = gx_next_seq(t);
-    gx_pub(a, "no-such-exchange", "k", "lost", &(gx_pub_t){.seq = seq});
+    raw_publish_text(a, "no-such-exchange", "k", "lost", &(raw_pub_t){.seq = seq});
     gx_confirms_wait(a, t);
     assert_int_equal(t->state[seq], GX_NACK);
     assert_int_equal(t->code[seq], HOP_CODE_NOT_FOUND);
-    gx_expect_no_error(a);
+    raw_expect_no_error(a);
 
     // After a negative confirm, later publishes are confirmed as before.
     seq = gx_next_seq(t);
-    gx_pub(a, "", "cq", "after", &(gx_pub_t){.seq = seq});
+    raw_publish_text(a, "", "cq", "after", &(raw_pub_t){.seq = seq});
     gx_confirms_wait(a, t);
     assert_int_equal(t->state[seq], GX_ACK);
 
@@ -77,7 +77,7 @@ test_confirms_cover_every_publish_exactly_once(void **state)
     raw_msg_destroy(&m);
     gx_expect_no_confirm(a);
     char bodies[64];
-    assert_string_equal(gx_drain(a, "cq", bodies, sizeof bodies), "after");
+    assert_string_equal(raw_drain(a, "cq", bodies, sizeof bodies), "after");
 }
 
 static void
@@ -98,7 +98,7 @@ test_refused_publish_with_seq_gets_a_negative_confirm_not_an_error(void **state)
     assert_int_equal(raw_send_enc(a, big, SMALL_MAX + 1), 0);
     // A priority out of range: 502.
     uint64_t seq_prio = gx_next_seq(t);
-    gx_pub(a, "", "rq", "loud", &(gx_pub_t){.seq = seq_prio, .priority = 300});
+    raw_publish_text(a, "", "rq", "loud", &(raw_pub_t){.seq = seq_prio, .priority = 300});
     // A field of the wrong type: 502.
     uint64_t seq_type = gx_next_seq(t);
     enc = raw_begin_noid(a, HOP_CMD_PUBLISH);
@@ -109,9 +109,9 @@ test_refused_publish_with_seq_gets_a_negative_confirm_not_an_error(void **state)
     assert_int_equal(raw_send_enc(a, "typo", 4), 0);
     // And one that is fine.
     uint64_t seq_ok = gx_next_seq(t);
-    gx_pub(a, "", "rq", "fine", &(gx_pub_t){.seq = seq_ok});
+    raw_publish_text(a, "", "rq", "fine", &(raw_pub_t){.seq = seq_ok});
 
-    gx_sync(a);
+    raw_sync(a);
     char errors[1024] = "";
     raw_msg_t *err;
     while (raw_pending(a, HOP_CMD_ERROR) && (err = raw_next(a, HOP_CMD_ERROR, 0))) {
@@ -133,7 +133,7 @@ test_refused_publish_with_seq_gets_a_negative_confirm_not_an_error(void **state)
     assert_int_equal(t->code[seq_type], HOP_CODE_SYNTAX_ERROR);
     assert_int_equal(t->state[seq_ok], GX_ACK);
     char bodies[64];
-    assert_string_equal(gx_drain(a, "rq", bodies, sizeof bodies), "fine");
+    assert_string_equal(raw_drain(a, "rq", bodies, sizeof bodies), "fine");
 }
 
 static void
@@ -190,7 +190,7 @@ test_close_right_after_publishing_still_confirms(void **state)
     raw_msg_destroy(&m);
     raw_destroy(&c);
     // The messages were stored...
-    assert_int_equal(gx_qstat(fx->a, "cc", "messages_ready"), N);
+    assert_int_equal(raw_qstat(fx->a, "cc", "messages_ready"), N);
     // ... and their publisher must have been told.
     if (t->acks != N)
         fail_msg("close-ok came after %zu confirms of %d stored publishes: the publisher never "
@@ -210,8 +210,8 @@ test_mandatory_unroutable_is_returned_then_confirmed(void **state)
     assert_int_equal(raw_exchange_declare(a, "mx", "direct", false, false, false), 0);
 
     uint64_t seq = gx_next_seq(t);
-    gx_pub(a, "mx", "nowhere", "lost",
-           &(gx_pub_t){.seq = seq, .mandatory = true, .message_id = "m-1"});
+    raw_publish_text(a, "mx", "nowhere", "lost",
+                     &(raw_pub_t){.seq = seq, .mandatory = true, .message_id = "m-1"});
     // The return comes first, then the positive confirm.
     raw_msg_t *m = raw_any(a, WAIT_MS);
     assert_non_null(m);
@@ -235,7 +235,7 @@ test_mandatory_unroutable_is_returned_then_confirmed(void **state)
     assert_int_equal(t->state[seq], GX_ACK);
 
     // Without seq: returned (no seq in it), never confirmed.
-    gx_pub(a, "mx", "nowhere", "lost too", &(gx_pub_t){.mandatory = true});
+    raw_publish_text(a, "mx", "nowhere", "lost too", &(raw_pub_t){.mandatory = true});
     m = raw_next(a, HOP_CMD_RETURN, WAIT_MS);
     assert_non_null(m);
     assert_false(m->wire.has & HOP_F_SEQ);
@@ -243,18 +243,18 @@ test_mandatory_unroutable_is_returned_then_confirmed(void **state)
     assert_true(raw_body_is(m, "lost too"));
     raw_msg_destroy(&m);
     gx_expect_no_confirm(a);
-    assert_int_equal(gx_status(a, "returned"), 2);
+    assert_int_equal(raw_status_uint(a, "returned"), 2);
 
     // Not mandatory: no return, confirmed all the same, counted as unroutable.
     assert_int_equal(raw_exchange_declare(a, "mx2", "direct", false, false, false), 0);
-    uint64_t unroutable = gx_status(a, "unroutable");
+    uint64_t unroutable = raw_status_uint(a, "unroutable");
     seq = gx_next_seq(t);
-    gx_pub(a, "mx2", "nowhere", "dropped", &(gx_pub_t){.seq = seq});
+    raw_publish_text(a, "mx2", "nowhere", "dropped", &(raw_pub_t){.seq = seq});
     gx_confirms_wait(a, t);
     assert_int_equal(t->state[seq], GX_ACK);
-    gx_sync(a);
+    raw_sync(a);
     assert_int_equal(raw_pending(a, HOP_CMD_RETURN), 0);
-    assert_int_equal(gx_status(a, "unroutable"), unroutable + 1);
+    assert_int_equal(raw_status_uint(a, "unroutable"), unroutable + 1);
     raw_msg_t *list = raw_list(a, "exchanges");
     assert_non_null(list);
     uint64_t n = 0;
@@ -270,14 +270,14 @@ test_mandatory_unroutable_is_returned_then_confirmed(void **state)
     assert_int_equal(raw_queue_declare(a, "mq", false, false, false, false), 0);
     assert_int_equal(raw_bind(a, "mq", "mx", "here"), 0);
     seq = gx_next_seq(t);
-    gx_pub(a, "mx", "here", "kept", &(gx_pub_t){.seq = seq, .mandatory = true});
+    raw_publish_text(a, "mx", "here", "kept", &(raw_pub_t){.seq = seq, .mandatory = true});
     gx_confirms_wait(a, t);
     assert_int_equal(t->state[seq], GX_ACK);
-    gx_sync(a);
+    raw_sync(a);
     assert_int_equal(raw_pending(a, HOP_CMD_RETURN), 0);
-    assert_int_equal(gx_status(a, "returned"), 2);
+    assert_int_equal(raw_status_uint(a, "returned"), 2);
     char bodies[64];
-    assert_string_equal(gx_drain(a, "mq", bodies, sizeof bodies), "kept");
+    assert_string_equal(raw_drain(a, "mq", bodies, sizeof bodies), "kept");
     gx_expect_no_confirm(a);
 }
 
@@ -308,25 +308,25 @@ test_max_length_drop_head_keeps_newest_and_dead_letters_the_rest(void **state)
     char body[16];
     for (int i = 0; i < 10; i++) {
         snprintf(body, sizeof body, "m%d", i);
-        gx_pub(a, "ex", "k", body, &(gx_pub_t){.message_id = body});
+        raw_publish_text(a, "ex", "k", body, &(raw_pub_t){.message_id = body});
     }
-    gx_sync(a);
+    raw_sync(a);
     uint64_t wall_hi = gx_wall_ms();
-    assert_int_equal(gx_qstat(a, "q", "messages_ready"), 3);
-    assert_int_equal(gx_qstat(a, "q", "dead_lettered"), 7);
-    assert_int_equal(gx_qstat(a, "q", "dropped"), 0);
-    assert_int_equal(gx_qstat(a, "plain", "dropped"), 7);
-    assert_int_equal(gx_qstat(a, "plain", "dead_lettered"), 0);
-    assert_int_equal(gx_qstat(a, "dlq", "messages_ready"), 7);
+    assert_int_equal(raw_qstat(a, "q", "messages_ready"), 3);
+    assert_int_equal(raw_qstat(a, "q", "dead_lettered"), 7);
+    assert_int_equal(raw_qstat(a, "q", "dropped"), 0);
+    assert_int_equal(raw_qstat(a, "plain", "dropped"), 7);
+    assert_int_equal(raw_qstat(a, "plain", "dead_lettered"), 0);
+    assert_int_equal(raw_qstat(a, "dlq", "messages_ready"), 7);
     char bodies[256];
-    assert_string_equal(gx_drain(a, "q", bodies, sizeof bodies), "m7,m8,m9");
-    assert_string_equal(gx_drain(a, "plain", bodies, sizeof bodies), "m7,m8,m9");
+    assert_string_equal(raw_drain(a, "q", bodies, sizeof bodies), "m7,m8,m9");
+    assert_string_equal(raw_drain(a, "plain", bodies, sizeof bodies), "m7,m8,m9");
 
     // The 7 dropped arrive in the dead-letter queue, oldest first, each with one death record.
     for (int i = 0; i < 7; i++) {
         raw_msg_t *m = gx_get_ok(a, "dlq", true);
         snprintf(body, sizeof body, "m%d", i);
-        gx_check_delivery(m, body, false, 1);
+        raw_check_delivery(m, body, false, 1);
         gx_expect_str(m->wire.exchange, "dlx");
         gx_expect_str(m->wire.key, "k"); // no dead_letter_key: its own key
         gx_expect_props(m, body);
@@ -336,8 +336,8 @@ test_max_length_drop_head_keeps_newest_and_dead_letters_the_rest(void **state)
         raw_msg_destroy(&m);
     }
     gx_expect_empty(a, "dlq");
-    assert_int_equal(gx_status(a, "dead_lettered"), 7);
-    assert_int_equal(gx_status(a, "dropped"), 7);
+    assert_int_equal(raw_status_uint(a, "dead_lettered"), 7);
+    assert_int_equal(raw_status_uint(a, "dropped"), 7);
 }
 
 static void
@@ -349,29 +349,29 @@ test_max_length_bytes_counts_ready_bodies(void **state)
     hop_enc_t *enc = gx_qdecl(a, "qb");
     hop_enc_uint(enc, "max_length_bytes", 10);
     assert_int_equal(gx_call(a, NULL, 0), 0);
-    gx_pub(a, "", "qb", "aaaa", NULL);
-    gx_pub(a, "", "qb", "bbbb", NULL);
-    gx_pub(a, "", "qb", "cccc", NULL); // 12 bytes: the oldest goes
-    gx_sync(a);
-    assert_int_equal(gx_qstat(a, "qb", "bytes_ready"), 8);
-    assert_int_equal(gx_qstat(a, "qb", "dropped"), 1);
-    gx_pub(a, "", "qb", "dd", NULL); // exactly 10: nothing goes
-    gx_sync(a);
-    assert_int_equal(gx_qstat(a, "qb", "bytes_ready"), 10);
-    assert_int_equal(gx_qstat(a, "qb", "messages_ready"), 3);
-    assert_int_equal(gx_qstat(a, "qb", "dropped"), 1);
+    raw_publish_text(a, "", "qb", "aaaa", NULL);
+    raw_publish_text(a, "", "qb", "bbbb", NULL);
+    raw_publish_text(a, "", "qb", "cccc", NULL); // 12 bytes: the oldest goes
+    raw_sync(a);
+    assert_int_equal(raw_qstat(a, "qb", "bytes_ready"), 8);
+    assert_int_equal(raw_qstat(a, "qb", "dropped"), 1);
+    raw_publish_text(a, "", "qb", "dd", NULL); // exactly 10: nothing goes
+    raw_sync(a);
+    assert_int_equal(raw_qstat(a, "qb", "bytes_ready"), 10);
+    assert_int_equal(raw_qstat(a, "qb", "messages_ready"), 3);
+    assert_int_equal(raw_qstat(a, "qb", "dropped"), 1);
     // Unacked bodies do not count: take one, and there is room for 4 bytes again.
     raw_msg_t *m = gx_get_ok(a, "qb", false);
     uint64_t tag = m->wire.tag;
-    gx_check_delivery(m, "bbbb", false, 1);
+    raw_check_delivery(m, "bbbb", false, 1);
     raw_msg_destroy(&m);
-    gx_pub(a, "", "qb", "eeee", NULL);
-    gx_sync(a);
-    assert_int_equal(gx_qstat(a, "qb", "dropped"), 1);
-    assert_int_equal(gx_qstat(a, "qb", "bytes_ready"), 10);
+    raw_publish_text(a, "", "qb", "eeee", NULL);
+    raw_sync(a);
+    assert_int_equal(raw_qstat(a, "qb", "dropped"), 1);
+    assert_int_equal(raw_qstat(a, "qb", "bytes_ready"), 10);
     raw_ack(a, tag, false);
     char bodies[64];
-    assert_string_equal(gx_drain(a, "qb", bodies, sizeof bodies), "cccc,dd,eeee");
+    assert_string_equal(raw_drain(a, "qb", bodies, sizeof bodies), "cccc,dd,eeee");
 
     // reject-publish by bytes: what does not fit is refused (506), what fits is stored.
     enc = gx_qdecl(a, "qr");
@@ -381,7 +381,7 @@ test_max_length_bytes_counts_ready_bodies(void **state)
     const char *bodies_in[] = {"aaaa", "bbbb", "cccc", "dd", "x"};
     const gx_cstate_t expect[] = {GX_ACK, GX_ACK, GX_NACK, GX_ACK, GX_NACK};
     for (int i = 0; i < 5; i++)
-        gx_pub(a, "", "qr", bodies_in[i], &(gx_pub_t){.seq = gx_next_seq(t)});
+        raw_publish_text(a, "", "qr", bodies_in[i], &(raw_pub_t){.seq = gx_next_seq(t)});
     gx_confirms_wait(a, t);
     for (int i = 0; i < 5; i++) {
         if (t->state[i + 1] != expect[i])
@@ -390,9 +390,9 @@ test_max_length_bytes_counts_ready_bodies(void **state)
         if (expect[i] == GX_NACK)
             assert_int_equal(t->code[i + 1], HOP_CODE_RESOURCE_ERROR);
     }
-    assert_int_equal(gx_qstat(a, "qr", "rejected_publishes"), 2);
-    assert_int_equal(gx_qstat(a, "qr", "bytes_ready"), 10);
-    assert_string_equal(gx_drain(a, "qr", bodies, sizeof bodies), "aaaa,bbbb,dd");
+    assert_int_equal(raw_qstat(a, "qr", "rejected_publishes"), 2);
+    assert_int_equal(raw_qstat(a, "qr", "bytes_ready"), 10);
+    assert_string_equal(raw_drain(a, "qr", bodies, sizeof bodies), "aaaa,bbbb,dd");
 }
 
 static void
@@ -417,7 +417,7 @@ test_reject_publish_bounded_buffer_loses_and_duplicates_nothing(void **state)
         uint64_t seq = gx_next_seq(t);
         body_of[seq] = i;
         snprintf(body, sizeof body, "b%02d", i);
-        gx_pub(p, "", "bq", body, &(gx_pub_t){.seq = seq});
+        raw_publish_text(p, "", "bq", body, &(raw_pub_t){.seq = seq});
     }
     gx_confirms_wait(p, t);
     for (uint64_t s = 1; s <= FIRST; s++) {
@@ -430,8 +430,8 @@ test_reject_publish_bounded_buffer_loses_and_duplicates_nothing(void **state)
         if (t->state[s] == GX_ACK)
             stored[body_of[s]] = true;
     }
-    assert_int_equal(gx_qstat(p, "bq", "messages_ready"), CAP);
-    assert_int_equal(gx_qstat(p, "bq", "rejected_publishes"), FIRST - CAP);
+    assert_int_equal(raw_qstat(p, "bq", "messages_ready"), CAP);
+    assert_int_equal(raw_qstat(p, "bq", "rejected_publishes"), FIRST - CAP);
 
     // Then the producer retries what was refused (and goes on with new bodies) while the
     // consumer takes a few each round, until every body was stored and consumed.
@@ -440,7 +440,7 @@ test_reject_publish_bounded_buffer_loses_and_duplicates_nothing(void **state)
         if (++rounds > 500)
             fail_msg("no progress: %d of %d consumed", consumed, N);
         for (int k = 0; k < TAKE; k++) {
-            raw_msg_t *m = gx_get(c, "bq", false);
+            raw_msg_t *m = raw_get(c, "bq", false);
             if (m->wire.cmd == HOP_CMD_GET_EMPTY) {
                 raw_msg_destroy(&m);
                 break;
@@ -464,14 +464,14 @@ test_reject_publish_bounded_buffer_loses_and_duplicates_nothing(void **state)
                 uint64_t seq = gx_next_seq(t);
                 body_of[seq] = i;
                 snprintf(body, sizeof body, "b%02d", i);
-                gx_pub(p, "", "bq", body, &(gx_pub_t){.seq = seq});
+                raw_publish_text(p, "", "bq", body, &(raw_pub_t){.seq = seq});
                 sent++;
             }
         while (next_new < N && sent < WINDOW) {
             uint64_t seq = gx_next_seq(t);
             body_of[seq] = next_new;
             snprintf(body, sizeof body, "b%02d", next_new++);
-            gx_pub(p, "", "bq", body, &(gx_pub_t){.seq = seq});
+            raw_publish_text(p, "", "bq", body, &(raw_pub_t){.seq = seq});
             sent++;
         }
         gx_confirms_wait(p, t);
@@ -483,46 +483,47 @@ test_reject_publish_bounded_buffer_loses_and_duplicates_nothing(void **state)
             else
                 stored[body_of[s]] = true;
         }
-        assert_true(gx_qstat(p, "bq", "messages_ready") <= CAP);
+        assert_true(raw_qstat(p, "bq", "messages_ready") <= CAP);
     }
     for (int i = 0; i < N; i++)
         if (seen[i] != 1)
             fail_msg("body b%02d consumed %d times", i, seen[i]);
     gx_expect_empty(c, "bq");
-    gx_expect_no_error(c);
+    raw_expect_no_error(c);
     gx_expect_no_confirm(p);
     assert_int_equal(t->acks, N);
-    assert_int_equal(gx_qstat(p, "bq", "published"), N);
-    assert_int_equal(gx_qstat(p, "bq", "acked"), N);
-    assert_int_equal(gx_qstat(p, "bq", "messages"), 0);
-    assert_int_equal(gx_qstat(p, "bq", "rejected_publishes"), t->nacks);
-    assert_int_equal(gx_status(p, "rejected_publishes"), t->nacks);
-    assert_int_equal(gx_status(p, "confirmed"), N);
+    assert_int_equal(raw_qstat(p, "bq", "published"), N);
+    assert_int_equal(raw_qstat(p, "bq", "acked"), N);
+    assert_int_equal(raw_qstat(p, "bq", "messages"), 0);
+    assert_int_equal(raw_qstat(p, "bq", "rejected_publishes"), t->nacks);
+    assert_int_equal(raw_status_uint(p, "rejected_publishes"), t->nacks);
+    assert_int_equal(raw_status_uint(p, "confirmed"), N);
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_confirms_cover_every_publish_exactly_once, gx_setup,
-                                        gx_teardown),
+        cmocka_unit_test_setup_teardown(test_confirms_cover_every_publish_exactly_once,
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(
-            test_refused_publish_with_seq_gets_a_negative_confirm_not_an_error, gx_setup_small,
-            gx_teardown),
-        cmocka_unit_test_setup_teardown(test_close_right_after_publishing_still_confirms, gx_setup,
-                                        gx_teardown),
+            test_refused_publish_with_seq_gets_a_negative_confirm_not_an_error, raw_fx_setup_small,
+            raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_close_right_after_publishing_still_confirms,
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_mandatory_unroutable_is_returned_then_confirmed,
-                                        gx_setup, gx_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(
-            test_max_length_drop_head_keeps_newest_and_dead_letters_the_rest, gx_setup,
-            gx_teardown),
-        cmocka_unit_test_setup_teardown(test_max_length_bytes_counts_ready_bodies, gx_setup,
-                                        gx_teardown),
+            test_max_length_drop_head_keeps_newest_and_dead_letters_the_rest, raw_fx_setup,
+            raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_max_length_bytes_counts_ready_bodies, raw_fx_setup,
+                                        raw_fx_teardown),
         cmocka_unit_test_setup_teardown(
-            test_reject_publish_bounded_buffer_loses_and_duplicates_nothing, gx_setup, gx_teardown),
+            test_reject_publish_bounded_buffer_loses_and_duplicates_nothing, raw_fx_setup,
+            raw_fx_teardown),
         // Again with batching clients (the broker's batch path for deliveries).
         cmocka_unit_test_setup_teardown(test_mandatory_unroutable_is_returned_then_confirmed,
-                                        gx_setup_batch, gx_teardown),
+                                        raw_fx_setup_batch, raw_fx_teardown),
     };
     return cmocka_run_group_tests_name("integration.guarantees", tests, NULL, NULL);
 }

@@ -59,35 +59,35 @@ test_queue_ack_timeout_revokes_and_redelivers(void **state)
     assert_int_equal(gx_consumer_ack_timeout(a, "c1"), DEADLINE);
 
     uint64_t t0 = harness_now_ms();
-    gx_pub(b, "", "slow", "job", NULL);
-    uint64_t tag1 = gx_expect_deliver(a, "job", false, 1);
+    raw_publish_text(b, "", "slow", "job", NULL);
+    uint64_t tag1 = raw_expect_deliver(a, "job", false, 1);
     // Not acked: revoked after the deadline (never before), within 3 s of it.
     uint64_t at = s_expect_revoked(a, "c1", tag1, DEADLINE + 3000);
     if (at - t0 < DEADLINE)
         fail_msg("revoked %llu ms after publishing, before the %d ms deadline",
                  (unsigned long long)(at - t0), DEADLINE);
     // ... and delivered again, flagged, under a new tag.
-    raw_msg_t *m = gx_deliver(a);
-    gx_check_delivery(m, "job", true, 2);
+    raw_msg_t *m = raw_deliver(a);
+    raw_check_delivery(m, "job", true, 2);
     uint64_t tag2 = m->wire.tag;
     assert_true(tag2 > tag1);
     raw_msg_destroy(&m);
     // The late ack of the old tag cannot settle anything.
     s_expect_late_ack_refused(a, tag1);
-    assert_int_equal(gx_qstat(a, "slow", "messages_unacked"), 1);
+    assert_int_equal(raw_qstat(a, "slow", "messages_unacked"), 1);
     raw_ack(a, tag2, false);
-    gx_expect_no_error(a);
-    gx_expect_no_delivery(a);
-    assert_int_equal(gx_qstat(a, "slow", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "slow", "acked"), 1);
-    assert_int_equal(gx_qstat(a, "slow", "delivered"), 2);
-    assert_int_equal(gx_status(a, "revoked"), 1);
+    raw_expect_no_error(a);
+    raw_expect_no_delivery(a);
+    assert_int_equal(raw_qstat(a, "slow", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "slow", "acked"), 1);
+    assert_int_equal(raw_qstat(a, "slow", "delivered"), 2);
+    assert_int_equal(raw_status_uint(a, "revoked"), 1);
 
     // get has no deadline.
     assert_int_equal(raw_cancel(a, "c1"), 0);
-    gx_pub(b, "", "slow", "got", NULL);
+    raw_publish_text(b, "", "slow", "got", NULL);
     m = gx_get_ok(b, "slow", false);
-    gx_check_delivery(m, "got", false, 1);
+    raw_check_delivery(m, "got", false, 1);
     uint64_t tag = m->wire.tag;
     raw_msg_destroy(&m);
     // Neither has a no-ack consumer.
@@ -96,15 +96,15 @@ test_queue_ack_timeout_revokes_and_redelivers(void **state)
     hop_enc_cstr(nenc, "consumer", "free");
     hop_enc_bool(nenc, "no_ack", true);
     assert_int_equal(gx_call(b, NULL, 0), 0);
-    gx_pub(b, "", "slow", "fire and forget", NULL);
-    gx_expect_deliver(b, "fire and forget", false, 1);
+    raw_publish_text(b, "", "slow", "fire and forget", NULL);
+    raw_expect_deliver(b, "fire and forget", false, 1);
     harness_pause_ms(DEADLINE + 500);
-    gx_sync(b);
+    raw_sync(b);
     assert_int_equal(raw_pending(b, HOP_CMD_REVOKED), 0);
     raw_ack(b, tag, false);
-    gx_expect_no_error(b);
-    assert_int_equal(gx_status(a, "revoked"), 1);
-    assert_int_equal(gx_qstat(a, "slow", "messages"), 0);
+    raw_expect_no_error(b);
+    assert_int_equal(raw_status_uint(a, "revoked"), 1);
+    assert_int_equal(raw_qstat(a, "slow", "messages"), 0);
 }
 
 static void
@@ -150,16 +150,16 @@ test_consumer_ack_timeout_revokes_before_the_queue_deadline(void **state)
     assert_int_equal(gx_consume(a, "q2", "too-short", 1, 999), HOP_CODE_SYNTAX_ERROR);
 
     uint64_t t0 = harness_now_ms();
-    gx_pub(b, "", "q2", "job", NULL);
-    uint64_t tag1 = gx_expect_deliver(a, "job", false, 1);
+    raw_publish_text(b, "", "q2", "job", NULL);
+    uint64_t tag1 = raw_expect_deliver(a, "job", false, 1);
     uint64_t at = s_expect_revoked(a, "fast", tag1, 1000 + 3000);
     assert_true(at - t0 >= 1000);
-    uint64_t tag2 = gx_expect_deliver(a, "job", true, 2);
+    uint64_t tag2 = raw_expect_deliver(a, "job", true, 2);
     s_expect_late_ack_refused(a, tag1);
     raw_ack(a, tag2, false);
-    gx_expect_no_error(a);
-    assert_int_equal(gx_qstat(a, "q2", "messages"), 0);
-    assert_int_equal(gx_status(a, "revoked"), 1);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "q2", "messages"), 0);
+    assert_int_equal(raw_status_uint(a, "revoked"), 1);
 
     // Upwards too: a consumer with 60 s on a queue with 1 s keeps its delivery past 1 s.
     enc = gx_qdecl(a, "q1s");
@@ -167,15 +167,15 @@ test_consumer_ack_timeout_revokes_before_the_queue_deadline(void **state)
     assert_int_equal(gx_call(a, NULL, 0), 0);
     assert_int_equal(gx_consume(b, "q1s", "patient", 1, 60000), 0);
     assert_int_equal(gx_consumer_ack_timeout(a, "patient"), 60000);
-    gx_pub(a, "", "q1s", "long job", NULL);
-    uint64_t tag = gx_expect_deliver(b, "long job", false, 1);
+    raw_publish_text(a, "", "q1s", "long job", NULL);
+    uint64_t tag = raw_expect_deliver(b, "long job", false, 1);
     harness_pause_ms(1000 + 500);
-    gx_sync(b);
+    raw_sync(b);
     assert_int_equal(raw_pending(b, HOP_CMD_REVOKED), 0);
     raw_ack(b, tag, false);
-    gx_expect_no_error(b);
-    assert_int_equal(gx_qstat(a, "q1s", "acked"), 1);
-    assert_int_equal(gx_status(a, "revoked"), 1);
+    raw_expect_no_error(b);
+    assert_int_equal(raw_qstat(a, "q1s", "acked"), 1);
+    assert_int_equal(raw_status_uint(a, "revoked"), 1);
 }
 
 static void
@@ -188,32 +188,32 @@ test_revoked_delivery_is_offered_to_another_consumer_first(void **state)
     hop_enc_uint(enc, "ack_timeout", 1000);
     assert_int_equal(gx_call(a, NULL, 0), 0);
     assert_int_equal(gx_consume(a, "shared", "stuck", 1, 0), 0);
-    gx_pub(b, "", "shared", "job", NULL);
-    uint64_t tag = gx_expect_deliver(a, "job", false, 1);
+    raw_publish_text(b, "", "shared", "job", NULL);
+    uint64_t tag = raw_expect_deliver(a, "job", false, 1);
     assert_int_equal(gx_consume(b, "shared", "healthy", 1, 0), 0);
     s_expect_revoked(a, "stuck", tag, 1000 + 3000);
     // The other consumer gets it; the stuck one stays and gets nothing more.
-    uint64_t tag2 = gx_expect_deliver(b, "job", true, 2);
+    uint64_t tag2 = raw_expect_deliver(b, "job", true, 2);
     raw_ack(b, tag2, false);
-    gx_expect_no_error(b);
-    gx_expect_no_delivery(a);
+    raw_expect_no_error(b);
+    raw_expect_no_delivery(a);
     s_expect_late_ack_refused(a, tag);
-    assert_int_equal(gx_qstat(a, "shared", "consumers"), 2);
-    assert_int_equal(gx_qstat(a, "shared", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "shared", "consumers"), 2);
+    assert_int_equal(raw_qstat(a, "shared", "messages"), 0);
     // The stuck consumer still takes new work.
-    gx_pub(b, "", "shared", "next", NULL);
-    gx_pub(b, "", "shared", "after", NULL);
-    raw_msg_t *m1 = gx_deliver(a);
-    raw_msg_t *m2 = gx_deliver(b);
+    raw_publish_text(b, "", "shared", "next", NULL);
+    raw_publish_text(b, "", "shared", "after", NULL);
+    raw_msg_t *m1 = raw_deliver(a);
+    raw_msg_t *m2 = raw_deliver(b);
     assert_true((raw_body_is(m1, "next") && raw_body_is(m2, "after")) ||
                 (raw_body_is(m1, "after") && raw_body_is(m2, "next")));
     raw_ack(a, m1->wire.tag, false);
     raw_ack(b, m2->wire.tag, false);
     raw_msg_destroy(&m1);
     raw_msg_destroy(&m2);
-    gx_expect_no_error(a);
-    gx_expect_no_error(b);
-    assert_int_equal(gx_qstat(a, "shared", "acked"), 3);
+    raw_expect_no_error(a);
+    raw_expect_no_error(b);
+    assert_int_equal(raw_qstat(a, "shared", "acked"), 3);
 }
 
 static void
@@ -229,15 +229,15 @@ test_revoke_at_the_delivery_limit_dead_letters(void **state)
     hop_enc_cstr(enc, "dead_letter_key", "lim.dead");
     assert_int_equal(gx_call(a, NULL, 0), 0);
     assert_int_equal(gx_consume(a, "lim", "c", 1, 0), 0);
-    gx_pub(a, "", "lim", "stuck", NULL);
-    uint64_t tag = gx_expect_deliver(a, "stuck", false, 1);
+    raw_publish_text(a, "", "lim", "stuck", NULL);
+    uint64_t tag = raw_expect_deliver(a, "stuck", false, 1);
     s_expect_revoked(a, "c", tag, 1000 + 3000);
-    gx_expect_no_delivery(a);
+    raw_expect_no_delivery(a);
     s_expect_late_ack_refused(a, tag);
-    assert_int_equal(gx_qstat(a, "lim", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "lim", "dead_lettered"), 1);
+    assert_int_equal(raw_qstat(a, "lim", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "lim", "dead_lettered"), 1);
     raw_msg_t *m = gx_get_ok(a, "lim.dead", true);
-    gx_check_delivery(m, "stuck", false, 1);
+    raw_check_delivery(m, "stuck", false, 1);
     gx_death_t d[DEATH_MAX];
     assert_int_equal(gx_deaths(m, d), 1);
     assert_string_equal(d[0].reason, "delivery-limit");
@@ -260,12 +260,12 @@ test_many_revoked_deliveries_each_come_back_once(void **state)
     char body[16];
     for (int i = 0; i < N; i++) {
         snprintf(body, sizeof body, "m%02d", i);
-        gx_pub(b, "", "many", body, NULL);
+        raw_publish_text(b, "", "many", body, NULL);
     }
     uint64_t old[N];
     for (int i = 0; i < N; i++) {
         snprintf(body, sizeof body, "m%02d", i);
-        old[i] = gx_expect_deliver(a, body, false, 1);
+        old[i] = raw_expect_deliver(a, body, false, 1);
     }
     // Every one is revoked, once.
     bool revoked[N] = {false};
@@ -287,15 +287,15 @@ test_many_revoked_deliveries_each_come_back_once(void **state)
     uint64_t fresh[N];
     for (int i = 0; i < N; i++) {
         snprintf(body, sizeof body, "m%02d", i);
-        fresh[i] = gx_expect_deliver(a, body, true, 2);
+        fresh[i] = raw_expect_deliver(a, body, true, 2);
     }
     for (int i = 0; i < N; i++)
         raw_ack(a, fresh[i], false);
-    gx_expect_no_error(a);
-    gx_expect_no_delivery(a);
-    assert_int_equal(gx_qstat(a, "many", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "many", "acked"), N);
-    assert_int_equal(gx_status(a, "revoked"), N);
+    raw_expect_no_error(a);
+    raw_expect_no_delivery(a);
+    assert_int_equal(raw_qstat(a, "many", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "many", "acked"), N);
+    assert_int_equal(raw_status_uint(a, "revoked"), N);
     for (int i = 0; i < N; i++)
         s_expect_late_ack_refused(a, old[i]);
 }
@@ -304,23 +304,23 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_queue_ack_timeout_revokes_and_redelivers, gx_setup,
-                                        gx_teardown),
-        cmocka_unit_test_setup_teardown(test_consumer_ack_timeout_overrides_the_queue, gx_setup,
-                                        gx_teardown),
+        cmocka_unit_test_setup_teardown(test_queue_ack_timeout_revokes_and_redelivers, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_consumer_ack_timeout_overrides_the_queue, raw_fx_setup,
+                                        raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_consumer_ack_timeout_revokes_before_the_queue_deadline,
-                                        gx_setup, gx_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_revoked_delivery_is_offered_to_another_consumer_first,
-                                        gx_setup, gx_teardown),
-        cmocka_unit_test_setup_teardown(test_revoke_at_the_delivery_limit_dead_letters, gx_setup,
-                                        gx_teardown),
-        cmocka_unit_test_setup_teardown(test_many_revoked_deliveries_each_come_back_once, gx_setup,
-                                        gx_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_revoke_at_the_delivery_limit_dead_letters,
+                                        raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_many_revoked_deliveries_each_come_back_once,
+                                        raw_fx_setup, raw_fx_teardown),
         // Again with batching clients (the broker's batch path for deliveries).
         cmocka_unit_test_setup_teardown(test_queue_ack_timeout_revokes_and_redelivers,
-                                        gx_setup_batch, gx_teardown),
+                                        raw_fx_setup_batch, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_revoked_deliveries_each_come_back_once,
-                                        gx_setup_batch, gx_teardown),
+                                        raw_fx_setup_batch, raw_fx_teardown),
     };
     return cmocka_run_group_tests_name("integration.guarantees_ack_deadlines", tests, NULL, NULL);
 }

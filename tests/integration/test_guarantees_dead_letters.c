@@ -32,23 +32,23 @@ test_reject_and_nack_without_requeue_dead_letter(void **state)
     assert_int_equal(gx_consume(a, "work", "w", 0, 0), 0);
 
     uint64_t wall_lo = gx_wall_ms();
-    gx_pub(a, "work.x", "job", "j1", &(gx_pub_t){.message_id = "id-j1"});
-    gx_pub(a, "work.x", "job", "j2", &(gx_pub_t){.message_id = "id-j2"});
-    uint64_t t1 = gx_expect_deliver(a, "j1", false, 1);
-    uint64_t t2 = gx_expect_deliver(a, "j2", false, 1);
+    raw_publish_text(a, "work.x", "job", "j1", &(raw_pub_t){.message_id = "id-j1"});
+    raw_publish_text(a, "work.x", "job", "j2", &(raw_pub_t){.message_id = "id-j2"});
+    uint64_t t1 = raw_expect_deliver(a, "j1", false, 1);
+    uint64_t t2 = raw_expect_deliver(a, "j2", false, 1);
     gx_settle(a, HOP_CMD_REJECT, t1, 0, -1);
     gx_settle(a, HOP_CMD_NACK, t2, 0, -1);
-    gx_expect_no_delivery(a); // not requeued
+    raw_expect_no_delivery(a); // not requeued
     uint64_t wall_hi = gx_wall_ms();
-    assert_int_equal(gx_qstat(a, "work", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "work", "dead_lettered"), 2);
-    assert_int_equal(gx_qstat(a, "work", "dropped"), 0);
-    assert_int_equal(gx_qstat(a, "work", "acked"), 0);
+    assert_int_equal(raw_qstat(a, "work", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "work", "dead_lettered"), 2);
+    assert_int_equal(raw_qstat(a, "work", "dropped"), 0);
+    assert_int_equal(raw_qstat(a, "work", "acked"), 0);
 
     const char *names[] = {"j1", "j2"}, *ids[] = {"id-j1", "id-j2"};
     for (int i = 0; i < 2; i++) {
         raw_msg_t *m = gx_get_ok(a, "failed", true);
-        gx_check_delivery(m, names[i], false, 1);
+        raw_check_delivery(m, names[i], false, 1);
         gx_expect_str(m->wire.exchange, "dlx.x");
         gx_expect_str(m->wire.key, "failed"); // dead_letter_key overrides "job"
         gx_expect_props(m, ids[i]);
@@ -61,16 +61,16 @@ test_reject_and_nack_without_requeue_dead_letter(void **state)
 
     // Without a dead-letter exchange a rejected message is dropped and counted.
     assert_int_equal(raw_queue_declare(a, "nodlx", false, false, false, false), 0);
-    gx_pub(a, "", "nodlx", "gone", NULL);
+    raw_publish_text(a, "", "nodlx", "gone", NULL);
     raw_msg_t *m = gx_get_ok(a, "nodlx", false);
     gx_settle(a, HOP_CMD_REJECT, m->wire.tag, 0, -1);
     raw_msg_destroy(&m);
-    gx_expect_no_error(a);
-    assert_int_equal(gx_qstat(a, "nodlx", "dropped"), 1);
-    assert_int_equal(gx_qstat(a, "nodlx", "dead_lettered"), 0);
-    assert_int_equal(gx_qstat(a, "nodlx", "messages"), 0);
-    assert_int_equal(gx_status(a, "dead_lettered"), 2);
-    assert_int_equal(gx_status(a, "dropped"), 1);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "nodlx", "dropped"), 1);
+    assert_int_equal(raw_qstat(a, "nodlx", "dead_lettered"), 0);
+    assert_int_equal(raw_qstat(a, "nodlx", "messages"), 0);
+    assert_int_equal(raw_status_uint(a, "dead_lettered"), 2);
+    assert_int_equal(raw_status_uint(a, "dropped"), 1);
 }
 
 // Checks a dead letter's body byte for byte (the large one is 'L' x LARGE).
@@ -137,7 +137,7 @@ test_dead_letters_fan_out_and_keep_their_bodies(void **state)
     msgpack_sbuffer_destroy(&records);
     static char large[LARGE + 1];
     memset(large, 'L', LARGE);
-    gx_pub(a, "", "src", large, &(gx_pub_t){.message_id = "big"});
+    raw_publish_text(a, "", "src", large, &(raw_pub_t){.message_id = "big"});
 
     // Rejected from src: each lands in d1 and d2.
     const char *ids[] = {"s1", "s2", "big"};
@@ -147,10 +147,10 @@ test_dead_letters_fan_out_and_keep_their_bodies(void **state)
         gx_settle(a, HOP_CMD_REJECT, m->wire.tag, 0, -1);
         raw_msg_destroy(&m);
     }
-    gx_expect_no_error(a);
-    assert_int_equal(gx_qstat(a, "src", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "d1", "messages_ready"), 3);
-    assert_int_equal(gx_qstat(a, "d2", "messages_ready"), 3);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "src", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "d1", "messages_ready"), 3);
+    assert_int_equal(raw_qstat(a, "d2", "messages_ready"), 3);
     // Rejected again from d1 while d2 still holds its copies: they go on to d3.
     for (int i = 0; i < 3; i++) {
         raw_msg_t *m = gx_get_ok(a, "d1", false);
@@ -159,7 +159,7 @@ test_dead_letters_fan_out_and_keep_their_bodies(void **state)
         gx_settle(a, HOP_CMD_REJECT, m->wire.tag, 0, -1);
         raw_msg_destroy(&m);
     }
-    gx_expect_no_error(a);
+    raw_expect_no_error(a);
     for (int i = 0; i < 3; i++) {
         raw_msg_t *m = gx_get_ok(a, "d3", true);
         s_check_body(m, i < 2 ? small[i] : NULL, LARGE);
@@ -204,18 +204,18 @@ test_nack_multiple_without_requeue_dead_letters_in_order(void **state)
     const char *bodies[] = {"n1", "n2", "n3", "n4", "n5"};
     uint64_t last = 0;
     for (int i = 0; i < 5; i++)
-        gx_pub(a, "", "mdl", bodies[i], NULL);
+        raw_publish_text(a, "", "mdl", bodies[i], NULL);
     for (int i = 0; i < 5; i++)
-        last = gx_expect_deliver(a, bodies[i], false, 1);
+        last = raw_expect_deliver(a, bodies[i], false, 1);
     hop_enc_t *nack = raw_begin_noid(a, HOP_CMD_NACK);
     hop_enc_uint(nack, "tag", last);
     hop_enc_bool(nack, "multiple", true);
     hop_enc_bool(nack, "requeue", false);
     assert_int_equal(raw_send_enc(a, NULL, 0), 0);
-    gx_expect_no_delivery(a);
-    assert_int_equal(gx_qstat(a, "mdl", "dead_lettered"), 5);
+    raw_expect_no_delivery(a);
+    assert_int_equal(raw_qstat(a, "mdl", "dead_lettered"), 5);
     char out[64];
-    assert_string_equal(gx_drain(a, "mdl.dead", out, sizeof out), "n1,n2,n3,n4,n5");
+    assert_string_equal(raw_drain(a, "mdl.dead", out, sizeof out), "n1,n2,n3,n4,n5");
 }
 
 static void
@@ -236,9 +236,9 @@ test_dead_lettered_again_from_the_same_queue_counts_up(void **state)
     assert_int_equal(gx_call(a, NULL, 0), 0);
 
     uint64_t wall_lo = gx_wall_ms();
-    gx_pub(a, "", "w", "boomerang", &(gx_pub_t){.message_id = "id-b"});
+    raw_publish_text(a, "", "w", "boomerang", &(raw_pub_t){.message_id = "id-b"});
     raw_msg_t *m = gx_get_ok(a, "w", false);
-    gx_check_delivery(m, "boomerang", false, 1);
+    raw_check_delivery(m, "boomerang", false, 1);
     assert_int_equal(gx_deaths(m, (gx_death_t[DEATH_MAX]){0}), 0);
     for (uint64_t round = 1; round <= 3; round++) {
         gx_settle(a, HOP_CMD_REJECT, m->wire.tag, 0, -1);
@@ -247,7 +247,7 @@ test_dead_lettered_again_from_the_same_queue_counts_up(void **state)
         uint64_t wall_hi = gx_wall_ms();
         m = gx_get_ok(a, "w", false);
         // A new message each time it comes back (dead letters are republished).
-        gx_check_delivery(m, "boomerang", false, 1);
+        raw_check_delivery(m, "boomerang", false, 1);
         gx_expect_str(m->wire.key, "w");
         gx_expect_props(m, "id-b");
         gx_death_t d[DEATH_MAX];
@@ -259,12 +259,12 @@ test_dead_lettered_again_from_the_same_queue_counts_up(void **state)
     }
     gx_settle(a, HOP_CMD_ACK, m->wire.tag, -1, -1);
     raw_msg_destroy(&m);
-    gx_expect_no_error(a);
-    assert_int_equal(gx_qstat(a, "w", "dead_lettered"), 3);
-    assert_int_equal(gx_qstat(a, "d", "dead_lettered"), 3);
-    assert_int_equal(gx_qstat(a, "d", "expired"), 3);
-    assert_int_equal(gx_qstat(a, "w", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "d", "messages"), 0);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "w", "dead_lettered"), 3);
+    assert_int_equal(raw_qstat(a, "d", "dead_lettered"), 3);
+    assert_int_equal(raw_qstat(a, "d", "expired"), 3);
+    assert_int_equal(raw_qstat(a, "w", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "d", "messages"), 0);
 
     // A cycle without a rejection is cut: c1 expires into c2, c2 would expire back into c1.
     const char *pairs[2][2] = {{"c1", "c2"}, {"c2", "c1"}};
@@ -275,13 +275,13 @@ test_dead_lettered_again_from_the_same_queue_counts_up(void **state)
         hop_enc_cstr(enc, "dead_letter_key", pairs[i][1]);
         assert_int_equal(gx_call(a, NULL, 0), 0);
     }
-    gx_pub(a, "", "c1", "loop", NULL);
+    raw_publish_text(a, "", "c1", "loop", NULL);
     gx_wait_qfield(a, "c2", "expired", 1, 3000);
-    assert_int_equal(gx_qstat(a, "c2", "dropped"), 1);
-    assert_int_equal(gx_qstat(a, "c1", "expired"), 1);
-    assert_int_equal(gx_qstat(a, "c1", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "c2", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "c1", "published"), 1); // never came back
+    assert_int_equal(raw_qstat(a, "c2", "dropped"), 1);
+    assert_int_equal(raw_qstat(a, "c1", "expired"), 1);
+    assert_int_equal(raw_qstat(a, "c1", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "c2", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "c1", "published"), 1); // never came back
 }
 
 static void
@@ -296,12 +296,12 @@ test_dead_letter_back_into_the_queue_it_left_is_dropped(void **state)
     hop_enc_cstr(enc, "dead_letter_exchange", "");
     hop_enc_cstr(enc, "dead_letter_key", "self");
     assert_int_equal(gx_call(a, NULL, 0), 0);
-    gx_pub(a, "", "self", "fresh", NULL);
+    raw_publish_text(a, "", "self", "fresh", NULL);
     gx_wait_qfield(a, "self", "expired", 1, 3000);
     harness_pause_ms(5 * TTL); // time for it to go round, were it to
-    assert_int_equal(gx_qstat(a, "self", "expired"), 1);
-    assert_int_equal(gx_qstat(a, "self", "dropped"), 1);
-    assert_int_equal(gx_qstat(a, "self", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "self", "expired"), 1);
+    assert_int_equal(raw_qstat(a, "self", "dropped"), 1);
+    assert_int_equal(raw_qstat(a, "self", "messages"), 0);
 
     // The same for a message that was rejected somewhere else before: that rejection is not
     // part of this cycle (self2 -> self2, reason expired), so the cycle is still cut.
@@ -314,19 +314,19 @@ test_dead_letter_back_into_the_queue_it_left_is_dropped(void **state)
     hop_enc_cstr(enc, "dead_letter_exchange", "");
     hop_enc_cstr(enc, "dead_letter_key", "self2");
     assert_int_equal(gx_call(a, NULL, 0), 0);
-    gx_pub(a, "", "inbox", "refused", NULL);
+    raw_publish_text(a, "", "inbox", "refused", NULL);
     raw_msg_t *m = gx_get_ok(a, "inbox", false);
     gx_settle(a, HOP_CMD_REJECT, m->wire.tag, 0, -1);
     raw_msg_destroy(&m);
     gx_wait_qfield(a, "self2", "expired", 1, 3000);
     harness_pause_ms(5 * TTL);
-    uint64_t expired = gx_qstat(a, "self2", "expired");
+    uint64_t expired = raw_qstat(a, "self2", "expired");
     if (expired != 1)
         fail_msg("a dead letter expired %llu times going round self2 -> self2 (the earlier "
                  "rejection in 'inbox' is not part of that cycle): expected 1, then dropped",
                  (unsigned long long)expired);
-    assert_int_equal(gx_qstat(a, "self2", "published"), 1);
-    assert_int_equal(gx_qstat(a, "self2", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "self2", "published"), 1);
+    assert_int_equal(raw_qstat(a, "self2", "messages"), 0);
 }
 
 static void
@@ -343,15 +343,15 @@ test_dead_letters_to_a_missing_exchange_or_no_queue_are_dropped(void **state)
     assert_int_equal(gx_call(a, NULL, 0), 0);
     const char *queues[] = {"nox", "noq"};
     for (int i = 0; i < 2; i++) {
-        gx_pub(a, "", queues[i], "x", NULL);
+        raw_publish_text(a, "", queues[i], "x", NULL);
         raw_msg_t *m = gx_get_ok(a, queues[i], false);
         gx_settle(a, HOP_CMD_REJECT, m->wire.tag, 0, -1);
         raw_msg_destroy(&m);
-        gx_expect_no_error(a);
-        assert_int_equal(gx_qstat(a, queues[i], "dropped"), 1);
-        assert_int_equal(gx_qstat(a, queues[i], "messages"), 0);
+        raw_expect_no_error(a);
+        assert_int_equal(raw_qstat(a, queues[i], "dropped"), 1);
+        assert_int_equal(raw_qstat(a, queues[i], "messages"), 0);
     }
-    assert_int_equal(gx_status(a, "dropped"), 2);
+    assert_int_equal(raw_status_uint(a, "dropped"), 2);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -372,19 +372,19 @@ test_max_deliveries_dead_letters_a_poison_message(void **state)
     assert_int_equal(gx_consume(a, "poison", "picky", 1, 0), 0);
 
     uint64_t wall_lo = gx_wall_ms();
-    gx_pub(a, "", "poison", "bad", NULL);
+    raw_publish_text(a, "", "poison", "bad", NULL);
     for (uint64_t n = 1; n <= LIMIT; n++) {
-        uint64_t tag = gx_expect_deliver(a, "bad", n > 1, n);
+        uint64_t tag = raw_expect_deliver(a, "bad", n > 1, n);
         gx_settle(a, HOP_CMD_REJECT, tag, 1, -1); // always back to the queue
     }
     // The LIMIT-th return sends it to the graveyard instead: no delivery LIMIT + 1.
-    gx_expect_no_delivery(a);
+    raw_expect_no_delivery(a);
     uint64_t wall_hi = gx_wall_ms();
-    assert_int_equal(gx_qstat(a, "poison", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "poison", "delivered"), LIMIT);
-    assert_int_equal(gx_qstat(a, "poison", "dead_lettered"), 1);
+    assert_int_equal(raw_qstat(a, "poison", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "poison", "delivered"), LIMIT);
+    assert_int_equal(raw_qstat(a, "poison", "dead_lettered"), 1);
     raw_msg_t *m = gx_get_ok(a, "graveyard", true);
-    gx_check_delivery(m, "bad", false, 1);
+    raw_check_delivery(m, "bad", false, 1);
     gx_death_t d[DEATH_MAX];
     assert_int_equal(gx_deaths(m, d), 1);
     gx_check_death(&d[0], "delivery-limit", "poison", "", "poison", 1, wall_lo, wall_hi);
@@ -392,11 +392,11 @@ test_max_deliveries_dead_letters_a_poison_message(void **state)
     gx_expect_empty(a, "graveyard");
 
     // Other messages keep flowing to the same consumer.
-    gx_pub(a, "", "poison", "good", NULL);
-    uint64_t tag = gx_expect_deliver(a, "good", false, 1);
+    raw_publish_text(a, "", "poison", "good", NULL);
+    uint64_t tag = raw_expect_deliver(a, "good", false, 1);
     raw_ack(a, tag, false);
-    gx_expect_no_error(a);
-    assert_int_equal(gx_qstat(a, "poison", "acked"), 1);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "poison", "acked"), 1);
 
     // A nack with requeue counts the same way (limit 1: the first return is the last).
     assert_int_equal(raw_queue_declare(a, "graveyard2", false, false, false, false), 0);
@@ -405,7 +405,7 @@ test_max_deliveries_dead_letters_a_poison_message(void **state)
     hop_enc_cstr(enc, "dead_letter_exchange", "");
     hop_enc_cstr(enc, "dead_letter_key", "graveyard2");
     assert_int_equal(gx_call(a, NULL, 0), 0);
-    gx_pub(a, "", "once", "single", NULL);
+    raw_publish_text(a, "", "once", "single", NULL);
     m = gx_get_ok(a, "once", false);
     gx_settle(a, HOP_CMD_NACK, m->wire.tag, 1, -1);
     raw_msg_destroy(&m);
@@ -420,14 +420,14 @@ test_max_deliveries_dead_letters_a_poison_message(void **state)
     assert_non_null(c);
     assert_int_equal(raw_hello(c, HB_LONG, "leaver"), 0);
     assert_int_equal(gx_consume(c, "once", "leaver", 1, 0), 0);
-    gx_pub(a, "", "once", "abandoned", NULL);
-    gx_expect_deliver(c, "abandoned", false, 1);
+    raw_publish_text(a, "", "once", "abandoned", NULL);
+    raw_expect_deliver(c, "abandoned", false, 1);
     raw_begin(c, HOP_CMD_CLOSE);
     assert_int_equal(gx_call(c, NULL, 0), 0);
     raw_destroy(&c);
     gx_expect_empty(a, "once");
     m = gx_get_ok(a, "graveyard2", true);
-    gx_check_delivery(m, "abandoned", false, 1);
+    raw_check_delivery(m, "abandoned", false, 1);
     assert_int_equal(gx_deaths(m, d), 1);
     assert_string_equal(d[0].reason, "delivery-limit");
     raw_msg_destroy(&m);
@@ -437,27 +437,28 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_reject_and_nack_without_requeue_dead_letter, gx_setup,
-                                        gx_teardown),
-        cmocka_unit_test_setup_teardown(test_dead_letters_fan_out_and_keep_their_bodies, gx_setup,
-                                        gx_teardown),
+        cmocka_unit_test_setup_teardown(test_reject_and_nack_without_requeue_dead_letter,
+                                        raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letters_fan_out_and_keep_their_bodies,
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_nack_multiple_without_requeue_dead_letters_in_order,
-                                        gx_setup, gx_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_dead_lettered_again_from_the_same_queue_counts_up,
-                                        gx_setup, gx_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter_back_into_the_queue_it_left_is_dropped,
-                                        gx_setup, gx_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(
-            test_dead_letters_to_a_missing_exchange_or_no_queue_are_dropped, gx_setup, gx_teardown),
-        cmocka_unit_test_setup_teardown(test_max_deliveries_dead_letters_a_poison_message, gx_setup,
-                                        gx_teardown),
+            test_dead_letters_to_a_missing_exchange_or_no_queue_are_dropped, raw_fx_setup,
+            raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_max_deliveries_dead_letters_a_poison_message,
+                                        raw_fx_setup, raw_fx_teardown),
         // Again with batching clients (the broker's batch path for deliveries).
         cmocka_unit_test_setup_teardown(test_reject_and_nack_without_requeue_dead_letter,
-                                        gx_setup_batch, gx_teardown),
+                                        raw_fx_setup_batch, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_dead_letters_fan_out_and_keep_their_bodies,
-                                        gx_setup_batch, gx_teardown),
+                                        raw_fx_setup_batch, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_max_deliveries_dead_letters_a_poison_message,
-                                        gx_setup_batch, gx_teardown),
+                                        raw_fx_setup_batch, raw_fx_teardown),
     };
     return cmocka_run_group_tests_name("integration.guarantees_dead_letters", tests, NULL, NULL);
 }

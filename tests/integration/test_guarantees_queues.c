@@ -27,8 +27,8 @@ test_priorities_deliver_highest_first_fifo_within(void **state)
         uint64_t priority;
     } in[] = {{"p0", 0}, {"p3", 3}, {"p5a", 5}, {"p1", 1}, {"p5b", 5}, {"p9", 9}};
     for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
-        gx_pub(a, "", "prio", in[i].body, &(gx_pub_t){.priority = in[i].priority});
-    gx_sync(a);
+        raw_publish_text(a, "", "prio", in[i].body, &(raw_pub_t){.priority = in[i].priority});
+    raw_sync(a);
     // 9 counts as 5 and came last among the fives.
     static const struct {
         const char *body;
@@ -37,7 +37,7 @@ test_priorities_deliver_highest_first_fifo_within(void **state)
     uint64_t tags[6];
     for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
         raw_msg_t *m = gx_get_ok(a, "prio", false);
-        gx_check_delivery(m, out[i].body, false, 1);
+        raw_check_delivery(m, out[i].body, false, 1);
         if (out[i].priority) {
             assert_true(m->wire.has & HOP_F_PRIORITY);
             assert_int_equal(m->wire.priority, out[i].priority);
@@ -51,12 +51,12 @@ test_priorities_deliver_highest_first_fifo_within(void **state)
     // Requeued, they go back to their places: the same order again.
     for (size_t i = 6; i-- > 0;)
         gx_settle(a, HOP_CMD_NACK, tags[i], 1, -1);
-    assert_int_equal(gx_qstat(a, "prio", "messages_ready"), 6);
+    assert_int_equal(raw_qstat(a, "prio", "messages_ready"), 6);
     // A consumer sees them in that order, priorities carried.
     assert_int_equal(gx_consume(a, "prio", "c", 0, 0), 0);
     for (size_t i = 0; i < sizeof out / sizeof out[0]; i++) {
-        raw_msg_t *m = gx_deliver(a);
-        gx_check_delivery(m, out[i].body, true, 2);
+        raw_msg_t *m = raw_deliver(a);
+        raw_check_delivery(m, out[i].body, true, 2);
         if (out[i].priority)
             assert_int_equal(m->wire.priority, out[i].priority);
         else
@@ -64,9 +64,9 @@ test_priorities_deliver_highest_first_fifo_within(void **state)
         raw_ack(a, m->wire.tag, false);
         raw_msg_destroy(&m);
     }
-    gx_expect_no_error(a);
-    assert_int_equal(gx_qstat(a, "prio", "messages"), 0);
-    assert_int_equal(gx_qstat(a, "prio", "acked"), 6);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "prio", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "prio", "acked"), 6);
     // The consume dispatched all six at once: a batching client got them as a batch.
     size_t records = 0;
     if (fx->batch)
@@ -129,15 +129,15 @@ test_queue_arguments_are_checked_and_fixed_at_first_declare(void **state)
     hop_enc_uint(enc, "message_ttl", 1000); // not set at first: different too
     assert_int_equal(gx_call(a, text, sizeof text), HOP_CODE_PRECONDITION_FAILED);
     assert_non_null(strstr(text, "message_ttl"));
-    assert_int_equal(gx_qstat(a, "eq", "max_length"), 5);
+    assert_int_equal(raw_qstat(a, "eq", "max_length"), 5);
     // The same values, or none at all: accepted.
     enc = gx_qdecl(a, "eq");
     hop_enc_uint(enc, "max_length", 5);
     assert_int_equal(gx_call(a, NULL, 0), 0);
     assert_int_equal(raw_queue_declare(a, "eq", false, false, false, false), 0);
     assert_int_equal(raw_queue_declare(a, "eq", false, false, false, true), 0);
-    assert_int_equal(gx_qstat(a, "eq", "max_length"), 5);
-    gx_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "eq", "max_length"), 5);
+    raw_expect_no_error(a);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -176,28 +176,28 @@ test_list_and_status_show_arguments_and_counters(void **state)
     assert_int_equal(gx_call(a, NULL, 0), 0);
 
     // rejected_publishes: 2 stored (confirmed), the third refused (it asked for no confirm).
-    gx_pub(b, "", "lq", "one", &(gx_pub_t){.seq = gx_next_seq(t)});
-    gx_pub(b, "", "lq", "two", &(gx_pub_t){.seq = gx_next_seq(t)});
-    gx_pub(b, "", "lq", "three", NULL);
-    gx_sync(b); // all three handled before anything is consumed
+    raw_publish_text(b, "", "lq", "one", &(raw_pub_t){.seq = gx_next_seq(t)});
+    raw_publish_text(b, "", "lq", "two", &(raw_pub_t){.seq = gx_next_seq(t)});
+    raw_publish_text(b, "", "lq", "three", NULL);
+    raw_sync(b); // all three handled before anything is consumed
     gx_confirms_wait(b, t);
     assert_int_equal(t->acks, 2);
     gx_expect_no_confirm(b);
     // messages_delayed: one nacked with a long delay. dead_lettered: one rejected.
     assert_int_equal(gx_consume(a, "lq", "lc", 1, 0), 0);
-    uint64_t tag = gx_expect_deliver(a, "one", false, 1);
+    uint64_t tag = raw_expect_deliver(a, "one", false, 1);
     gx_settle(a, HOP_CMD_NACK, tag, -1, 60000);
-    tag = gx_expect_deliver(a, "two", false, 1);
+    tag = raw_expect_deliver(a, "two", false, 1);
     gx_settle(a, HOP_CMD_REJECT, tag, 0, -1);
-    gx_expect_no_delivery(a);
+    raw_expect_no_delivery(a);
     // expired and dropped: a message that expires with no dead-letter exchange.
     enc = gx_qdecl(a, "lx");
     hop_enc_uint(enc, "message_ttl", 100);
     assert_int_equal(gx_call(a, NULL, 0), 0);
-    gx_pub(b, "", "lx", "old", NULL);
+    raw_publish_text(b, "", "lx", "old", NULL);
     gx_wait_qfield(a, "lx", "expired", 1, 3000);
     // returned: a mandatory message with no route.
-    gx_pub(b, "", "nowhere", "back", &(gx_pub_t){.mandatory = true});
+    raw_publish_text(b, "", "nowhere", "back", &(raw_pub_t){.mandatory = true});
     raw_msg_t *m = raw_next(b, HOP_CMD_RETURN, WAIT_MS);
     assert_non_null(m);
     raw_msg_destroy(&m);
@@ -251,8 +251,8 @@ test_list_and_status_show_arguments_and_counters(void **state)
     assert_true(harness_map_uint(item, size, "messages_ready", &v));
     assert_int_equal(v, 1);
     raw_msg_destroy(&list);
-    assert_int_equal(gx_qstat(a, "lx", "expired"), 1);
-    assert_int_equal(gx_qstat(a, "lx", "dropped"), 1);
+    assert_int_equal(raw_qstat(a, "lx", "expired"), 1);
+    assert_int_equal(raw_qstat(a, "lx", "dropped"), 1);
 
     assert_int_equal(gx_consumer_ack_timeout(a, "lc"), 5000);
 
@@ -282,17 +282,17 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_priorities_deliver_highest_first_fifo_within, gx_setup,
-                                        gx_teardown),
+        cmocka_unit_test_setup_teardown(test_priorities_deliver_highest_first_fifo_within,
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_queue_arguments_are_checked_and_fixed_at_first_declare,
-                                        gx_setup, gx_teardown),
-        cmocka_unit_test_setup_teardown(test_list_and_status_show_arguments_and_counters, gx_setup,
-                                        gx_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_and_status_show_arguments_and_counters,
+                                        raw_fx_setup, raw_fx_teardown),
         // Again with batching clients (the broker's batch path for deliveries).
         cmocka_unit_test_setup_teardown(test_priorities_deliver_highest_first_fifo_within,
-                                        gx_setup_batch, gx_teardown),
+                                        raw_fx_setup_batch, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_list_and_status_show_arguments_and_counters,
-                                        gx_setup_batch, gx_teardown),
+                                        raw_fx_setup_batch, raw_fx_teardown),
     };
     return cmocka_run_group_tests_name("integration.guarantees_queues", tests, NULL, NULL);
 }

@@ -109,7 +109,7 @@ test_hello_version_mismatch_540(void **state)
     px_call_error(c, HOP_CODE_UNEXPECTED_FRAME);
     // The same socket can still say hello properly.
     assert_int_equal(raw_hello(c, HB_LONG, "late"), 0);
-    px_sync(c);
+    raw_sync(c);
     raw_destroy(&c);
 }
 
@@ -485,8 +485,8 @@ s_good_round(raw_t *good, int round)
     assert_int_equal(raw_queue_declare(good, "good", false, false, false, false), 0);
     char body[32];
     snprintf(body, sizeof body, "round-%d", round);
-    px_publish(good, "", "good", body);
-    uint64_t tag = px_expect_deliver(good, body, false, 1);
+    raw_publish_text(good, "", "good", body, NULL);
+    uint64_t tag = raw_expect_deliver(good, body, false, 1);
     assert_int_equal(raw_ack(good, tag, false), 0);
 }
 
@@ -503,7 +503,7 @@ test_malformed_frames_get_errors_while_others_work(void **state)
     for (int i = 0; s_send_bad(bad, i, &bc); i++, cases++) {
         s_expect_bad_reply(bad, &bc);
         // The sender's connection is still usable after any error.
-        px_sync(bad);
+        raw_sync(bad);
         s_good_round(good, i);
     }
     assert_true(cases >= 30);
@@ -516,9 +516,9 @@ test_malformed_frames_get_errors_while_others_work(void **state)
     }
     raw_destroy(&stranger);
 
-    px_expect_no_error(good);
-    assert_int_equal(px_qstat(good, "good", "messages"), 0);
-    assert_int_equal(px_qstat(good, "good", "acked"), (uint64_t)cases);
+    raw_expect_no_error(good);
+    assert_int_equal(raw_qstat(good, "good", "messages"), 0);
+    assert_int_equal(raw_qstat(good, "good", "acked"), (uint64_t)cases);
 
     // Many more rounds: the broker's memory must not grow with bad input (under ASan the
     // broker's leak check at exit covers this instead: its quarantine inflates RSS).
@@ -535,7 +535,7 @@ test_malformed_frames_get_errors_while_others_work(void **state)
             s_expect_bad_reply(bad, &bc);
         s_good_round(good, r);
     }
-    px_sync(bad);
+    raw_sync(bad);
 #ifndef UNDER_ASAN
     long rss_after = harness_broker_rss_kb(fx->broker);
     assert_true(rss_before > 0 && rss_after > 0);
@@ -561,11 +561,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_hello_handshake, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_hello_version_mismatch_540, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_command_before_hello_505, px_setup, px_teardown),
+        cmocka_unit_test_setup_teardown(test_hello_handshake, raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_hello_version_mismatch_540, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_command_before_hello_505, raw_fx_setup,
+                                        raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames_get_errors_while_others_work,
-                                        px_setup_small, px_teardown),
+                                        raw_fx_setup_small, raw_fx_teardown),
     };
     return cmocka_run_group_tests_name("integration.protocol", tests, NULL, NULL);
 }

@@ -22,14 +22,14 @@ test_get_and_get_empty(void **state)
     fx_t *fx = *state;
     raw_t *a = fx->a;
     assert_int_equal(raw_queue_declare(a, "g", false, false, false, false), 0);
-    raw_msg_t *m = px_get(a, "g", false);
+    raw_msg_t *m = raw_get(a, "g", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_EMPTY);
     assert_int_equal(m->wire.id, raw_last_id(a));
     raw_msg_destroy(&m);
 
-    px_publish(a, "", "g", "first");
-    px_publish(a, "", "g", "second");
-    m = px_get(a, "g", false);
+    raw_publish_text(a, "", "g", "first", NULL);
+    raw_publish_text(a, "", "g", "second", NULL);
+    m = raw_get(a, "g", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     assert_int_equal(m->wire.id, raw_last_id(a));
     assert_true(raw_body_is(m, "first"));
@@ -38,38 +38,38 @@ test_get_and_get_empty(void **state)
     assert_int_equal(m->wire.count, 1);
     uint64_t tag = m->wire.tag;
     raw_msg_destroy(&m);
-    assert_int_equal(px_qstat(a, "g", "messages_unacked"), 1);
+    assert_int_equal(raw_qstat(a, "g", "messages_unacked"), 1);
 
     // no_ack: settled as it is sent.
-    m = px_get(a, "g", true);
+    m = raw_get(a, "g", true);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     assert_true(raw_body_is(m, "second"));
     assert_int_equal(m->wire.messages, 0);
     assert_true(m->wire.tag > tag);
     raw_msg_destroy(&m);
-    assert_int_equal(px_qstat(a, "g", "messages_unacked"), 1);
-    assert_int_equal(px_qstat(a, "g", "messages_ready"), 0);
+    assert_int_equal(raw_qstat(a, "g", "messages_unacked"), 1);
+    assert_int_equal(raw_qstat(a, "g", "messages_ready"), 0);
 
     // An unacked get returns to the queue when rejected with requeue.
     hop_enc_t *enc = raw_begin_noid(a, HOP_CMD_REJECT);
     hop_enc_uint(enc, "tag", tag);
     raw_send_enc(a, NULL, 0);
-    m = px_get(a, "g", false);
+    m = raw_get(a, "g", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     assert_true(raw_body_is(m, "first"));
     assert_true(m->wire.redelivered);
     assert_int_equal(m->wire.count, 2);
     raw_ack(a, m->wire.tag, false);
     raw_msg_destroy(&m);
-    m = px_get(a, "g", false);
+    m = raw_get(a, "g", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_EMPTY);
     raw_msg_destroy(&m);
     // get of a missing queue
-    m = px_get(a, "missing", false);
+    m = raw_get(a, "missing", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_ERROR);
     assert_int_equal(m->wire.code, HOP_CODE_NOT_FOUND);
     raw_msg_destroy(&m);
-    px_expect_no_error(a);
+    raw_expect_no_error(a);
 }
 
 static void
@@ -90,27 +90,27 @@ test_ack_unknown_tag_406(void **state)
     raw_msg_destroy(&m);
     // Double ack.
     assert_int_equal(raw_queue_declare(a, "acks", false, false, false, false), 0);
-    px_publish(a, "", "acks", "x");
-    m = px_get(a, "acks", false);
+    raw_publish_text(a, "", "acks", "x", NULL);
+    m = raw_get(a, "acks", false);
     uint64_t tag = m->wire.tag;
     raw_msg_destroy(&m);
     raw_ack(a, tag, false);
-    px_expect_no_error(a);
+    raw_expect_no_error(a);
     raw_ack(a, tag, false);
     px_expect_error(a, HOP_CODE_PRECONDITION_FAILED);
     // Another connection's tag is unknown here.
-    px_publish(a, "", "acks", "y");
-    px_sync(a);
-    m = px_get(fx->b, "acks", false);
+    raw_publish_text(a, "", "acks", "y", NULL);
+    raw_sync(a);
+    m = raw_get(fx->b, "acks", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     uint64_t btag = m->wire.tag;
     raw_msg_destroy(&m);
     raw_ack(a, btag + 1000, false);
     px_expect_error(a, HOP_CODE_PRECONDITION_FAILED);
-    assert_int_equal(px_qstat(a, "acks", "messages_unacked"), 1);
+    assert_int_equal(raw_qstat(a, "acks", "messages_unacked"), 1);
     raw_ack(fx->b, btag, false);
-    px_expect_no_error(fx->b);
-    assert_int_equal(px_qstat(a, "acks", "acked"), 2);
+    raw_expect_no_error(fx->b);
+    assert_int_equal(raw_qstat(a, "acks", "acked"), 2);
 }
 
 static void
@@ -120,24 +120,24 @@ test_nack_requeue_redelivers_with_count(void **state)
     raw_t *a = fx->a;
     assert_int_equal(raw_queue_declare(a, "n", false, false, false, false), 0);
     assert_int_equal(raw_consume(a, "n", NULL, 1, false, NULL, 0), 0);
-    px_publish(fx->b, "", "n", "again");
-    uint64_t t1 = px_expect_deliver(a, "again", false, 1);
+    raw_publish_text(fx->b, "", "n", "again", NULL);
+    uint64_t t1 = raw_expect_deliver(a, "again", false, 1);
     raw_nack(a, t1, false, true);
-    uint64_t t2 = px_expect_deliver(a, "again", true, 2);
+    uint64_t t2 = raw_expect_deliver(a, "again", true, 2);
     assert_true(t2 > t1);
     raw_nack(a, t2, false, true);
-    uint64_t t3 = px_expect_deliver(a, "again", true, 3);
+    uint64_t t3 = raw_expect_deliver(a, "again", true, 3);
     raw_ack(a, t3, false);
-    px_expect_no_error(a);
-    assert_int_equal(px_qstat(a, "n", "messages"), 0);
-    assert_int_equal(px_qstat(a, "n", "acked"), 1);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "n", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "n", "acked"), 1);
 
     // requeue:false drops it.
-    px_publish(fx->b, "", "n", "drop-me");
-    uint64_t t4 = px_expect_deliver(a, "drop-me", false, 1);
+    raw_publish_text(fx->b, "", "n", "drop-me", NULL);
+    uint64_t t4 = raw_expect_deliver(a, "drop-me", false, 1);
     raw_nack(a, t4, false, false);
-    px_expect_no_delivery(a);
-    assert_int_equal(px_qstat(a, "n", "messages"), 0);
+    raw_expect_no_delivery(a);
+    assert_int_equal(raw_qstat(a, "n", "messages"), 0);
     // The late ack of a requeued tag is unknown.
     raw_ack(a, t1, false);
     px_expect_error(a, HOP_CODE_PRECONDITION_FAILED);
@@ -152,11 +152,11 @@ test_nack_multiple_requeues_in_order_at_head(void **state)
     for (int i = 0; i < 6; i++) {
         char body[8];
         snprintf(body, sizeof body, "m%d", i);
-        px_publish(a, "", "order", body);
+        raw_publish_text(a, "", "order", body, NULL);
     }
     uint64_t tags[3];
     for (int i = 0; i < 3; i++) {
-        raw_msg_t *m = px_get(a, "order", false);
+        raw_msg_t *m = raw_get(a, "order", false);
         assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
         tags[i] = m->wire.tag;
         raw_msg_destroy(&m);
@@ -164,7 +164,7 @@ test_nack_multiple_requeues_in_order_at_head(void **state)
     raw_nack(a, tags[2], true, true);
     char got[256];
     // Requeued messages go ahead of those never delivered, in their original order.
-    assert_string_equal(px_drain(a, "order", got, sizeof got), "m0,m1,m2,m3,m4,m5");
+    assert_string_equal(raw_drain(a, "order", got, sizeof got), "m0,m1,m2,m3,m4,m5");
 }
 
 static void
@@ -175,19 +175,19 @@ test_multiple_ack(void **state)
     assert_int_equal(raw_queue_declare(a, "multi", false, false, false, false), 0);
     assert_int_equal(raw_consume(a, "multi", NULL, 0, false, NULL, 0), 0);
     for (int i = 0; i < 5; i++)
-        px_publish(fx->b, "", "multi", "x");
+        raw_publish_text(fx->b, "", "multi", "x", NULL);
     uint64_t tags[5];
     for (int i = 0; i < 5; i++)
-        tags[i] = px_expect_deliver(a, "x", false, 1);
+        tags[i] = raw_expect_deliver(a, "x", false, 1);
     for (int i = 1; i < 5; i++)
         assert_true(tags[i] > tags[i - 1]);
     raw_ack(a, tags[2], true);
-    assert_int_equal(px_qstat(a, "multi", "messages_unacked"), 2);
-    assert_int_equal(px_qstat(a, "multi", "acked"), 3);
+    assert_int_equal(raw_qstat(a, "multi", "messages_unacked"), 2);
+    assert_int_equal(raw_qstat(a, "multi", "acked"), 3);
     raw_ack(a, tags[4], true);
-    assert_int_equal(px_qstat(a, "multi", "messages_unacked"), 0);
-    assert_int_equal(px_qstat(a, "multi", "acked"), 5);
-    px_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "multi", "messages_unacked"), 0);
+    assert_int_equal(raw_qstat(a, "multi", "acked"), 5);
+    raw_expect_no_error(a);
     // Nothing left up to that tag.
     raw_ack(a, tags[4], true);
     px_expect_error(a, HOP_CODE_PRECONDITION_FAILED);
@@ -201,17 +201,17 @@ test_prefetch_bounds_unacked(void **state)
     assert_int_equal(raw_queue_declare(a, "pf", false, false, false, false), 0);
     assert_int_equal(raw_consume(a, "pf", "pf", 2, false, NULL, 0), 0);
     for (int i = 0; i < 5; i++)
-        px_publish(fx->b, "", "pf", "x");
-    px_sync(fx->b);
-    px_sync(a);
+        raw_publish_text(fx->b, "", "pf", "x", NULL);
+    raw_sync(fx->b);
+    raw_sync(a);
     assert_int_equal(raw_pending(a, HOP_CMD_DELIVER), 2);
-    assert_int_equal(px_qstat(a, "pf", "messages_ready"), 3);
-    assert_int_equal(px_qstat(a, "pf", "messages_unacked"), 2);
-    uint64_t t = px_expect_deliver(a, "x", false, 1);
+    assert_int_equal(raw_qstat(a, "pf", "messages_ready"), 3);
+    assert_int_equal(raw_qstat(a, "pf", "messages_unacked"), 2);
+    uint64_t t = raw_expect_deliver(a, "x", false, 1);
     raw_ack(a, t, false);
-    px_sync(a);
+    raw_sync(a);
     assert_int_equal(raw_pending(a, HOP_CMD_DELIVER), 2);
-    assert_int_equal(px_qstat(a, "pf", "messages_ready"), 2);
+    assert_int_equal(raw_qstat(a, "pf", "messages_ready"), 2);
 }
 
 static void
@@ -223,9 +223,9 @@ test_round_robin_between_consumers(void **state)
     assert_int_equal(raw_consume(a, "rr", NULL, 0, true, NULL, 0), 0);
     assert_int_equal(raw_consume(b, "rr", NULL, 0, true, NULL, 0), 0);
     for (int i = 0; i < 100; i++)
-        px_publish(a, "", "rr", "x");
-    px_sync(a);
-    px_sync(b);
+        raw_publish_text(a, "", "rr", "x", NULL);
+    raw_sync(a);
+    raw_sync(b);
     size_t na = raw_pending(a, HOP_CMD_DELIVER), nb = raw_pending(b, HOP_CMD_DELIVER);
     assert_int_equal(na + nb, 100);
     assert_true(na >= 45 && nb >= 45);
@@ -282,7 +282,7 @@ test_auto_delete_queue_removed_after_last_cancel(void **state)
     assert_int_equal(raw_cancel(fx->b, "c2"), 0);
     assert_false(px_queue_exists(a, "auto"));
     // The client that cancelled is not told 'cancelled' for its own cancel.
-    px_sync(fx->b);
+    raw_sync(fx->b);
     assert_int_equal(raw_pending(fx->b, HOP_CMD_CANCELLED), 0);
 }
 
@@ -292,7 +292,7 @@ test_exclusive_queue_removed_when_connection_closes(void **state)
     fx_t *fx = *state;
     raw_t *c = px_connect(fx, HB_LONG, "owner");
     assert_int_equal(raw_queue_declare(c, "excl", false, true, false, false), 0);
-    px_publish(c, "", "excl", "x");
+    raw_publish_text(c, "", "excl", "x", NULL);
     raw_begin(c, HOP_CMD_CLOSE);
     raw_msg_t *m = raw_call(c);
     assert_non_null(m);
@@ -325,10 +325,10 @@ test_consumer_on_deleted_queue_gets_cancelled(void **state)
     raw_t *a = fx->a, *b = fx->b;
     assert_int_equal(raw_queue_declare(a, "doomed", false, false, false, false), 0);
     assert_int_equal(raw_consume(a, "doomed", "watcher", 0, false, NULL, 0), 0);
-    px_publish(b, "", "doomed", "held");
-    uint64_t tag = px_expect_deliver(a, "held", false, 1);
-    px_publish(b, "", "doomed", "ready");
-    raw_msg_t *m = px_deliver(a);
+    raw_publish_text(b, "", "doomed", "held", NULL);
+    uint64_t tag = raw_expect_deliver(a, "held", false, 1);
+    raw_publish_text(b, "", "doomed", "ready", NULL);
+    raw_msg_t *m = raw_deliver(a);
     raw_msg_destroy(&m);
     hop_enc_t *enc = raw_begin(b, HOP_CMD_QUEUE_DELETE);
     hop_enc_cstr(enc, "queue", "doomed");
@@ -343,7 +343,7 @@ test_consumer_on_deleted_queue_gets_cancelled(void **state)
     // Its deliveries were dropped with the queue: an ack now is harmless (ok or 406), and the
     // consumer tag is gone.
     raw_ack(a, tag, false);
-    px_sync(a);
+    raw_sync(a);
     while ((m = raw_pending(a, HOP_CMD_ERROR) ? raw_next(a, HOP_CMD_ERROR, 0) : NULL)) {
         assert_int_equal(m->wire.code, HOP_CODE_PRECONDITION_FAILED);
         raw_msg_destroy(&m);
@@ -359,18 +359,18 @@ test_cancel_returns_unacked_to_queue(void **state)
     raw_t *a = fx->a, *b = fx->b;
     assert_int_equal(raw_queue_declare(a, "cq", false, false, false, false), 0);
     assert_int_equal(raw_consume(a, "cq", "first", 0, false, NULL, 0), 0);
-    px_publish(b, "", "cq", "one");
-    px_publish(b, "", "cq", "two");
-    uint64_t t1 = px_expect_deliver(a, "one", false, 1);
-    px_expect_deliver(a, "two", false, 1);
+    raw_publish_text(b, "", "cq", "one", NULL);
+    raw_publish_text(b, "", "cq", "two", NULL);
+    uint64_t t1 = raw_expect_deliver(a, "one", false, 1);
+    raw_expect_deliver(a, "two", false, 1);
     assert_int_equal(raw_cancel(a, "first"), 0);
-    assert_int_equal(px_qstat(a, "cq", "messages_ready"), 2);
+    assert_int_equal(raw_qstat(a, "cq", "messages_ready"), 2);
     raw_ack(a, t1, false);
     px_expect_error(a, HOP_CODE_PRECONDITION_FAILED);
     assert_int_equal(raw_consume(b, "cq", NULL, 0, false, NULL, 0), 0);
-    raw_ack(b, px_expect_deliver(b, "one", true, 2), false);
-    raw_ack(b, px_expect_deliver(b, "two", true, 2), false);
-    px_expect_no_error(b);
+    raw_ack(b, raw_expect_deliver(b, "one", true, 2), false);
+    raw_ack(b, raw_expect_deliver(b, "two", true, 2), false);
+    raw_expect_no_error(b);
 }
 
 static void
@@ -380,16 +380,16 @@ test_close_returns_unacked_to_queue(void **state)
     raw_t *c = px_connect(fx, HB_LONG, "closer");
     assert_int_equal(raw_queue_declare(fx->a, "close-q", false, false, false, false), 0);
     assert_int_equal(raw_consume(c, "close-q", NULL, 0, false, NULL, 0), 0);
-    px_publish(fx->a, "", "close-q", "held");
-    px_expect_deliver(c, "held", false, 1);
+    raw_publish_text(fx->a, "", "close-q", "held", NULL);
+    raw_expect_deliver(c, "held", false, 1);
     raw_begin(c, HOP_CMD_CLOSE);
     raw_msg_t *m = raw_call(c);
     assert_int_equal(m->wire.cmd, HOP_CMD_CLOSE_OK);
     raw_msg_destroy(&m);
     raw_destroy(&c);
     assert_int_equal(raw_consume(fx->b, "close-q", NULL, 0, false, NULL, 0), 0);
-    raw_ack(fx->b, px_expect_deliver(fx->b, "held", true, 2), false);
-    px_expect_no_error(fx->b);
+    raw_ack(fx->b, raw_expect_deliver(fx->b, "held", true, 2), false);
+    raw_expect_no_error(fx->b);
 }
 
 static void
@@ -405,26 +405,26 @@ test_silent_consumer_declared_dead_and_messages_redelivered(void **state)
     for (int i = 0; i < 5; i++) {
         char body[8];
         snprintf(body, sizeof body, "w%d", i);
-        px_publish(a, "", "work", body);
+        raw_publish_text(a, "", "work", body, NULL);
     }
     for (int i = 0; i < 3; i++) {
         char body[8];
         snprintf(body, sizeof body, "w%d", i);
-        px_expect_deliver(dying, body, false, 1);
+        raw_expect_deliver(dying, body, false, 1);
     }
     // dying now says nothing more; a second consumer gets the rest at once and, once the broker
     // has declared dying dead, the three it held, flagged as redelivered.
     assert_int_equal(raw_consume(a, "work", NULL, 0, false, NULL, 0), 0);
-    raw_ack(a, px_expect_deliver(a, "w3", false, 1), false);
-    raw_ack(a, px_expect_deliver(a, "w4", false, 1), false);
+    raw_ack(a, raw_expect_deliver(a, "w3", false, 1), false);
+    raw_ack(a, raw_expect_deliver(a, "w4", false, 1), false);
     for (int i = 0; i < 3; i++) {
         char body[8];
         snprintf(body, sizeof body, "w%d", i);
-        raw_ack(a, px_expect_deliver(a, body, true, 2), false);
+        raw_ack(a, raw_expect_deliver(a, body, true, 2), false);
     }
-    px_expect_no_error(a);
-    assert_int_equal(px_qstat(a, "work", "acked"), 5);
-    assert_int_equal(px_qstat(a, "work", "consumers"), 1);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "work", "acked"), 5);
+    assert_int_equal(raw_qstat(a, "work", "consumers"), 1);
     raw_destroy(&dying);
 }
 
@@ -432,29 +432,32 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_get_and_get_empty, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_ack_unknown_tag_406, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_nack_requeue_redelivers_with_count, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_nack_multiple_requeues_in_order_at_head, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_multiple_ack, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_prefetch_bounds_unacked, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_round_robin_between_consumers, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_consumer_tags, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_auto_delete_queue_removed_after_last_cancel, px_setup,
-                                        px_teardown),
+        cmocka_unit_test_setup_teardown(test_get_and_get_empty, raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_ack_unknown_tag_406, raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_nack_requeue_redelivers_with_count, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_nack_multiple_requeues_in_order_at_head, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_multiple_ack, raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch_bounds_unacked, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin_between_consumers, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_consumer_tags, raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_auto_delete_queue_removed_after_last_cancel,
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_exclusive_queue_removed_when_connection_closes,
-                                        px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_exclusive_queue_removed_when_connection_dies, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_consumer_on_deleted_queue_gets_cancelled, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_returns_unacked_to_queue, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_close_returns_unacked_to_queue, px_setup, px_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_exclusive_queue_removed_when_connection_dies,
+                                        raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_consumer_on_deleted_queue_gets_cancelled, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_returns_unacked_to_queue, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_close_returns_unacked_to_queue, raw_fx_setup,
+                                        raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_silent_consumer_declared_dead_and_messages_redelivered,
-                                        px_setup, px_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
     };
     return cmocka_run_group_tests_name("integration.protocol_consume", tests, NULL, NULL);
 }

@@ -28,8 +28,8 @@ test_limits_are_inclusive(void **state)
     assert_int_equal(raw_queue_declare(a, name, false, false, false, false), HOP_CODE_SYNTAX_ERROR);
     name[255] = '\0'; // 255 bytes is allowed
     assert_int_equal(raw_queue_declare(a, name, false, false, false, false), 0);
-    px_publish(a, "", name, "long name");
-    raw_msg_t *m = px_get(a, name, true);
+    raw_publish_text(a, "", name, "long name", NULL);
+    raw_msg_t *m = raw_get(a, name, true);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     assert_int_equal(m->wire.key.len, 255);
     raw_msg_destroy(&m);
@@ -45,11 +45,11 @@ test_limits_are_inclusive(void **state)
     raw_send_enc(a, body, SMALL_MAX + 1);
     uint64_t id = raw_last_id(a);
     assert_int_equal(px_expect_error(a, HOP_CODE_CONTENT_TOO_LARGE), id);
-    m = px_get(a, "sized", true);
+    m = raw_get(a, "sized", true);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     assert_int_equal(zmq_msg_size(&m->body), SMALL_MAX);
     raw_msg_destroy(&m);
-    m = px_get(a, "sized", true);
+    m = raw_get(a, "sized", true);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_EMPTY);
     raw_msg_destroy(&m);
 
@@ -98,7 +98,7 @@ test_heartbeat_from_unknown_peer_gets_505(void **state)
     raw_destroy(&c);
     // A known peer's heartbeat gets no answer.
     raw_heartbeat(fx->a);
-    px_sync(fx->a);
+    raw_sync(fx->a);
     raw_msg_t *m = raw_any(fx->a, 0);
     assert_null(m);
 }
@@ -114,10 +114,10 @@ test_publish_with_id_has_no_reply_on_success(void **state)
     hop_enc_cstr(enc, "key", "quiet");
     raw_send_enc(a, "x", 1);
     uint64_t id = raw_last_id(a);
-    px_sync(a);
+    raw_sync(a);
     raw_msg_t *m = raw_reply(a, id, 0);
     assert_null(m);
-    assert_int_equal(px_qstat(a, "quiet", "messages"), 1);
+    assert_int_equal(raw_qstat(a, "quiet", "messages"), 1);
 }
 
 static void
@@ -128,13 +128,13 @@ test_delivery_tags_are_per_connection_and_increasing(void **state)
     assert_int_equal(raw_queue_declare(a, "t1", false, false, false, false), 0);
     assert_int_equal(raw_queue_declare(a, "t2", false, false, false, false), 0);
     for (int i = 0; i < 3; i++) {
-        px_publish(a, "", "t1", "x");
-        px_publish(a, "", "t2", "y");
+        raw_publish_text(a, "", "t1", "x", NULL);
+        raw_publish_text(a, "", "t2", "y", NULL);
     }
     assert_int_equal(raw_consume(a, "t1", "c1", 0, false, NULL, 0), 0);
     assert_int_equal(raw_consume(a, "t2", "c2", 0, true, NULL, 0), 0); // no-ack uses tags too
-    px_sync(a);
-    raw_msg_t *m = px_get(a, "t1", false);
+    raw_sync(a);
+    raw_msg_t *m = raw_get(a, "t1", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_EMPTY); // all went to the consumer
     raw_msg_destroy(&m);
     uint64_t last = 0;
@@ -148,9 +148,9 @@ test_delivery_tags_are_per_connection_and_increasing(void **state)
     assert_int_equal(n, 6);
     // Multiple ack with tag 0: everything outstanding (AMQP).
     raw_ack(a, 0, true);
-    px_expect_no_error(a);
-    assert_int_equal(px_qstat(a, "t1", "messages"), 0);
-    assert_int_equal(px_qstat(a, "t1", "acked"), 3);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "t1", "messages"), 0);
+    assert_int_equal(raw_qstat(a, "t1", "acked"), 3);
 }
 
 static void
@@ -245,7 +245,7 @@ test_many_connections_come_and_go(void **state)
     }
     assert_int_equal(connections, 2);
     assert_int_equal(queues, 1);
-    assert_int_equal(px_qstat(fx->a, "shared", "consumers"), 0);
+    assert_int_equal(raw_qstat(fx->a, "shared", "consumers"), 0);
 }
 
 // Unacked messages whose queue, consumer or connection goes away in every order: the broker
@@ -261,16 +261,16 @@ test_unacked_messages_outlive_their_queue_consumer_or_connection(void **state)
         assert_int_equal(raw_queue_declare(c, "life", false, exclusive, auto_delete, false), 0);
         assert_int_equal(raw_queue_declare(c, "life2", false, false, false, false), 0);
         for (int i = 0; i < 4; i++) {
-            px_publish(c, "", "life", "l");
-            px_publish(c, "", "life2", "m");
+            raw_publish_text(c, "", "life", "l", NULL);
+            raw_publish_text(c, "", "life2", "m", NULL);
         }
         assert_int_equal(raw_consume(c, "life", "k", 2, false, NULL, 0), 0);
-        raw_msg_t *g = px_get(c, "life2", false); // a get holds one too
+        raw_msg_t *g = raw_get(c, "life2", false); // a get holds one too
         assert_int_equal(g->wire.cmd, HOP_CMD_GET_OK);
         uint64_t get_tag = g->wire.tag;
         raw_msg_destroy(&g);
-        uint64_t t1 = px_expect_deliver(c, "l", false, 1);
-        px_expect_deliver(c, "l", false, 1);
+        uint64_t t1 = raw_expect_deliver(c, "l", false, 1);
+        raw_expect_deliver(c, "l", false, 1);
         switch (round) {
         case 0: // the queue is deleted while its messages are out, then acks arrive
             assert_int_equal(raw_queue_delete(c, "life", false, false), 0);
@@ -287,7 +287,7 @@ test_unacked_messages_outlive_their_queue_consumer_or_connection(void **state)
             raw_ack(c, get_tag, false);
             break;
         }
-        px_sync(c);
+        raw_sync(c);
         raw_begin(c, HOP_CMD_CLOSE);
         raw_msg_t *m = raw_call(c);
         assert_non_null(m);
@@ -303,19 +303,6 @@ test_unacked_messages_outlive_their_queue_consumer_or_connection(void **state)
     assert_true(harness_broker_alive(fx->broker));
 }
 
-static uint64_t
-s_status_uint(raw_t *c, const char *key)
-{
-    raw_msg_t *status = raw_status(c);
-    assert_non_null(status);
-    uint64_t value = 0;
-    if (!harness_map_uint(zmq_msg_data(&status->header), zmq_msg_size(&status->header), key,
-                          &value))
-        fail_msg("status lacks '%s'", key);
-    raw_msg_destroy(&status);
-    return value;
-}
-
 // `acked` counts acks, in list queues as in status: messages dropped by nack/reject or
 // delivered no-ack were not acked.
 static void
@@ -325,15 +312,15 @@ test_queue_acked_counts_only_acks(void **state)
     raw_t *a = fx->a;
     assert_int_equal(raw_queue_declare(a, "ackstat", false, false, false, false), 0);
     for (int i = 0; i < 4; i++)
-        px_publish(a, "", "ackstat", "x");
+        raw_publish_text(a, "", "ackstat", "x", NULL);
     uint64_t tags[3];
     for (int i = 0; i < 3; i++) {
-        raw_msg_t *m = px_get(a, "ackstat", false);
+        raw_msg_t *m = raw_get(a, "ackstat", false);
         assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
         tags[i] = m->wire.tag;
         raw_msg_destroy(&m);
     }
-    raw_msg_t *m = px_get(a, "ackstat", true); // no-ack
+    raw_msg_t *m = raw_get(a, "ackstat", true); // no-ack
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     raw_msg_destroy(&m);
     raw_ack(a, tags[0], false);
@@ -342,10 +329,10 @@ test_queue_acked_counts_only_acks(void **state)
     hop_enc_uint(enc, "tag", tags[2]);
     hop_enc_bool(enc, "requeue", false);
     raw_send_enc(a, NULL, 0);
-    px_expect_no_error(a);
-    assert_int_equal(px_qstat(a, "ackstat", "messages"), 0);
-    assert_int_equal(s_status_uint(a, "acked"), 1);
-    assert_int_equal(px_qstat(a, "ackstat", "acked"), 1);
+    raw_expect_no_error(a);
+    assert_int_equal(raw_qstat(a, "ackstat", "messages"), 0);
+    assert_int_equal(raw_status_uint(a, "acked"), 1);
+    assert_int_equal(raw_qstat(a, "ackstat", "acked"), 1);
 }
 
 // PROTOCOL.md: every header has cmd; a required field missing is 502 syntax-error, and 503 is
@@ -402,25 +389,28 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_limits_are_inclusive, px_setup_small, px_teardown),
-        cmocka_unit_test_setup_teardown(test_heartbeat_is_clamped, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_heartbeat_from_unknown_peer_gets_505, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_publish_with_id_has_no_reply_on_success, px_setup,
-                                        px_teardown),
+        cmocka_unit_test_setup_teardown(test_limits_are_inclusive, raw_fx_setup_small,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_is_clamped, raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_from_unknown_peer_gets_505, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_publish_with_id_has_no_reply_on_success, raw_fx_setup,
+                                        raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_delivery_tags_are_per_connection_and_increasing,
-                                        px_setup, px_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_auto_delete_exchange_and_bindings_of_deleted_queues,
-                                        px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_many_connections_come_and_go, px_setup, px_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_many_connections_come_and_go, raw_fx_setup,
+                                        raw_fx_teardown),
         cmocka_unit_test_setup_teardown(
-            test_unacked_messages_outlive_their_queue_consumer_or_connection, px_setup,
-            px_teardown),
-        cmocka_unit_test_setup_teardown(test_queue_acked_counts_only_acks, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_status_ok_decodes_with_the_codec, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_header_without_cmd_is_a_syntax_error, px_setup,
-                                        px_teardown),
+            test_unacked_messages_outlive_their_queue_consumer_or_connection, raw_fx_setup,
+            raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_queue_acked_counts_only_acks, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_status_ok_decodes_with_the_codec, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_header_without_cmd_is_a_syntax_error, raw_fx_setup,
+                                        raw_fx_teardown),
     };
     return cmocka_run_group_tests_name("integration.protocol_edges", tests, NULL, NULL);
 }

@@ -27,20 +27,20 @@ test_direct_exchange_exact_key(void **state)
     assert_int_equal(raw_bind(a, "d1", "dx", "red"), 0);
     assert_int_equal(raw_bind(a, "d2", "dx", "green"), 0);
     assert_int_equal(raw_bind(a, "d2", "dx", "green"), 0); // binding twice is a no-op
-    px_publish(a, "dx", "red", "r1");
-    px_publish(a, "dx", "green", "g1");
-    px_publish(a, "dx", "re", "prefix-not-a-match");
-    px_publish(a, "dx", "red.x", "suffix-not-a-match");
-    px_publish(a, "dx", "RED", "case-matters");
-    px_publish(a, "dx", "red", "r2");
+    raw_publish_text(a, "dx", "red", "r1", NULL);
+    raw_publish_text(a, "dx", "green", "g1", NULL);
+    raw_publish_text(a, "dx", "re", "prefix-not-a-match", NULL);
+    raw_publish_text(a, "dx", "red.x", "suffix-not-a-match", NULL);
+    raw_publish_text(a, "dx", "RED", "case-matters", NULL);
+    raw_publish_text(a, "dx", "red", "r2", NULL);
     char got[512];
-    assert_string_equal(px_drain(a, "d1", got, sizeof got), "r1,r2");
-    assert_string_equal(px_drain(a, "d2", got, sizeof got), "g1");
+    assert_string_equal(raw_drain(a, "d1", got, sizeof got), "r1,r2");
+    assert_string_equal(raw_drain(a, "d2", got, sizeof got), "g1");
 
     // A delivery names the exchange and routing key it came through.
     assert_int_equal(raw_consume(fx->b, "d1", "c", 0, false, NULL, 0), 0);
-    px_publish(a, "dx", "red", "r3");
-    raw_msg_t *m = px_deliver(fx->b);
+    raw_publish_text(a, "dx", "red", "r3", NULL);
+    raw_msg_t *m = raw_deliver(fx->b);
     assert_true(raw_str_is(m->wire.exchange, "dx"));
     assert_true(raw_str_is(m->wire.key, "red"));
     assert_true(raw_str_is(m->wire.consumer, "c"));
@@ -75,18 +75,18 @@ test_fanout_exchange_two_queues(void **state)
     for (int i = 0; i < 20; i++) {
         char body[16];
         snprintf(body, sizeof body, "e%d", i);
-        px_publish(a, "fx", i % 2 ? "any.key" : "", body);
+        raw_publish_text(a, "fx", i % 2 ? "any.key" : "", body, NULL);
     }
     for (int i = 0; i < 20; i++) {
         char body[16];
         snprintf(body, sizeof body, "e%d", i);
-        raw_ack(a, px_expect_deliver(a, body, false, 1), false);
-        raw_ack(b, px_expect_deliver(b, body, false, 1), false);
+        raw_ack(a, raw_expect_deliver(a, body, false, 1), false);
+        raw_ack(b, raw_expect_deliver(b, body, false, 1), false);
     }
-    px_expect_no_error(a);
-    px_expect_no_error(b);
-    assert_int_equal(px_qstat(a, "f1", "acked"), 20);
-    assert_int_equal(px_qstat(a, "f2", "acked"), 20);
+    raw_expect_no_error(a);
+    raw_expect_no_error(b);
+    assert_int_equal(raw_qstat(a, "f1", "acked"), 20);
+    assert_int_equal(raw_qstat(a, "f2", "acked"), 20);
 }
 
 static void
@@ -105,24 +105,24 @@ test_topic_exchange_wildcards(void **state)
                           "stock.ibm.nyse.x", "bond.x.nyse", "fx.usd.eur",
                           "stockx",           "stock..nyse", "stock.a.b.eur"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        px_publish(a, "tx", keys[i], keys[i]);
+        raw_publish_text(a, "tx", keys[i], keys[i], NULL);
     char got[1024];
-    assert_string_equal(px_drain(a, "t-star", got, sizeof got), "stock.ibm.nyse,stock..nyse");
-    assert_string_equal(px_drain(a, "t-hash", got, sizeof got),
+    assert_string_equal(raw_drain(a, "t-star", got, sizeof got), "stock.ibm.nyse,stock..nyse");
+    assert_string_equal(raw_drain(a, "t-hash", got, sizeof got),
                         "stock.ibm.nyse,stock.ibm,stock,stock.ibm.nyse.x,stock..nyse,"
                         "stock.a.b.eur");
-    assert_string_equal(px_drain(a, "t-all", got, sizeof got),
+    assert_string_equal(raw_drain(a, "t-all", got, sizeof got),
                         "stock.ibm.nyse,stock.ibm,stock,stock.ibm.nyse.x,bond.x.nyse,fx.usd.eur,"
                         "stockx,stock..nyse,stock.a.b.eur");
-    assert_string_equal(px_drain(a, "t-mid", got, sizeof got), "fx.usd.eur");
-    assert_string_equal(px_drain(a, "t-exact", got, sizeof got), "stock.ibm.nyse");
+    assert_string_equal(raw_drain(a, "t-mid", got, sizeof got), "fx.usd.eur");
+    assert_string_equal(raw_drain(a, "t-exact", got, sizeof got), "stock.ibm.nyse");
 
     // amq.topic is predeclared and behaves the same.
     assert_int_equal(raw_bind(a, "t-mid", "amq.topic", "a.#.z"), 0);
-    px_publish(a, "amq.topic", "a.z", "a.z");
-    px_publish(a, "amq.topic", "a.b.c.z", "a.b.c.z");
-    px_publish(a, "amq.topic", "a.b.c", "a.b.c");
-    assert_string_equal(px_drain(a, "t-mid", got, sizeof got), "a.z,a.b.c.z");
+    raw_publish_text(a, "amq.topic", "a.z", "a.z", NULL);
+    raw_publish_text(a, "amq.topic", "a.b.c.z", "a.b.c.z", NULL);
+    raw_publish_text(a, "amq.topic", "a.b.c", "a.b.c", NULL);
+    assert_string_equal(raw_drain(a, "t-mid", got, sizeof got), "a.z,a.b.c.z");
 }
 
 static void
@@ -131,9 +131,9 @@ test_default_exchange_routes_by_queue_name(void **state)
     fx_t *fx = *state;
     raw_t *a = fx->a;
     assert_int_equal(raw_queue_declare(a, "by-name", false, false, false, false), 0);
-    px_publish(a, "", "by-name", "hello");
-    px_publish(a, "", "no-such-queue", "lost");
-    raw_msg_t *m = px_get(a, "by-name", false);
+    raw_publish_text(a, "", "by-name", "hello", NULL);
+    raw_publish_text(a, "", "no-such-queue", "lost", NULL);
+    raw_msg_t *m = raw_get(a, "by-name", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     assert_true(raw_body_is(m, "hello"));
     assert_true(raw_str_is(m->wire.exchange, ""));
@@ -168,9 +168,9 @@ test_default_exchange_routes_by_queue_name(void **state)
     assert_int_equal(raw_exchange_declare(a, "amq.direct", NULL, false, false, true), 0);
     assert_int_equal(raw_exchange_declare(a, "amq.fanout", NULL, false, false, true), 0);
     assert_int_equal(raw_bind(a, "by-name", "amq.fanout", ""), 0);
-    px_publish(a, "amq.fanout", "whatever", "fanned");
+    raw_publish_text(a, "amq.fanout", "whatever", "fanned", NULL);
     char got[256];
-    assert_string_equal(px_drain(a, "by-name", got, sizeof got), "fanned");
+    assert_string_equal(raw_drain(a, "by-name", got, sizeof got), "fanned");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ test_passive_declare_of_missing_404(void **state)
     assert_int_equal(raw_queue_declare(a, "nope", false, false, false, true), HOP_CODE_NOT_FOUND);
     // Once declared, passive succeeds and reports counts.
     assert_int_equal(raw_queue_declare(a, "nope", false, false, false, false), 0);
-    px_publish(a, "", "nope", "one");
+    raw_publish_text(a, "", "nope", "one", NULL);
     hop_enc_t *enc = raw_begin(a, HOP_CMD_QUEUE_DECLARE);
     hop_enc_cstr(enc, "queue", "nope");
     hop_enc_bool(enc, "passive", true);
@@ -253,7 +253,7 @@ test_exclusive_queue_used_by_another_connection_405(void **state)
     assert_int_equal(raw_queue_declare(a, "mine", false, true, false, false), 0);
     assert_int_equal(raw_consume(a, "mine", NULL, 0, false, NULL, 0), 0);
     assert_int_equal(raw_consume(b, "mine", NULL, 0, false, NULL, 0), HOP_CODE_RESOURCE_LOCKED);
-    raw_msg_t *m = px_get(b, "mine", false);
+    raw_msg_t *m = raw_get(b, "mine", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_ERROR);
     assert_int_equal(m->wire.code, HOP_CODE_RESOURCE_LOCKED);
     raw_msg_destroy(&m);
@@ -267,9 +267,9 @@ test_exclusive_queue_used_by_another_connection_405(void **state)
     // The owner is unaffected.
     assert_true(px_queue_exists(a, "mine"));
     assert_int_equal(raw_bind(a, "mine", "amq.direct", "k"), 0);
-    px_publish(b, "amq.direct", "k", "from-b");
-    raw_ack(a, px_expect_deliver(a, "from-b", false, 1), false);
-    px_expect_no_error(a);
+    raw_publish_text(b, "amq.direct", "k", "from-b", NULL);
+    raw_ack(a, raw_expect_deliver(a, "from-b", false, 1), false);
+    raw_expect_no_error(a);
 }
 
 static void
@@ -278,12 +278,12 @@ test_delete_if_empty_if_unused_406(void **state)
     fx_t *fx = *state;
     raw_t *a = fx->a, *b = fx->b;
     assert_int_equal(raw_queue_declare(a, "full", false, false, false, false), 0);
-    px_publish(a, "", "full", "m");
+    raw_publish_text(a, "", "full", "m", NULL);
     assert_int_equal(raw_queue_delete(a, "full", false, true), HOP_CODE_PRECONDITION_FAILED);
     assert_true(px_queue_exists(a, "full"));
 
     // Unacked counts as not empty.
-    raw_msg_t *m = px_get(a, "full", false);
+    raw_msg_t *m = raw_get(a, "full", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     uint64_t tag = m->wire.tag;
     raw_msg_destroy(&m);
@@ -318,7 +318,7 @@ test_delete_if_empty_if_unused_406(void **state)
     // A plain delete reports how many messages went with the queue.
     assert_int_equal(raw_queue_declare(a, "three", false, false, false, false), 0);
     for (int i = 0; i < 3; i++)
-        px_publish(a, "", "three", "x");
+        raw_publish_text(a, "", "three", "x", NULL);
     enc = raw_begin(a, HOP_CMD_QUEUE_DELETE);
     hop_enc_cstr(enc, "queue", "three");
     m = raw_call(a);
@@ -334,8 +334,8 @@ test_purge_drops_ready_not_unacked(void **state)
     raw_t *a = fx->a;
     assert_int_equal(raw_queue_declare(a, "p", false, false, false, false), 0);
     for (int i = 0; i < 5; i++)
-        px_publish(a, "", "p", "x");
-    raw_msg_t *m = px_get(a, "p", false);
+        raw_publish_text(a, "", "p", "x", NULL);
+    raw_msg_t *m = raw_get(a, "p", false);
     assert_int_equal(m->wire.cmd, HOP_CMD_GET_OK);
     uint64_t tag = m->wire.tag;
     raw_msg_destroy(&m);
@@ -345,10 +345,10 @@ test_purge_drops_ready_not_unacked(void **state)
     assert_int_equal(m->wire.cmd, HOP_CMD_OK);
     assert_int_equal(m->wire.messages, 4);
     raw_msg_destroy(&m);
-    assert_int_equal(px_qstat(a, "p", "messages_ready"), 0);
-    assert_int_equal(px_qstat(a, "p", "messages_unacked"), 1);
+    assert_int_equal(raw_qstat(a, "p", "messages_ready"), 0);
+    assert_int_equal(raw_qstat(a, "p", "messages_unacked"), 1);
     raw_nack(a, tag, false, true);
-    assert_int_equal(px_qstat(a, "p", "messages_ready"), 1);
+    assert_int_equal(raw_qstat(a, "p", "messages_ready"), 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -370,9 +370,9 @@ test_server_named_queue(void **state)
     assert_true(strncmp(name, "amq.gen-", 8) == 0);
     // Reachable by its name, passive works on amq. names.
     assert_true(px_queue_exists(a, name));
-    px_publish(a, "", name, "to-generated");
+    raw_publish_text(a, "", name, "to-generated", NULL);
     char got[64];
-    assert_string_equal(px_drain(a, name, got, sizeof got), "to-generated");
+    assert_string_equal(raw_drain(a, name, got, sizeof got), "to-generated");
     // Two server-named queues differ.
     enc = raw_begin(a, HOP_CMD_QUEUE_DECLARE);
     hop_enc_cstr(enc, "queue", "");
@@ -422,7 +422,7 @@ test_props_pass_through_byte_for_byte(void **state)
     hop_enc_cstr(enc, "key", "props");
     raw_send_enc(a, NULL, 0);
 
-    raw_msg_t *m = px_deliver(b);
+    raw_msg_t *m = raw_deliver(b);
     assert_true(m->wire.has & HOP_F_PROPS);
     assert_int_equal(m->wire.props.len, sb.size);
     assert_memory_equal(m->wire.props.ptr, sb.data, sb.size);
@@ -430,7 +430,7 @@ test_props_pass_through_byte_for_byte(void **state)
     assert_int_equal(zmq_msg_size(&m->body), sizeof body);
     assert_memory_equal(zmq_msg_data(&m->body), body, sizeof body);
     raw_msg_destroy(&m);
-    m = px_deliver(b);
+    m = raw_deliver(b);
     assert_false(m->wire.has & HOP_F_PROPS);
     assert_int_equal(m->has_body ? zmq_msg_size(&m->body) : 0, 0);
     raw_msg_destroy(&m);
@@ -468,8 +468,8 @@ test_list_and_status(void **state)
     assert_int_equal(raw_bind(a, "lq", "lx", "a.#"), 0);
     assert_int_equal(raw_consume(b, "lq", "lc", 1, false, NULL, 0), 0);
     for (int i = 0; i < 3; i++)
-        px_publish(a, "lx", "a.b", "x");
-    px_sync(a);
+        raw_publish_text(a, "lx", "a.b", "x", NULL);
+    raw_sync(a);
 
     static const char *const queue_keys[] = {
         "name",     "durable",   "exclusive", "auto_delete", "messages_ready", "messages_unacked",
@@ -499,12 +499,12 @@ test_list_and_status(void **state)
             fail_msg("list %s lacks keys", subjects[i].what);
         raw_msg_destroy(&list);
     }
-    assert_int_equal(px_qstat(a, "lq", "messages_ready"), 2);
-    assert_int_equal(px_qstat(a, "lq", "messages_unacked"), 1);
-    assert_int_equal(px_qstat(a, "lq", "messages"), 3);
-    assert_int_equal(px_qstat(a, "lq", "consumers"), 1);
-    assert_int_equal(px_qstat(a, "lq", "published"), 3);
-    assert_int_equal(px_qstat(a, "lq", "delivered"), 1);
+    assert_int_equal(raw_qstat(a, "lq", "messages_ready"), 2);
+    assert_int_equal(raw_qstat(a, "lq", "messages_unacked"), 1);
+    assert_int_equal(raw_qstat(a, "lq", "messages"), 3);
+    assert_int_equal(raw_qstat(a, "lq", "consumers"), 1);
+    assert_int_equal(raw_qstat(a, "lq", "published"), 3);
+    assert_int_equal(raw_qstat(a, "lq", "delivered"), 1);
     raw_msg_t *list = raw_list(a, "consumers");
     uint64_t unacked = 0, prefetch = 0;
     assert_true(harness_items_uint(list->wire.items.ptr, list->wire.items.len, "consumer", "lc",
@@ -553,22 +553,28 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_direct_exchange_exact_key, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_fanout_exchange_two_queues, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_topic_exchange_wildcards, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_default_exchange_routes_by_queue_name, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_redeclare_with_other_properties_406, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_passive_declare_of_missing_404, px_setup, px_teardown),
+        cmocka_unit_test_setup_teardown(test_direct_exchange_exact_key, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_fanout_exchange_two_queues, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_topic_exchange_wildcards, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_default_exchange_routes_by_queue_name, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_redeclare_with_other_properties_406, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_passive_declare_of_missing_404, raw_fx_setup,
+                                        raw_fx_teardown),
         cmocka_unit_test_setup_teardown(test_exclusive_queue_used_by_another_connection_405,
-                                        px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_delete_if_empty_if_unused_406, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_purge_drops_ready_not_unacked, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_server_named_queue, px_setup, px_teardown),
-        cmocka_unit_test_setup_teardown(test_props_pass_through_byte_for_byte, px_setup,
-                                        px_teardown),
-        cmocka_unit_test_setup_teardown(test_list_and_status, px_setup, px_teardown),
+                                        raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_if_empty_if_unused_406, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_purge_drops_ready_not_unacked, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_server_named_queue, raw_fx_setup, raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_props_pass_through_byte_for_byte, raw_fx_setup,
+                                        raw_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list_and_status, raw_fx_setup, raw_fx_teardown),
     };
     return cmocka_run_group_tests_name("integration.protocol_topology", tests, NULL, NULL);
 }
