@@ -5,6 +5,7 @@
 // (heartbeats out, silent peers closed) and retries stalled consumers. Connections found dead
 // while handling are closed at the end of the turn, never in the middle of a dispatch.
 #include "broker_internal.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <assert.h>
@@ -230,6 +231,13 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
     size_t len = sizeof self->endpoint;
     zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->endpoint, &len);
     self->monitor = s_accept_monitor(self);
+    if (self->config.metrics) {
+        self->metrics = hop_metrics_new(self, self->config.metrics, err, err_size);
+        if (!self->metrics) {
+            hop_broker_destroy(&self);
+            return NULL;
+        }
+    }
     return self;
 }
 
@@ -245,6 +253,7 @@ hop_broker_destroy(hop_broker_t **self_p)
     // Nothing the shutdown itself does (consumers cancelled, auto-delete queues going) is a
     // change to remember: close the store first.
     hop_durable_close(self);
+    hop_metrics_destroy(&self->metrics); // no scrape sees the broker half torn down
     // Close every connection first: that settles their entries and consumers.
     while (hop_map_size(self->conns)) {
         size_t cursor = 0;
@@ -279,6 +288,12 @@ const char *
 hop_broker_endpoint(const hop_broker_t *self)
 {
     return self->endpoint;
+}
+
+const char *
+hop_broker_metrics_url(const hop_broker_t *self)
+{
+    return self->metrics ? hop_metrics_url(self->metrics) : NULL;
 }
 
 // Sending ---------------------------------------------------------------------------------
@@ -642,6 +657,9 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
     case HOP_CMD_STATUS:
         hop_inspect_status(self, conn, &w);
         break;
+    case HOP_CMD_PEEK:
+        hop_inspect_peek(self, conn, &w);
+        break;
     default:
         // Replies and broker-to-client commands are not requests.
         hop_broker_error(self, conn, rid, HOP_CODE_COMMAND_INVALID,
@@ -747,18 +765,25 @@ s_tick(hop_broker_t *self)
 int
 hop_broker_run(hop_broker_t *self)
 {
-    zmq_pollitem_t items[3] = {{.socket = self->router, .events = ZMQ_POLLIN},
-                               {.fd = hop_durable_fd(self), .events = ZMQ_POLLIN},
-                               {.socket = self->monitor, .events = ZMQ_POLLIN}};
-    int n_items = self->monitor ? 3 : 2;
-    if (items[1].fd < 0) { // no store: the monitor takes its slot
-        items[1] = items[2];
-        n_items--;
+    // The ROUTER, then the store's progress pipe, the accept monitor and the metrics server
+    // (MHD's epoll descriptor), each when present.
+    zmq_pollitem_t items[4] = {{.socket = self->router, .events = ZMQ_POLLIN}};
+    int n_items = 1, metrics_at = -1;
+    if (hop_durable_fd(self) >= 0)
+        items[n_items++] = (zmq_pollitem_t){.fd = hop_durable_fd(self), .events = ZMQ_POLLIN};
+    if (self->monitor)
+        items[n_items++] = (zmq_pollitem_t){.socket = self->monitor, .events = ZMQ_POLLIN};
+    if (self->metrics) {
+        metrics_at = n_items;
+        items[n_items++] =
+            (zmq_pollitem_t){.fd = hop_metrics_fd(self->metrics), .events = ZMQ_POLLIN};
     }
     self->next_tick = hop_now_ms() + TICK_MS;
     while (!s_interrupted) {
         self->now = hop_now_ms();
         long wait = self->next_tick > self->now ? (long)(self->next_tick - self->now) : 0;
+        if (self->metrics)
+            wait = hop_metrics_wait(self->metrics, wait);
         int rc = zmq_poll(items, n_items, wait);
         if (rc < 0 && zmq_errno() != EINTR) {
             hop_log(HOP_ERROR, "broker", "poll failed: %s", zmq_strerror(zmq_errno()));
@@ -766,12 +791,15 @@ hop_broker_run(hop_broker_t *self)
         }
         self->now = hop_now_ms();
         for (int i = 1; rc > 0 && i < n_items; i++)
-            if (items[i].revents & ZMQ_POLLIN) {
+            if (i != metrics_at && (items[i].revents & ZMQ_POLLIN)) {
                 if (items[i].socket == self->monitor && self->monitor)
                     s_accept_event(self);
                 else
                     hop_durable_progress(self);
             }
+        // Scrapes are answered here, on the reactor thread: they read the state directly.
+        if (self->metrics)
+            hop_metrics_run(self->metrics, rc > 0 && (items[metrics_at].revents & ZMQ_POLLIN));
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN)) {
             s_drain(self);
             self->busy = true;

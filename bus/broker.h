@@ -16,6 +16,7 @@ typedef struct {
     uint64_t flow_bytes;     // ready bytes in a queue that pause its publishers; 0: never
     int fsync;               // HOP_FSYNC_* of bus/store.h: always (default), every, never
     uint32_t fsync_ms;       // fsync every: the interval
+    const char *metrics;     // HOST:PORT of the Prometheus endpoint (bus/metrics.h); NULL: off
 } hop_broker_config_t;
 
 #define HOP_DEFAULT_BIND          "tcp://127.0.0.1:5680"
@@ -35,6 +36,8 @@ hop_broker_t *hop_broker_new(const hop_broker_config_t *config, char *err, size_
 void hop_broker_destroy(hop_broker_t **self_p);
 // The endpoint actually bound (with the real port). Borrowed.
 const char *hop_broker_endpoint(const hop_broker_t *self);
+// The metrics URL (http://HOST:PORT/metrics, the real port), or NULL when off. Borrowed.
+const char *hop_broker_metrics_url(const hop_broker_t *self);
 // Serves until SIGINT/SIGTERM. Returns 0.
 int hop_broker_run(hop_broker_t *self);
 

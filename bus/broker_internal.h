@@ -15,6 +15,7 @@
 #include <stdbool.h>
 
 typedef struct hop_durable hop_durable_t;
+typedef struct hop_metrics hop_metrics_t;
 
 // A broker-level exchange: name, declared properties, and the pure routing table.
 typedef struct {
@@ -51,6 +52,7 @@ struct hop_broker {
     hop_conn_t *confirm_head;  // connections with positive confirms to send
     hop_conn_t *blocked_head;  // connections asked to pause publishing (flow control)
     hop_durable_t *durable;    // durable topology and persistent messages (bus/durable.c)
+    hop_metrics_t *metrics;    // the Prometheus endpoint (bus/metrics.c), or NULL
     hop_route_t route;         // reused for every publish
     uint64_t conn_seq;         // for conn-N labels
     uint64_t started_at;       // monotonic ms
@@ -87,6 +89,8 @@ void hop_broker_mark_dead(hop_broker_t *self, hop_conn_t *conn);
 // Answers list (w->what names the subject) and status.
 void hop_inspect_list(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 void hop_inspect_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
+// Answers peek: the ready messages at the head of a queue, changing nothing (PROTOCOL.md 4.7).
+void hop_inspect_peek(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w);
 // Writes the queue arguments that are set, with the keys queue.declare uses.
 void hop_inspect_write_args(hop_enc_t *enc, const hop_qargs_t *args);
 

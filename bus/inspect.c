@@ -1,9 +1,10 @@
 // bus/inspect.c - what operators see: `list` (queues, exchanges, bindings, consumers,
-// connections) and `status` (PROTOCOL.md 4.7).
+// connections, unacked deliveries), `peek` and `status` (PROTOCOL.md 4.7).
 #include "broker_internal.h"
 #include "util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // Inspection ------------------------------------------------------------------------------
@@ -192,9 +193,209 @@ s_list_connections(hop_broker_t *self)
     }
 }
 
+// Unacked deliveries (`list unacked`) -------------------------------------------------------
+
+// Items of `list unacked` stop short of this many bytes so that the reply stays under the
+// header limit every client enforces (HOP_HEADER_MAX); the oldest deliveries are kept.
+#define S_LIST_BYTES 60000
+#define S_ITEM_BYTES 128 // keys and numbers of one unacked item, at most
+
+typedef struct {
+    hop_conn_t *conn;
+    hop_entry_t *entry;
+} s_held_t;
+
+// Oldest delivery first; the same age by connection, then tag.
+static int
+s_held_cmp(const void *a, const void *b)
+{
+    const s_held_t *x = a, *y = b;
+    if (x->entry->at != y->entry->at)
+        return x->entry->at < y->entry->at ? -1 : 1;
+    if (x->conn != y->conn)
+        return strcmp(x->conn->label, y->conn->label);
+    return x->entry->tag < y->entry->tag ? -1 : x->entry->tag > y->entry->tag;
+}
+
+// Every delivery waiting for an ack, from the connections' tag rings (a get's delivery has no
+// consumer to find it by), only those of queue when it is not NULL.
+static void
+s_list_unacked(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    hop_queue_t *queue = NULL;
+    if (w->has & HOP_F_QUEUE) {
+        queue = hop_topology_queue(self, &w->queue);
+        if (!queue) {
+            hop_broker_error(self, conn, w->id, HOP_CODE_NOT_FOUND, "no queue '%.*s'",
+                             (int)w->queue.len, w->queue.ptr);
+            return;
+        }
+    }
+    size_t total = 0;
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value))
+        total += ((hop_conn_t *)value)->unacked;
+    s_held_t *held = hop_malloc((total ? total : 1) * sizeof *held);
+    size_t n = 0;
+    cursor = 0;
+    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value)) {
+        hop_conn_t *c = value;
+        for (uint64_t tag = hop_conn_first_tag(c); tag < c->next_tag && n < total; tag++) {
+            hop_entry_t *e = hop_conn_lookup(c, tag);
+            // noack: sent to a no-ack consumer, only waiting in this turn's batch
+            if (e && !e->noack && (!queue || e->queue == queue))
+                held[n++] = (s_held_t){c, e};
+        }
+    }
+    qsort(held, n, sizeof *held, s_held_cmp);
+    size_t fit = 0, bytes = 0;
+    for (; fit < n; fit++) {
+        const hop_entry_t *e = held[fit].entry;
+        bytes += S_ITEM_BYTES + (e->queue ? e->queue->name_len : 0) +
+                 (e->consumer ? strlen(e->consumer->tag) : 0);
+        if (bytes > S_LIST_BYTES)
+            break;
+    }
+    hop_broker_reply(self, HOP_CMD_LIST_OK, w->id);
+    hop_enc_array_begin(&self->enc, "items", (uint32_t)fit);
+    for (size_t i = 0; i < fit; i++) {
+        const hop_entry_t *e = held[i].entry;
+        hop_enc_map_begin(&self->enc, NULL);
+        // An orphan's queue was deleted while it was out: it can still be settled.
+        hop_enc_str(&self->enc, "queue", e->queue ? e->queue->name : "",
+                    e->queue ? e->queue->name_len : 0);
+        hop_enc_cstr(&self->enc, "consumer", e->consumer ? e->consumer->tag : "");
+        hop_enc_cstr(&self->enc, "connection", held[i].conn->label);
+        hop_enc_uint(&self->enc, "tag", e->tag);
+        hop_enc_uint(&self->enc, "delivered_ms_ago", self->now - e->at);
+        hop_enc_uint(&self->enc, "count", e->deliveries);
+        hop_enc_map_end(&self->enc);
+    }
+    if (fit < n)
+        hop_enc_uint(&self->enc, "left_off", n - fit);
+    free(held);
+    hop_broker_send(self, conn, NULL);
+}
+
+// Peek ------------------------------------------------------------------------------------
+
+#define S_PEEK_DEFAULT 10
+#define S_PEEK_MAX     1000
+#define S_PEEK_ITEM    192 // keys, lengths and numbers of one peek item, at most
+
+// The ready list of priority level (0: priority 0, the only level without max_priority).
+static const hop_list_t *
+s_level_list(const hop_queue_t *q, uint32_t level)
+{
+    return level ? &q->levels[level - 1] : &q->ready;
+}
+
+// The ready entry after e in delivery order (highest priority first, then oldest), e NULL:
+// the first. The same walk hop_queue_head starts.
+static hop_entry_t *
+s_peek_next(const hop_queue_t *q, const hop_entry_t *e)
+{
+    if (e && e->next)
+        return e->next;
+    uint32_t top = q->levels ? q->args.max_priority : 0;
+    uint32_t level = top + 1;
+    if (e) {
+        uint32_t p = e->msg->priority;
+        level = q->levels && p ? (p > top ? top : p) : 0;
+        if (level == 0)
+            return NULL;
+    }
+    while (level-- > 0)
+        if (s_level_list(q, level)->head)
+            return s_level_list(q, level)->head;
+    return NULL;
+}
+
+void
+hop_inspect_peek(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
+{
+    // Inspection, not use: last_used (the queue's `expires`) is left alone.
+    hop_queue_t *q = hop_topology_use_queue(self, conn, w);
+    if (!q)
+        return;
+    uint64_t want = w->count ? w->count : S_PEEK_DEFAULT;
+    if (want > S_PEEK_MAX)
+        want = S_PEEK_MAX;
+    // Pass 1: how many fit. Expired entries are skipped (they will never be delivered); a body
+    // that would take the reply over the budget is cut, and the reply ends with it.
+    uint32_t n = 0;
+    size_t left = S_LIST_BYTES;
+    uint32_t cut_at = UINT32_MAX; // the item whose body is cut
+    size_t cut_len = 0;
+    bool bare = false; // the cut item is shown without props and death (they alone are too big)
+    for (hop_entry_t *e = s_peek_next(q, NULL); e && n < want; e = s_peek_next(q, e)) {
+        if (e->expires_at < self->now)
+            continue;
+        const hop_msg_t *m = e->msg;
+        uint32_t death_len = 0;
+        hop_msg_death(m, &death_len);
+        size_t meta = S_PEEK_ITEM + m->exchange_len + m->key_len + m->props_len + death_len;
+        if (meta + m->body_len <= left) {
+            left -= meta + m->body_len;
+            n++;
+            continue;
+        }
+        if (meta <= left || n == 0) {
+            bare = meta > left;
+            meta = bare ? S_PEEK_ITEM + m->exchange_len + m->key_len : meta;
+            cut_at = n++;
+            cut_len = left > meta ? left - meta : 0;
+        }
+        break;
+    }
+    // Pass 2: write them.
+    hop_broker_reply(self, HOP_CMD_PEEK_OK, w->id);
+    hop_enc_uint(&self->enc, "messages", q->ready_count);
+    hop_enc_array_begin(&self->enc, "items", n);
+    msgpack_packer *pk = hop_enc_packer(&self->enc);
+    uint32_t i = 0;
+    for (hop_entry_t *e = s_peek_next(q, NULL); e && i < n; e = s_peek_next(q, e)) {
+        if (e->expires_at < self->now)
+            continue;
+        const hop_msg_t *m = e->msg;
+        bool cut = i == cut_at;
+        hop_enc_map_begin(&self->enc, NULL);
+        hop_enc_str(&self->enc, "exchange", m->exchange ? m->exchange : "", m->exchange_len);
+        hop_enc_str(&self->enc, "key", m->key ? m->key : "", m->key_len);
+        hop_enc_bool(&self->enc, "redelivered", e->redelivered);
+        hop_enc_uint(&self->enc, "count", e->deliveries);
+        if (m->priority)
+            hop_enc_uint(&self->enc, "priority", m->priority);
+        if (m->props && !(cut && bare))
+            hop_enc_raw(&self->enc, "props", m->props, m->props_len);
+        uint32_t death_len;
+        const uint8_t *death = hop_msg_death(m, &death_len);
+        if (death && !(cut && bare))
+            hop_enc_raw(&self->enc, "death", death, death_len);
+        size_t body_len = cut && cut_len < m->body_len ? cut_len : m->body_len;
+        msgpack_pack_str(pk, 4);
+        msgpack_pack_str_body(pk, "body", 4);
+        msgpack_pack_bin(pk, body_len);
+        if (body_len)
+            msgpack_pack_bin_body(pk, m->body, body_len);
+        hop_enc_count(&self->enc);
+        hop_enc_uint(&self->enc, "size", m->body_len);
+        if (cut)
+            hop_enc_bool(&self->enc, "truncated", true);
+        hop_enc_map_end(&self->enc);
+        i++;
+    }
+    hop_broker_send(self, conn, NULL);
+}
+
 void
 hop_inspect_list(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
+    if (w->what.len == 7 && memcmp(w->what.ptr, "unacked", 7) == 0) {
+        s_list_unacked(self, conn, w);
+        return;
+    }
     static const struct {
         const char *what;
         void (*fn)(hop_broker_t *);
@@ -213,8 +414,8 @@ hop_inspect_list(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
         }
     }
     hop_broker_error(self, conn, w->id, HOP_CODE_COMMAND_INVALID,
-                     "cannot list '%.*s': use queues, exchanges, bindings, consumers or "
-                     "connections",
+                     "cannot list '%.*s': use queues, exchanges, bindings, consumers, "
+                     "connections or unacked",
                      (int)w->what.len, w->what.ptr ? w->what.ptr : "");
 }
 

@@ -1,11 +1,9 @@
 // bus/main.c - hopperd: command line, then the broker's reactor until SIGINT/SIGTERM.
 #include "broker.h"
+#include "config.h"
 #include "util.h"
 
-#include <errno.h>
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 static void
@@ -42,126 +40,103 @@ s_usage(FILE *out)
             "                        fsynced every MS ms) or never (written, never fsynced);\n"
             "                        the last two survive kill -9 but not a power cut\n"
             "  --log-level LEVEL     error, warn, info or debug (default info)\n"
+            "  --metrics ADDR        serve Prometheus metrics at http://ADDR/metrics (off by\n"
+            "                        default). ADDR is HOST:PORT with HOST an IP address,\n"
+            "                        [IPv6] or localhost, or just PORT (then 127.0.0.1);\n"
+            "                        a non-loopback HOST (e.g. 0.0.0.0) is served but warned\n"
+            "                        about: there is no authentication\n"
+            "  --config FILE         read settings from FILE first: one 'key = value' per\n"
+            "                        line, keys named like the flags without dashes (bind,\n"
+            "                        data-dir, fsync, ..., metrics), '#' comments; flags\n"
+            "                        given too override it; a bad line stops the start\n"
             "  -h, --help            show this help\n"
             "  --version             show the version\n"
             "\n"
-            "On start it prints one line on stdout: \"hopperd listening on ENDPOINT\".\n"
+            "On start it prints one line on stdout: \"hopperd listening on ENDPOINT\", and\n"
+            "with --metrics a second one: \"hopperd metrics on URL\". Bad flags or config\n"
+            "exit with status 2, a failed start (address in use...) with 1.\n"
             "Logs go to stderr. SIGINT or SIGTERM stops it cleanly.\n",
             HOP_DEFAULT_BIND, HOP_DEFAULT_DATA_DIR, HOP_DEFAULT_BIND, HOP_DEFAULT_DATA_DIR,
             HOP_DEFAULT_HEARTBEAT, HOP_DEFAULT_MAX_MESSAGE, HOP_DEFAULT_SNDHWM,
             HOP_DEFAULT_ACK_TIMEOUT, HOP_DEFAULT_FLOW_MESSAGES, HOP_DEFAULT_FLOW_BYTES);
 }
 
-static int
-s_number(const char *flag, const char *text, unsigned long long lo, unsigned long long hi,
-         unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno || *end || end == text || text[0] == '-' || v < lo || v > hi) {
-        fprintf(stderr, "hopperd: %s needs a number from %llu to %llu, got '%s'\n", flag, lo, hi,
-                text);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int
 main(int argc, char **argv)
 {
-    hop_broker_config_t config = {0};
+    // The config file first, wherever --config appears: flags override it.
+    hop_config_t *config = hop_config_new();
+    char err[768];
+    int rc = 2;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            s_usage(stdout);
+            rc = 0;
+            goto done;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("hopperd %s (protocol 1)\n", HOP_VERSION);
+            rc = 0;
+            goto done;
+        }
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "hopperd: --config needs a file (see hopperd --help)\n");
+                goto done;
+            }
+            if (hop_config_load(config, argv[++i], err, sizeof err) < 0) {
+                fprintf(stderr, "hopperd: bad config: %s\n", err);
+                goto done;
+            }
+        }
+    }
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        const char *value = i + 1 < argc ? argv[i + 1] : NULL;
-        unsigned long long n;
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            s_usage(stdout);
-            return 0;
+        if (strcmp(arg, "--config") == 0) {
+            i++;
+            continue;
         }
-        if (strcmp(arg, "--version") == 0) {
-            printf("hopperd %s (protocol 1)\n", HOP_VERSION);
-            return 0;
-        }
-        bool takes_value = strcmp(arg, "--bind") == 0 || strcmp(arg, "--data-dir") == 0 ||
-                           strcmp(arg, "--heartbeat") == 0 || strcmp(arg, "--max-message") == 0 ||
-                           strcmp(arg, "--log-level") == 0 || strcmp(arg, "--sndhwm") == 0 ||
-                           strcmp(arg, "--ack-timeout") == 0 ||
-                           strcmp(arg, "--flow-messages") == 0 ||
-                           strcmp(arg, "--flow-bytes") == 0 || strcmp(arg, "--fsync") == 0;
-        if (!takes_value) {
+        if (strncmp(arg, "--", 2) != 0 || !arg[2] || strcmp(arg, "--config") == 0) {
             fprintf(stderr, "hopperd: unknown option '%s' (see hopperd --help)\n", arg);
-            return 2;
+            goto done;
         }
-        if (!value) {
+        if (i + 1 == argc) {
             fprintf(stderr, "hopperd: %s needs a value (see hopperd --help)\n", arg);
-            return 2;
+            goto done;
         }
-        i++;
-        if (strcmp(arg, "--bind") == 0)
-            config.bind = value;
-        else if (strcmp(arg, "--data-dir") == 0)
-            config.data_dir = value;
-        else if (strcmp(arg, "--heartbeat") == 0) {
-            if (s_number(arg, value, 100, 60000, &n))
-                return 2;
-            config.heartbeat_ms = (uint32_t)n;
-        } else if (strcmp(arg, "--max-message") == 0) {
-            if (s_number(arg, value, 1, 1ull << 30, &n))
-                return 2;
-            config.max_message = (size_t)n;
-        } else if (strcmp(arg, "--sndhwm") == 0) {
-            if (s_number(arg, value, 1, 10000000, &n))
-                return 2;
-            config.sndhwm = (int)n;
-        } else if (strcmp(arg, "--ack-timeout") == 0) {
-            if (s_number(arg, value, 1000, UINT32_MAX, &n))
-                return 2;
-            config.ack_timeout_ms = n;
-        } else if (strcmp(arg, "--fsync") == 0) {
-            if (strcmp(value, "always") == 0)
-                config.fsync = 0;
-            else if (strcmp(value, "never") == 0)
-                config.fsync = 2;
-            else if (strcmp(value, "every") == 0 && i + 1 < argc) {
-                if (s_number("--fsync every", argv[++i], 1, 60000, &n))
-                    return 2;
-                config.fsync = 1;
-                config.fsync_ms = (uint32_t)n;
-            } else {
-                fprintf(stderr, "hopperd: --fsync is always, every MS or never; got '%s'\n", value);
-                return 2;
-            }
-        } else if (strcmp(arg, "--flow-messages") == 0 || strcmp(arg, "--flow-bytes") == 0) {
-            if (s_number(arg, value, 0, 1ull << 40, &n))
-                return 2;
-            uint64_t v = n ? n : UINT64_MAX; // 0 turns it off
-            if (arg[7] == 'm')
-                config.flow_messages = v;
+        const char *value = argv[++i];
+        char joined[64];
+        if (strcmp(arg, "--fsync") == 0 && strcmp(value, "every") == 0 && i + 1 < argc) {
+            snprintf(joined, sizeof joined, "every %s", argv[++i]); // --fsync every MS
+            value = joined;
+        }
+        if (hop_config_set(config, arg + 2, value, err, sizeof err) < 0) {
+            if (strncmp(err, "unknown key", 11) == 0)
+                fprintf(stderr, "hopperd: unknown option '%s' (see hopperd --help)\n", arg);
             else
-                config.flow_bytes = v;
-        } else {
-            int level = hop_log_level_parse(value);
-            if (level < 0) {
-                fprintf(stderr, "hopperd: --log-level is error, warn, info or debug; got '%s'\n",
-                        value);
-                return 2;
-            }
-            hop_log_level = (hop_level_t)level;
+                fprintf(stderr, "hopperd: --%s\n", err);
+            goto done;
         }
     }
-    char err[512];
-    hop_broker_t *broker = hop_broker_new(&config, err, sizeof err);
+    if (hop_config_log_level(config) >= 0)
+        hop_log_level = (hop_level_t)hop_config_log_level(config);
+    const hop_broker_config_t *settings = hop_config_broker(config);
+    hop_broker_t *broker = hop_broker_new(settings, err, sizeof err);
     if (!broker) {
         fprintf(stderr, "hopperd: %s\n", err);
-        return 1;
+        rc = 1;
+        goto done;
     }
     hop_log(HOP_INFO, "broker", "hopperd %s listening endpoint=%s data_dir=%s", HOP_VERSION,
-            hop_broker_endpoint(broker), config.data_dir ? config.data_dir : HOP_DEFAULT_DATA_DIR);
+            hop_broker_endpoint(broker),
+            settings->data_dir ? settings->data_dir : HOP_DEFAULT_DATA_DIR);
     printf("hopperd listening on %s\n", hop_broker_endpoint(broker));
+    if (hop_broker_metrics_url(broker))
+        printf("hopperd metrics on %s\n", hop_broker_metrics_url(broker));
     fflush(stdout);
-    int rc = hop_broker_run(broker);
+    rc = hop_broker_run(broker);
     hop_broker_destroy(&broker);
+done:
+    hop_config_destroy(&config);
     return rc;
 }

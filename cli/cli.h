@@ -107,6 +107,7 @@ int hop_cli_publish(hop_cli_t *cli, int argc, char **argv);
 int hop_cli_consume(hop_cli_t *cli, int argc, char **argv);
 int hop_cli_subscribe(hop_cli_t *cli, int argc, char **argv);
 int hop_cli_get(hop_cli_t *cli, int argc, char **argv);
+int hop_cli_peek(hop_cli_t *cli, int argc, char **argv);
 int hop_cli_list(hop_cli_t *cli, int argc, char **argv);
 int hop_cli_status(hop_cli_t *cli, int argc, char **argv);
 

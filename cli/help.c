@@ -20,7 +20,9 @@ static const char s_overview[] =
     "  consume QUEUE                    print and acknowledge messages as they arrive\n"
     "  subscribe EXCHANGE [PATTERN]     print messages published to an exchange from now on\n"
     "  get QUEUE                        take one message, if there is one\n"
-    "  list WHAT                        queues, exchanges, bindings, consumers, connections\n"
+    "  peek QUEUE [--count N]           show the next messages without taking them\n"
+    "  list WHAT                        queues, exchanges, bindings, consumers, connections,\n"
+    "                                   unacked [QUEUE] (deliveries waiting for an ack)\n"
     "  purge QUEUE                      drop the ready messages of a queue\n"
     "  delete queue|exchange NAME       remove a queue or an exchange\n"
     "  status                           the broker's version, uptime and counters\n"
@@ -304,8 +306,31 @@ static const char s_get[] =
     "  hopper get jobs --reject --requeue    # look without taking\n"
     "  hopper get jobs.dead --json | jq .deaths   # why a dead letter died\n";
 
+static const char s_peek[] =
+    "Usage: hopper peek QUEUE [--count N] [--json]\n"
+    "\n"
+    "Prints the next N (default 10, at most 1000) ready messages of QUEUE in the order they\n"
+    "would be delivered (highest priority first), without taking them: nothing about them\n"
+    "changes (not their redelivered flag, not their delivery count), no consumer sees a\n"
+    "difference. Delayed and unacked messages are not shown (see hopper list unacked). The\n"
+    "output is that of get without the delivery tag; count is how many times the message\n"
+    "was delivered so far. One answer holds about 60 KB: it may show fewer messages, and a\n"
+    "large body only its start (cut=SHOWN/WHOLE; with --json body_truncated and body_size).\n"
+    "On stderr: how many of the queue's ready messages were shown, or that it has none\n"
+    "(exit 0). An unknown queue exits 1.\n"
+    "\n"
+    "Options:\n"
+    "  --count N  how many messages, from the head (1 to 1000; default 10)\n"
+    "  --json     one JSON object per message, as get prints, plus body_size and\n"
+    "             body_truncated\n"
+    "\n"
+    "Examples:\n"
+    "  hopper peek jobs\n"
+    "  hopper peek jobs.dead --count 100 --json | jq '.deaths[-1]'   # where they came from\n";
+
 static const char s_list[] =
     "Usage: hopper list queues|exchanges|bindings|consumers|connections [--json]\n"
+    "       hopper list unacked [QUEUE] [--sort age|queue|consumer|connection] [--json]\n"
     "\n"
     "Prints what the broker holds as an aligned table, or with --json as a JSON array of\n"
     "objects with every field the broker reports (docs/PROTOCOL.md, section 4.7):\n"
@@ -320,17 +345,24 @@ static const char s_list[] =
     "               delivered, ack_timeout\n"
     "  connections  connection, name, peer, heartbeat, last_seen_ms, consumers, unacked,\n"
     "               connected_ms\n"
+    "  unacked      one row per delivery waiting for an ack (of QUEUE only, when given):\n"
+    "               queue, consumer (\"\" for a get; (get) in the table), connection, tag\n"
+    "               (the delivery tag), delivered_ms_ago (AGE_MS), count (times delivered)\n"
     "In the table the default exchange shows as (default), an empty string as \"\", the\n"
     "true flags in FLAGS (e.g. durable,auto-delete), and a queue's arguments in ARGUMENTS\n"
     "as the options of hopper declare queue that set them (e.g. max-length=1000\n"
     "overflow=reject-publish). Queue columns: READY, UNACKED (delivered, not yet settled),\n"
     "DELAYED (waiting for a retry), DEAD_LETTERED (sent to the dead-letter exchange so far),\n"
     "CONSUMERS, and the PUBLISHED, DELIVERED and ACKED totals.\n"
+    "Unacked rows come oldest first; --sort queue|consumer|connection groups them (oldest\n"
+    "first within a group). One answer holds about 60 KB of rows (some 400): the newest are\n"
+    "left off then, and stderr says how many. An unknown QUEUE exits 1.\n"
     "\n"
     "Examples:\n"
     "  hopper list queues\n"
     "  hopper list queues --json | jq '.[] | select(.messages_ready > 0) | .name'\n"
-    "  hopper list queues --json | jq '.[] | {name, dead_lettered, expired, dropped}'\n";
+    "  hopper list queues --json | jq '.[] | {name, dead_lettered, expired, dropped}'\n"
+    "  hopper list unacked jobs          # who holds what, oldest first\n";
 
 static const char s_purge[] = "Usage: hopper purge QUEUE\n"
                               "\n"
@@ -407,6 +439,7 @@ static const struct {
     {"subscribe", {s_subscribe, s_delivery_format, NULL}},
     {"get", {s_get, s_delivery_format, NULL}},
     {"list", {s_list, NULL, NULL}},
+    {"peek", {s_peek, NULL, NULL}},
     {"purge", {s_purge, NULL, NULL}},
     {"delete", {s_delete, s_delete_queue, s_delete_exchange}},
     {"delete queue", {s_delete_queue, NULL, NULL}},

@@ -85,7 +85,61 @@ static const s_table_t s_tables[] = {
       {"UNACKED", "unacked", true, false},
       {"AGE_MS", "connected_ms", true, false},
       {NULL, NULL, false, false}}},
+    {"unacked",
+     "unacked",
+     {NULL, NULL, NULL, NULL},
+     {{"QUEUE", "queue", false, false},
+      {"CONSUMER", "consumer", false, false},
+      {"CONNECTION", "connection", false, false},
+      {"TAG", "tag", true, false},
+      {"AGE_MS", "delivered_ms_ago", true, false},
+      {"COUNT", "count", true, false},
+      {NULL, NULL, false, false}}},
 };
+
+// `list unacked --sort`: the order of the rows.
+static const char *s_sort_key; // the item key rows sort by; NULL: age (oldest first)
+
+static int
+s_unacked_cmp(const void *a, const void *b)
+{
+    const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+    if (s_sort_key) {
+        const char *sx = json_string_value(json_object_get(x, s_sort_key));
+        const char *sy = json_string_value(json_object_get(y, s_sort_key));
+        int c = strcmp(sx ? sx : "", sy ? sy : "");
+        if (c)
+            return c;
+    }
+    json_int_t ax = json_integer_value(json_object_get(x, "delivered_ms_ago"));
+    json_int_t ay = json_integer_value(json_object_get(y, "delivered_ms_ago"));
+    if (ax != ay)
+        return ax > ay ? -1 : 1;
+    json_int_t tx = json_integer_value(json_object_get(x, "tag"));
+    json_int_t ty = json_integer_value(json_object_get(y, "tag"));
+    return tx < ty ? -1 : tx > ty;
+}
+
+// Sorts the unacked items by sort ("age", "queue", "consumer" or "connection"; ties oldest
+// first), and for the table names a get's delivery "(get)" instead of an empty consumer.
+static void
+s_unacked_prepare(json_t *items, const char *sort, bool table)
+{
+    size_t n = json_array_size(items);
+    json_t **rows = calloc(n ? n : 1, sizeof *rows);
+    assert(rows);
+    for (size_t i = 0; i < n; i++) {
+        rows[i] = json_incref(json_array_get(items, i));
+        if (table && json_string_length(json_object_get(rows[i], "consumer")) == 0)
+            json_object_set_new(rows[i], "consumer", json_string("(get)"));
+    }
+    s_sort_key = sort && strcmp(sort, "age") != 0 ? sort : NULL;
+    qsort(rows, n, sizeof *rows, s_unacked_cmp);
+    json_array_clear(items);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, rows[i]);
+    free(rows);
+}
 
 // Renders a scalar for a table cell or a status line; returns a malloc'd string.
 static char *
@@ -231,12 +285,16 @@ s_print_json(const json_t *json)
     free(text);
 }
 
+enum { S_OPT_SORT = 1 };
+
 int
 hop_cli_list(hop_cli_t *cli, int argc, char **argv)
 {
+    static const hop_cli_opt_t opts[] = {{"--sort", true, S_OPT_SORT}, {NULL, false, 0}};
     hop_cli_parsed_t parsed;
-    if (hop_cli_parse(cli, argc, argv, NULL, 1, 1,
-                      "what to list: queues, exchanges, bindings, consumers or connections",
+    if (hop_cli_parse(cli, argc, argv, opts, 1, 2,
+                      "what to list: queues, exchanges, bindings, consumers, connections or "
+                      "unacked [QUEUE]",
                       &parsed) != HOP_EXIT_OK)
         return HOP_EXIT_USAGE;
     const char *what = parsed.positional[0];
@@ -246,9 +304,21 @@ hop_cli_list(hop_cli_t *cli, int argc, char **argv)
             table = &s_tables[i];
     if (!table)
         return hop_cli_usage(cli,
-                             "cannot list '%s': say queues, exchanges, bindings, consumers "
-                             "or connections",
+                             "cannot list '%s': say queues, exchanges, bindings, consumers, "
+                             "connections or unacked",
                              what);
+    bool unacked = strcmp(table->what, "unacked") == 0;
+    const char *queue = parsed.positional_count > 1 ? parsed.positional[1] : NULL;
+    const char *sort = parsed.value[S_OPT_SORT];
+    if (queue && !unacked)
+        return hop_cli_usage(cli, "only 'list unacked' takes a queue; 'list %s' lists them all",
+                             table->what);
+    if (sort && !unacked)
+        return hop_cli_usage(cli, "--sort goes with 'list unacked'");
+    if (sort && strcmp(sort, "age") != 0 && strcmp(sort, "queue") != 0 &&
+        strcmp(sort, "consumer") != 0 && strcmp(sort, "connection") != 0)
+        return hop_cli_usage(cli, "--sort takes age, queue, consumer or connection, not '%s'",
+                             sort);
 
     hop_client_t *client;
     int exit_code = hop_cli_connect(cli, &client);
@@ -256,9 +326,15 @@ hop_cli_list(hop_cli_t *cli, int argc, char **argv)
         return exit_code;
     void *data = NULL;
     size_t size = 0;
-    int rc = hop_client_list(client, table->what, &data, &size);
+    size_t left_off = 0;
+    int rc = unacked ? hop_client_list_unacked(client, queue, &data, &size, &left_off)
+                     : hop_client_list(client, table->what, &data, &size);
     if (rc != HOP_OK) {
-        exit_code = hop_cli_fail(cli, client, rc, NULL, "list %s", table->what);
+        const char *hint = hop_client_error_code(client) == HOP_CODE_NOT_FOUND
+                               ? "See the queues with: hopper list queues"
+                               : NULL;
+        exit_code = hop_cli_fail(cli, client, rc, hint, "list %s%s%s%s", table->what,
+                                 queue ? " of queue '" : "", queue ? queue : "", queue ? "'" : "");
     } else {
         json_t *items = hop_json_from_msgpack(data, size);
         if (!json_is_array(items)) {
@@ -267,10 +343,18 @@ hop_cli_list(hop_cli_t *cli, int argc, char **argv)
                     "(a broker bug; please report it)\n",
                     table->what);
             exit_code = HOP_EXIT_REFUSED;
-        } else if (cli->json) {
-            s_print_json(items);
         } else {
-            s_print_table(table, items);
+            if (unacked)
+                s_unacked_prepare(items, sort, !cli->json);
+            if (cli->json)
+                s_print_json(items);
+            else
+                s_print_table(table, items);
+            if (left_off)
+                fprintf(stderr,
+                        "hopper: %zu newer unacked deliveries did not fit in the broker's "
+                        "answer%s\n",
+                        left_off, queue ? "" : "; name a queue to see fewer at a time");
         }
         json_decref(items);
     }

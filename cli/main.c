@@ -35,7 +35,7 @@ static const struct {
     {"declare", hop_cli_declare}, {"delete", hop_cli_delete},       {"bind", hop_cli_bind},
     {"unbind", hop_cli_unbind},   {"purge", hop_cli_purge},         {"publish", hop_cli_publish},
     {"consume", hop_cli_consume}, {"subscribe", hop_cli_subscribe}, {"get", hop_cli_get},
-    {"list", hop_cli_list},       {"status", hop_cli_status},
+    {"list", hop_cli_list},       {"status", hop_cli_status},       {"peek", hop_cli_peek},
 };
 
 static const hop_cli_opt_t *

@@ -1,9 +1,10 @@
-// cli/messages.c - the commands that take messages: consume, subscribe and get, and how a
-// delivery is printed (publish is in publish.c).
+// cli/messages.c - the commands that take messages: consume, subscribe and get, peek (which
+// only looks at them), and how a delivery is printed (publish is in publish.c).
 //
 // A delivery prints as one line, so that `hopper consume q | while read ...` works:
 //   human:  [EXCHANGE -> ROUTING_KEY] tag=N redelivered=yes|no count=N [priority=P]
 //           [deaths=REASON:QUEUE:COUNT,...] BODY
+//   (peek: no tag, and cut=SHOWN/WHOLE before a body the broker sent only the start of)
 //   --json: one JSON object per line (JSON Lines), see s_delivery_json.
 // The body is read, in this order: as msgpack when content_type says so and it decodes; as
 // text when it is valid UTF-8; as msgpack when it is exactly one msgpack value; else as bytes.
@@ -36,6 +37,13 @@ enum {
     S_OPT_RETRY_IN,
     S_OPT_ACK_TIMEOUT,
 };
+
+// Where a printed delivery came from: what its line shows differs a little.
+typedef enum {
+    S_FROM_CONSUME, // a consumer's: consumer tag and delivery tag
+    S_FROM_GET,     // get: delivery tag and message_count, no consumer
+    S_FROM_PEEK,    // peek: no tag (nothing was delivered), message_count, cut bodies
+} s_from_t;
 
 #define S_POLL_MS          200 // how often a waiting consumer looks at the stop flag
 #define S_DEFAULT_PREFETCH 100
@@ -151,23 +159,25 @@ s_deaths_json(const hop_delivery_t *delivery)
     return deaths;
 }
 
-// One delivery as a JSON object: consumer (not for get), exchange, routing_key, delivery_tag,
-// redelivered, delivery_count, message_count (get only), priority and deaths (when present),
-// headers, properties, body and body_encoding.
+// One delivery as a JSON object: consumer (consume only), exchange, routing_key, delivery_tag
+// (not for peek), redelivered, delivery_count, message_count (get and peek), priority and deaths
+// (when present), headers, properties, body and body_encoding, and for peek body_size and
+// body_truncated (the body holds only the first bytes).
 static json_t *
-s_delivery_json(const hop_delivery_t *delivery, bool from_get)
+s_delivery_json(const hop_delivery_t *delivery, s_from_t from)
 {
     const char *encoding;
     json_t *body = s_body_json(delivery, &encoding);
     json_t *object = json_object();
-    if (!from_get && delivery->consumer)
+    if (from == S_FROM_CONSUME && delivery->consumer)
         s_set_text(object, "consumer", delivery->consumer);
     s_set_text(object, "exchange", delivery->exchange ? delivery->exchange : "");
     s_set_text(object, "routing_key", delivery->routing_key ? delivery->routing_key : "");
-    json_object_set_new(object, "delivery_tag", json_integer((json_int_t)delivery->tag));
+    if (from != S_FROM_PEEK)
+        json_object_set_new(object, "delivery_tag", json_integer((json_int_t)delivery->tag));
     json_object_set_new(object, "redelivered", json_boolean(delivery->redelivered));
     json_object_set_new(object, "delivery_count", json_integer(delivery->delivery_count));
-    if (from_get)
+    if (from != S_FROM_CONSUME)
         json_object_set_new(object, "message_count",
                             json_integer((json_int_t)delivery->message_count));
     if (delivery->priority)
@@ -178,6 +188,11 @@ s_delivery_json(const hop_delivery_t *delivery, bool from_get)
     json_object_set_new(object, "properties", s_properties_json(delivery));
     json_object_set_new(object, "body", body);
     json_object_set_new(object, "body_encoding", json_string(encoding));
+    if (from == S_FROM_PEEK) {
+        size_t whole = delivery->body_whole_size;
+        json_object_set_new(object, "body_size", json_integer((json_int_t)whole));
+        json_object_set_new(object, "body_truncated", json_boolean(whole > delivery->body_size));
+    }
     return object;
 }
 
@@ -195,10 +210,10 @@ s_is_printable(const char *text, size_t size)
 
 // Prints a delivery on one line of stdout and flushes. Returns 0, or -1 when stdout failed.
 static int
-s_print_delivery(const hop_cli_t *cli, const hop_delivery_t *delivery, bool from_get)
+s_print_delivery(const hop_cli_t *cli, const hop_delivery_t *delivery, s_from_t from)
 {
     if (cli->json) {
-        json_t *object = s_delivery_json(delivery, from_get);
+        json_t *object = s_delivery_json(delivery, from);
         char *text = json_dumps(object, JSON_COMPACT | JSON_REAL_PRECISION(17));
         json_decref(object);
         if (text)
@@ -209,9 +224,10 @@ s_print_delivery(const hop_cli_t *cli, const hop_delivery_t *delivery, bool from
         json_t *body = s_body_json(delivery, &encoding);
         const char *exchange =
             delivery->exchange && *delivery->exchange ? delivery->exchange : "(default)";
-        printf("[%s -> %s] tag=%llu redelivered=%s count=%lu ", exchange,
-               delivery->routing_key ? delivery->routing_key : "",
-               (unsigned long long)delivery->tag, delivery->redelivered ? "yes" : "no",
+        printf("[%s -> %s] ", exchange, delivery->routing_key ? delivery->routing_key : "");
+        if (from != S_FROM_PEEK)
+            printf("tag=%llu ", (unsigned long long)delivery->tag);
+        printf("redelivered=%s count=%lu ", delivery->redelivered ? "yes" : "no",
                (unsigned long)delivery->delivery_count);
         if (delivery->priority)
             printf("priority=%u ", (unsigned)delivery->priority);
@@ -222,6 +238,8 @@ s_print_delivery(const hop_cli_t *cli, const hop_delivery_t *delivery, bool from
         }
         if (delivery->death_count)
             putchar(' ');
+        if (from == S_FROM_PEEK && delivery->body_whole_size > delivery->body_size)
+            printf("cut=%zu/%zu ", delivery->body_size, delivery->body_whole_size);
         if (strcmp(encoding, "base64") == 0) {
             // Hex reads better than base64 in a terminal; --json gives base64.
             const unsigned char *bytes = delivery->body;
@@ -415,7 +433,7 @@ s_consume_one(s_consumer_t *self, int wait, bool *got)
     *got = true;
     if (self->ack_on_arrival)
         rc = hop_client_ack(self->client, delivery->tag, false);
-    if (rc == HOP_OK && s_print_delivery(self->cli, delivery, false) != 0) {
+    if (rc == HOP_OK && s_print_delivery(self->cli, delivery, S_FROM_CONSUME) != 0) {
         // Not settled: the message goes back to the queue when we cancel.
         hop_delivery_destroy(&delivery);
         return s_output_failed();
@@ -670,7 +688,7 @@ hop_cli_get(hop_cli_t *cli, int argc, char **argv)
             h = "It is exclusive to another connection";
         }
         exit_code = hop_cli_fail(cli, client, rc, h, "get from queue '%s'", queue);
-    } else if (s_print_delivery(cli, delivery, true) != 0) {
+    } else if (s_print_delivery(cli, delivery, S_FROM_GET) != 0) {
         exit_code = s_output_failed(); // unsettled: back to the queue when we close
     } else {
         rc = s_settle(client, &settle, delivery->tag);
@@ -678,6 +696,55 @@ hop_cli_get(hop_cli_t *cli, int argc, char **argv)
             exit_code = hop_cli_fail(cli, client, rc, NULL, "settle the message");
     }
     hop_delivery_destroy(&delivery);
+    hop_client_destroy(&client);
+    return exit_code;
+}
+
+// ---------------------------------------------------------------------------------------
+// Peek
+
+#define S_PEEK_DEFAULT 10
+#define S_PEEK_MAX     1000 // what the broker shows at most
+
+int
+hop_cli_peek(hop_cli_t *cli, int argc, char **argv)
+{
+    static const hop_cli_opt_t opts[] = {{"--count", true, S_OPT_COUNT}, {NULL, false, 0}};
+    hop_cli_parsed_t parsed;
+    if (hop_cli_parse(cli, argc, argv, opts, 1, 1, "QUEUE", &parsed) != HOP_EXIT_OK)
+        return HOP_EXIT_USAGE;
+    const char *queue = parsed.positional[0];
+    long count = S_PEEK_DEFAULT;
+    if (parsed.set[S_OPT_COUNT] && hop_cli_number(cli, "--count", parsed.value[S_OPT_COUNT], 1,
+                                                  S_PEEK_MAX, &count) != HOP_EXIT_OK)
+        return HOP_EXIT_USAGE;
+
+    hop_client_t *client;
+    int exit_code = hop_cli_connect(cli, &client);
+    if (exit_code != HOP_EXIT_OK)
+        return exit_code;
+    hop_delivery_t **deliveries = NULL;
+    size_t got = 0;
+    int rc = hop_client_peek(client, queue, (size_t)count, &deliveries, &got);
+    if (rc != HOP_OK) {
+        int code = hop_client_error_code(client);
+        const char *h = code == HOP_CODE_NOT_FOUND ? "See the queues with: hopper list queues"
+                        : code == HOP_CODE_RESOURCE_LOCKED ? "It is exclusive to another connection"
+                                                           : NULL;
+        exit_code = hop_cli_fail(cli, client, rc, h, "peek at queue '%s'", queue);
+    } else {
+        for (size_t i = 0; i < got && exit_code == HOP_EXIT_OK; i++)
+            if (s_print_delivery(cli, deliveries[i], S_FROM_PEEK) != 0)
+                exit_code = s_output_failed();
+        uint64_t ready = got ? deliveries[0]->message_count : 0;
+        // To stderr: stdout stays one message per line for scripts.
+        if (exit_code == HOP_EXIT_OK && !cli->json && got == 0)
+            fprintf(stderr, "hopper: queue '%s' has no ready messages\n", queue);
+        else if (exit_code == HOP_EXIT_OK && !cli->json && ready > got)
+            fprintf(stderr, "hopper: showed %zu of %llu ready messages in '%s'\n", got,
+                    (unsigned long long)ready, queue);
+    }
+    hop_client_peek_free(&deliveries, got);
     hop_client_destroy(&client);
     return exit_code;
 }

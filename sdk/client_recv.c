@@ -84,6 +84,7 @@ hop_client_is_reply(hop_cmd_t cmd)
     case HOP_CMD_GET_EMPTY:
     case HOP_CMD_LIST_OK:
     case HOP_CMD_STATUS_OK:
+    case HOP_CMD_PEEK_OK:
     case HOP_CMD_ERROR:
         return true;
     default:

@@ -453,3 +453,200 @@ hop_client_call_raw(hop_client_t *self, const void *header, size_t header_size, 
     }
     return rc;
 }
+
+// ---------------------------------------------------------------------------------------
+// Peek and unacked deliveries (issue 7)
+
+// Reads a msgpack bin (any width). Returns 0, or -1 when the next value is not a bin.
+static int
+s_mp_bin(hop_mp_t *mp, const uint8_t **data, uint32_t *len)
+{
+    const uint8_t *p = mp->p;
+    size_t avail = (size_t)(mp->end - p);
+    if (avail < 2 || *p < 0xc4 || *p > 0xc6)
+        return -1;
+    size_t width = (size_t)1 << (*p - 0xc4); // 1, 2 or 4 length bytes
+    if (avail < 1 + width)
+        return -1;
+    uint32_t n = 0;
+    for (size_t i = 0; i < width; i++)
+        n = n << 8 | p[1 + i];
+    if (avail - 1 - width < n)
+        return -1;
+    *data = p + 1 + width;
+    *len = n;
+    mp->p = p + 1 + width + n;
+    return 0;
+}
+
+// Finds the keys of a peek item the wire decoder does not know: body (bin) and size. Returns 0
+// or -1 when the item is malformed.
+static int
+s_peek_fields(const uint8_t *item, size_t size, const uint8_t **body, uint32_t *body_len,
+              uint64_t *whole)
+{
+    hop_mp_t mp;
+    hop_mp_init(&mp, item, size);
+    uint32_t count;
+    if (hop_mp_map(&mp, &count))
+        return -1;
+    *body = NULL;
+    *body_len = 0;
+    *whole = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        const char *key;
+        uint32_t len;
+        if (hop_mp_str(&mp, &key, &len))
+            return -1;
+        int rc;
+        if (len == 4 && memcmp(key, "body", 4) == 0)
+            rc = s_mp_bin(&mp, body, body_len);
+        else if (len == 4 && memcmp(key, "size", 4) == 0)
+            rc = hop_mp_uint(&mp, whole);
+        else
+            rc = hop_mp_skip(&mp);
+        if (rc)
+            return -1;
+    }
+    if (*whole < *body_len)
+        *whole = *body_len;
+    return 0;
+}
+
+void
+hop_client_peek_free(hop_delivery_t ***deliveries_p, size_t count)
+{
+    if (!deliveries_p || !*deliveries_p)
+        return;
+    for (size_t i = 0; i < count; i++)
+        hop_delivery_destroy(&(*deliveries_p)[i]);
+    free(*deliveries_p);
+    *deliveries_p = NULL;
+}
+
+int
+hop_client_peek(hop_client_t *self, const char *queue, size_t count, hop_delivery_t ***deliveries_p,
+                size_t *count_p)
+{
+    assert(self);
+    if (deliveries_p)
+        *deliveries_p = NULL;
+    if (count_p)
+        *count_p = 0;
+    if (!deliveries_p || !count_p)
+        return hop_client_fail(self, HOP_EINVAL, 0, "deliveries_p or count_p is NULL");
+    int rc = hop_client_check_name(self, "queue name", queue);
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    uint64_t id = hop_client_begin(self, HOP_CMD_PEEK);
+    hop_enc_cstr(&self->enc, "queue", queue);
+    if (count)
+        hop_enc_uint(&self->enc, "count", count);
+    hop_inmsg_t reply;
+    rc = hop_client_call(self, id, HOP_CMD_PEEK_OK, "peek", &reply);
+    if (rc)
+        return rc;
+    hop_mp_t mp;
+    hop_mp_init(&mp, reply.wire.items.ptr, reply.wire.items.ptr ? reply.wire.items.len : 0);
+    uint32_t n = 0;
+    if (reply.wire.items.ptr && hop_mp_array(&mp, &n))
+        rc = HOP_EPROTO;
+    hop_delivery_t **out = calloc(n ? n : 1, sizeof *out);
+    if (!out)
+        abort();
+    size_t got = 0;
+    for (uint32_t i = 0; i < n && rc == HOP_OK; i++) {
+        const uint8_t *item = mp.p;
+        hop_wire_t iw;
+        const uint8_t *body;
+        uint32_t body_len;
+        uint64_t whole;
+        if (hop_mp_skip(&mp) ||
+            s_peek_fields(item, (size_t)(mp.p - item), &body, &body_len, &whole) ||
+            hop_wire_decode(&iw, item, (size_t)(mp.p - item), NULL, 0) == HOP_CODE_FRAME_ERROR) {
+            rc = HOP_EPROTO;
+            break;
+        }
+        zmq_msg_t frame;
+        if (zmq_msg_init_size(&frame, body_len))
+            abort();
+        if (body_len)
+            memcpy(zmq_msg_data(&frame), body, body_len);
+        hop_delivery_t *d = hop_delivery_parse(&iw, &frame);
+        zmq_msg_close(&frame);
+        d->message_count = reply.wire.messages;
+        d->body_whole_size = (size_t)whole;
+        out[got++] = d;
+    }
+    hop_inmsg_close(&reply);
+    if (rc) {
+        hop_client_peek_free(&out, got);
+        return hop_client_fail(self, HOP_EPROTO, 0, "malformed peek-ok from the broker");
+    }
+    if ((rc = hop_client_take_async(self))) {
+        hop_client_peek_free(&out, got);
+        return rc;
+    }
+    *deliveries_p = out;
+    *count_p = got;
+    return HOP_OK;
+}
+
+int
+hop_client_list_unacked(hop_client_t *self, const char *queue, void **items_p, size_t *size_p,
+                        size_t *left_off_p)
+{
+    assert(self);
+    if (items_p)
+        *items_p = NULL;
+    if (size_p)
+        *size_p = 0;
+    if (left_off_p)
+        *left_off_p = 0;
+    if (!items_p || !size_p)
+        return hop_client_fail(self, HOP_EINVAL, 0, "items_p or size_p is NULL");
+    int rc = queue ? hop_client_check_name(self, "queue name", queue) : HOP_OK;
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    uint64_t id = hop_client_begin(self, HOP_CMD_LIST);
+    hop_enc_cstr(&self->enc, "what", "unacked");
+    if (queue)
+        hop_enc_cstr(&self->enc, "queue", queue);
+    hop_inmsg_t reply;
+    rc = hop_client_call(self, id, HOP_CMD_LIST_OK, "list unacked", &reply);
+    if (rc)
+        return rc;
+    static const uint8_t empty_array = 0x90;
+    const hop_span_t *items = &reply.wire.items;
+    *size_p = items->ptr ? items->len : 1;
+    *items_p = s_memdup(items->ptr ? items->ptr : &empty_array, *size_p);
+    // left_off: deliveries the reply had no room for (the newest ones).
+    hop_mp_t mp;
+    hop_mp_init(&mp, reply.head, reply.head_size);
+    uint32_t count = 0;
+    hop_mp_map(&mp, &count);
+    for (uint32_t i = 0; i < count; i++) {
+        const char *key;
+        uint32_t len;
+        uint64_t value;
+        if (hop_mp_str(&mp, &key, &len))
+            break;
+        if (len == 8 && memcmp(key, "left_off", 8) == 0 && hop_mp_uint(&mp, &value) == 0) {
+            if (left_off_p)
+                *left_off_p = (size_t)value;
+        } else if (hop_mp_skip(&mp)) {
+            break;
+        }
+    }
+    hop_inmsg_close(&reply);
+    if ((rc = hop_client_take_async(self))) {
+        free(*items_p);
+        *items_p = NULL;
+        *size_p = 0;
+    }
+    return rc;
+}

@@ -396,6 +396,8 @@ static const char *s_cmd_names[HOP_CMD_COUNT_] = {
     [HOP_CMD_RETURN] = "return",
     [HOP_CMD_REVOKED] = "revoked",
     [HOP_CMD_FLOW] = "flow",
+    [HOP_CMD_PEEK] = "peek",
+    [HOP_CMD_PEEK_OK] = "peek-ok",
 };
 
 const char *

@@ -146,6 +146,9 @@ typedef struct {
     uint8_t priority;          // 0 unless published with a priority
     const hop_death_t *deaths; // death records, newest first (the last is the first death)
     size_t death_count;        // 0 unless the message was dead-lettered
+    // hop_client_peek: the body's whole size, more than body_size when the reply had room for
+    // only its first body_size bytes; 0 for every other delivery.
+    size_t body_whole_size;
 } hop_delivery_t;
 
 void hop_delivery_destroy(hop_delivery_t **self_p);
@@ -335,6 +338,20 @@ int hop_client_reply(hop_client_t *self, const hop_delivery_t *request, const vo
 // On success *items_p is an owned buffer holding the reply's `items` array as msgpack and
 // *size_p its length; free it with free().
 int hop_client_list(hop_client_t *self, const char *what, void **items_p, size_t *size_p);
+// Unacked deliveries (of queue only; NULL: of every queue), oldest first, as list's items
+// (queue, consumer, connection, tag, delivered_ms_ago, count). A reply holds at most about 60 KB
+// of items: *left_off_p (may be NULL) is how many newer deliveries it had no room for.
+int hop_client_list_unacked(hop_client_t *self, const char *queue, void **items_p, size_t *size_p,
+                            size_t *left_off_p);
+// Peek: up to count (0: 10; at most 1000) ready messages from the head of queue, in delivery
+// order (highest priority first), without consuming them: nothing about them changes. On
+// success *deliveries_p is an owned array of *count_p owned deliveries (tag 0, consumer "",
+// message_count the queue's ready messages); free it with hop_client_peek_free. A reply holds
+// about 60 KB: it may end early, and a large body may be cut (see body_whole_size).
+int hop_client_peek(hop_client_t *self, const char *queue, size_t count,
+                    hop_delivery_t ***deliveries_p, size_t *count_p);
+// Destroys count deliveries of a peek and their array; sets *deliveries_p to NULL.
+void hop_client_peek_free(hop_delivery_t ***deliveries_p, size_t count);
 // Status: *map_p is an owned msgpack map (the status-ok header minus cmd/id); free().
 int hop_client_status(hop_client_t *self, void **map_p, size_t *size_p);
 
