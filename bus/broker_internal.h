@@ -66,6 +66,10 @@ struct hop_broker {
     uint64_t trim_not_before;  // no idle trim before this (connections just closed)
     uint64_t published, delivered, acked, unroutable; // totals for status
     uint64_t returned, confirmed, rejected_publishes, dead_lettered, dropped, expired, revoked;
+    // Smoothed rates per second of published, delivered and acked (bus/timers.c), the totals
+    // at the last sample, and when that was (monotonic ms; 0: no sample yet).
+    double publish_rate, deliver_rate, ack_rate;
+    uint64_t rate_published, rate_delivered, rate_acked, rate_at;
     char err[256]; // scratch for error texts
 };
 
@@ -192,6 +196,9 @@ void hop_durable_message(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e);
 // The entry leaves its queue for good (acked, dropped...): its record is killed.
 void hop_durable_forget(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e);
 void hop_durable_forget_list(hop_broker_t *self, hop_queue_t *q, const hop_list_t *list);
+// A persistent entry came back to its queue: records its delivery count and delay (the
+// previous such record dies).
+void hop_durable_update(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e);
 // Starts a publish (forgets whether the last one wrote). Returns whether durability is on.
 bool hop_durable_publish_begin(hop_broker_t *self);
 // Holds conn's confirm of seq until the records written so far are durable, when this publish
@@ -205,6 +212,12 @@ int hop_durable_fd(const hop_broker_t *self);
 // The store's current error (0, disk full, I/O error): persistent publishes are refused then.
 int hop_durable_error(const hop_broker_t *self);
 void hop_durable_status(hop_broker_t *self, hop_enc_t *enc);
+
+// ops.c ------------------------------------------------------------------------------------
+// Answers move (PROTOCOL.md 4.8): republishes ready messages of a queue, each atomically.
+// hdr/hdr_len is the request's header, for the keys only move has.
+void hop_ops_move(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, const uint8_t *hdr,
+                  size_t hdr_len);
 
 // deadletter.c -----------------------------------------------------------------------------
 // Disposes of an entry leaving queue unconsumed (already out of every list): republishes it to

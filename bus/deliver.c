@@ -608,10 +608,13 @@ hop_deliver_return(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *entry, u
     if (queue->args.max_deliveries && entry->deliveries >= queue->args.max_deliveries) {
         hop_queue_unlink(queue, entry);
         hop_deliver_dead_letter(self, queue, entry, "delivery-limit");
-    } else if (delay_ms)
-        hop_queue_delay(queue, entry, self->now + delay_ms);
-    else
-        hop_queue_requeue(queue, entry);
+    } else {
+        if (delay_ms)
+            hop_queue_delay(queue, entry, self->now + delay_ms);
+        else
+            hop_queue_requeue(queue, entry);
+        hop_durable_update(self, queue, entry); // its delivery count and delay, if persistent
+    }
 }
 
 // The queue's retry backoff for an entry delivered `deliveries` times: retry_delay doubled

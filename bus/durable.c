@@ -26,10 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Where a record is.
+// Where a record is. For a message record, also its latest UPDATE record (delivery count and
+// delay), released when a newer one is written or the message goes.
 typedef struct {
     hop_store_pos_t pos;
     uint32_t size;
+    hop_store_pos_t upd_pos;
+    uint32_t upd_size;
 } s_rec_t;
 
 // A confirm waiting for the store.
@@ -80,10 +83,8 @@ s_append(hop_broker_t *self, uint8_t type, uint64_t key, const struct iovec *iov
     for (int i = 0; i < iovcnt; i++)
         size += (uint32_t)iov[i].iov_len;
     size = HOP_STORE_SIZE(size);
-    if (rec) {
-        rec->pos = pos;
-        rec->size = size;
-    }
+    if (rec)
+        *rec = (s_rec_t){.pos = pos, .size = size};
     d->last_end = pos + size;
     d->dirty = true;
     return 0;
@@ -322,9 +323,37 @@ hop_durable_forget(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
     if (!r)
         return;
     hop_map_remove(q->stored, &e->seq, sizeof e->seq);
+    if (r->upd_pos)
+        hop_store_release(d->store, r->upd_pos, r->upd_size);
     if (!d->replaying)
         s_append_enc(self, HOP_REC_ACK, 0, NULL, r->pos, r->size, NULL);
     free(r);
+}
+
+void
+hop_durable_update(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
+{
+    hop_durable_t *d = self->durable;
+    if (!d || d->replaying || !q->stored)
+        return;
+    s_rec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
+    if (!r)
+        return;
+    hop_enc_t enc;
+    hop_enc_init(&enc);
+    hop_enc_begin(&enc, HOP_CMD_NACK);
+    hop_enc_uint(&enc, "tag", r->pos); // the message record this updates
+    hop_enc_uint(&enc, "count", e->deliveries);
+    if (e->delayed)
+        hop_enc_uint(&enc, "delay", hop_wall_ms() + (e->at > self->now ? e->at - self->now : 0));
+    s_rec_t rec;
+    if (s_append_enc(self, HOP_REC_UPDATE, 0, &enc, HOP_STORE_NOPOS, 0, &rec) == 0) {
+        if (r->upd_pos)
+            hop_store_release(d->store, r->upd_pos, r->upd_size);
+        r->upd_pos = rec.pos;
+        r->upd_size = rec.size;
+    }
+    hop_enc_fini(&enc);
 }
 
 void
@@ -568,7 +597,7 @@ s_replay_message(hop_broker_t *self, const hop_store_record_t *rec, hop_queue_t 
     hop_entry_t *e = hop_queue_push(q, msg, self->now, ttl);
     e->redelivered = true;
     hop_msg_release(msg);
-    s_rec_t *r = hop_malloc(sizeof *r);
+    s_rec_t *r = hop_calloc(1, sizeof *r);
     r->pos = rec->pos;
     r->size = rec->size;
     hop_map_put(q->stored, &e->seq, sizeof e->seq, r);
@@ -590,11 +619,43 @@ s_replay_ack(hop_broker_t *self, const hop_store_record_t *rec)
     s_rec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
     if (r) {
         hop_map_remove(q->stored, &e->seq, sizeof e->seq);
+        if (r->upd_pos)
+            hop_store_release(d->store, r->upd_pos, r->upd_size);
         free(r);
     }
+    if (e->delayed)
+        hop_queue_undelay(q, e);
     hop_queue_remove(q, e);
     hop_entry_destroy(&e);
     d->recovered--;
+}
+
+// An UPDATE in the log: the message's delivery count and delay, as of that moment.
+static int
+s_replay_update(hop_broker_t *self, const hop_store_record_t *rec)
+{
+    hop_durable_t *d = self->durable;
+    hop_wire_t w;
+    if (hop_wire_decode(&w, rec->payload, rec->len, NULL, 0))
+        return -1;
+    hop_entry_t *e = hop_map_get(d->replayed, &w.tag, sizeof w.tag);
+    if (!e)
+        return -1; // its message is gone: the update is dead too
+    hop_queue_t *q = e->queue;
+    s_rec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
+    if (r) {
+        if (r->upd_pos)
+            hop_store_release(d->store, r->upd_pos, r->upd_size);
+        r->upd_pos = rec->pos;
+        r->upd_size = rec->size;
+    }
+    e->deliveries = (uint32_t)(w.count > UINT32_MAX ? UINT32_MAX : w.count);
+    if (e->delayed)
+        hop_queue_undelay(q, e);
+    uint64_t wall = hop_wall_ms();
+    if ((w.has & HOP_F_DELAY) && w.delay > wall)
+        hop_queue_delay_ready(q, e, self->now + (w.delay - wall));
+    return 0;
 }
 
 typedef struct {
@@ -629,6 +690,9 @@ s_replay_one(void *arg, const hop_store_record_t *rec)
         break;
     case HOP_REC_ACK:
         s_replay_ack(self, rec);
+        break;
+    case HOP_REC_UPDATE:
+        rc = s_replay_update(self, rec);
         break;
     case HOP_REC_EXCHANGE_DEL: {
         size_t cursor = 0;

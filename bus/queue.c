@@ -15,12 +15,19 @@ static hop_msg_t *s_free_msgs;
 static hop_entry_t *s_free_entries;
 static hop_frames_t *s_free_frames;
 static size_t s_free_msg_count, s_free_entry_count, s_free_frames_count;
-static size_t s_live_msgs; // message records in use
+static size_t s_live_msgs;    // message records in use
+static uint64_t s_held_bytes; // bodies of the records a queue took (hop_msg_held_bytes)
 
 size_t
 hop_msg_live(void)
 {
     return s_live_msgs;
+}
+
+uint64_t
+hop_msg_held_bytes(void)
+{
+    return s_held_bytes;
 }
 
 hop_frames_t *
@@ -100,6 +107,8 @@ hop_msg_release(hop_msg_t *msg)
         hop_frames_release(msg->frames);
     free(msg->own);
     s_live_msgs--;
+    if (msg->held)
+        s_held_bytes -= msg->body_len;
     if (s_free_msg_count == FREELIST_MAX) {
         free(msg);
         return;
@@ -117,6 +126,8 @@ hop_msg_death(const hop_msg_t *msg, uint32_t *len)
         return NULL;
     }
     memcpy(len, msg->own, sizeof *len);
+    if (*len == 0)
+        return NULL; // bytes of its own but no deaths (a replayed message)
     return msg->own + sizeof *len + msg->exchange_len + msg->key_len;
 }
 
@@ -139,6 +150,11 @@ hop_entry_new(hop_msg_t *msg)
     entry->msg = msg;
     entry->embedded = embedded;
     msg->refs++;
+    // Counted from the first queue on: the body is set by now and stays as it is.
+    if (!msg->held) {
+        msg->held = true;
+        s_held_bytes += msg->body_len;
+    }
     return entry;
 }
 
@@ -421,10 +437,10 @@ hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry)
     s_ready_insert(self, entry);
 }
 
-void
-hop_queue_delay(hop_queue_t *self, hop_entry_t *entry, uint64_t due)
+// Puts an entry that is in no list into the delayed list, ready again at due.
+static void
+s_delay_insert(hop_queue_t *self, hop_entry_t *entry, uint64_t due)
 {
-    hop_queue_unlink(self, entry);
     entry->redelivered = true;
     entry->delayed = true;
     entry->at = due;
@@ -451,6 +467,20 @@ hop_queue_delay(hop_queue_t *self, hop_entry_t *entry, uint64_t due)
         self->delayed.tail = entry;
     at->next = entry;
     self->delayed.size++;
+}
+
+void
+hop_queue_delay(hop_queue_t *self, hop_entry_t *entry, uint64_t due)
+{
+    hop_queue_unlink(self, entry);
+    s_delay_insert(self, entry, due);
+}
+
+void
+hop_queue_delay_ready(hop_queue_t *self, hop_entry_t *entry, uint64_t due)
+{
+    hop_queue_remove(self, entry);
+    s_delay_insert(self, entry, due);
 }
 
 void

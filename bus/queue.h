@@ -69,6 +69,7 @@ struct hop_msg {
     uint8_t priority;  // 0..255
     bool entry_used;   // the embedded entry is in use
     bool persistent;   // kept on disk in durable queues
+    bool held;         // counted in hop_msg_held_bytes (once a queue took it)
     uint8_t *own;      // a dead letter's own bytes: [u32 death_len][exchange][key][death]
     hop_entry_t entry; // embedded entry for the first queue
 };
@@ -128,6 +129,10 @@ struct hop_queue {
     bool deleting;                        // being deleted: no dispatch, no auto-delete
     uint64_t published, delivered, acked; // counters for list queues
     uint64_t dead_lettered, dropped, expired, rejected_publishes;
+    // Smoothed rates per second of published, delivered and acked (bus/timers.c), and the
+    // counters as they were at the last sample.
+    double publish_rate, deliver_rate, ack_rate;
+    uint64_t rate_published, rate_delivered, rate_acked;
     uint64_t last_used;      // monotonic ms of the last declare/get/consumer (for `expires`)
     hop_queue_t *owner_next; // list of queues exclusive to the owner connection
     // Durable queues (bus/durable.c): the store's id and declare record, and the message
@@ -149,6 +154,9 @@ void hop_frames_release(hop_frames_t *frames);
 hop_msg_t *hop_msg_new(void);
 // Message records in use (for memory housekeeping).
 size_t hop_msg_live(void);
+// Body bytes of the messages queues hold (ready, unacked or delayed), each message once
+// however many queues hold it: what `status` calls messages_bytes.
+uint64_t hop_msg_held_bytes(void);
 // Makes msg hold frames (one reference).
 void hop_msg_attach(hop_msg_t *msg, hop_frames_t *frames);
 // Gives msg a frames holder of its own and returns its (empty) body frame to fill.
@@ -194,6 +202,8 @@ void hop_queue_untake(hop_queue_t *self, hop_entry_t *entry);
 void hop_queue_requeue(hop_queue_t *self, hop_entry_t *entry);
 // Moves an unacked entry to the delayed list, ready again at monotonic ms due (redelivered).
 void hop_queue_delay(hop_queue_t *self, hop_entry_t *entry, uint64_t due);
+// Moves a ready entry to the delayed list (a delay recovered from the log).
+void hop_queue_delay_ready(hop_queue_t *self, hop_entry_t *entry, uint64_t due);
 // Makes a delayed entry ready again, at its original position.
 void hop_queue_undelay(hop_queue_t *self, hop_entry_t *entry);
 // Removes an unacked entry from the unacked list without destroying it (for dead-lettering).

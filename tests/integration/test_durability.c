@@ -404,6 +404,50 @@ test_restart_keeps_death_records_and_deadlines(void **state)
     hop_client_destroy(&c);
 }
 
+// A persistent message's delivery count and retry-later delay survive a restart.
+static void
+test_restart_keeps_delivery_counts_and_delays(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = s_connect(fx, "retries", false);
+    CHECK(c, hop_client_declare_queue(c, "retry", HOP_DURABLE, NULL, 0));
+    CHECK(c, hop_client_confirm_select(c));
+    hop_publish_opts_t keep = {.persistent = true};
+    CHECK(c, hop_client_publish_ex(c, "", "retry", "job", 3, NULL, &keep, NULL));
+    CHECK(c, hop_client_wait_confirms(c, 5000, NULL));
+    hop_delivery_t *d = NULL;
+    for (int i = 0; i < 2; i++) {
+        CHECK(c, hop_client_get(c, "retry", 0, &d));
+        CHECK(c, hop_client_reject(c, d->tag, true));
+        hop_delivery_destroy(&d);
+    }
+    CHECK(c, hop_client_get(c, "retry", 0, &d));
+    assert_int_equal(d->delivery_count, 3);
+    CHECK(c, hop_client_retry_later(c, d->tag, 2500));
+    uint64_t asked_at = harness_now_ms();
+    hop_delivery_destroy(&d);
+    sx_sync(c);
+    assert_int_equal(sx_queue_stat(c, "retry", "messages_delayed"), 1);
+    harness_pause_ms(100); // the records are written
+    hop_client_destroy(&c);
+
+    assert_int_equal(harness_broker_kill(fx->broker), 0);
+    assert_int_equal(harness_broker_restart(fx->broker), 0);
+    c = s_connect(fx, "after", false);
+    if (harness_now_ms() - asked_at < 2000) {
+        assert_int_equal(sx_queue_stat(c, "retry", "messages_delayed"), 1);
+        assert_int_equal(hop_client_get(c, "retry", 0, &d), HOP_EEMPTY);
+    }
+    CHECK(c, hop_client_consume(c, "retry", "r", 1, 0, NULL, 0));
+    d = sx_receive(c);
+    assert_true(harness_now_ms() - asked_at >= 2500);
+    assert_true(sx_body_is(d, "job"));
+    assert_int_equal(d->delivery_count, 4);
+    CHECK(c, hop_client_ack(c, d->tag, false));
+    hop_delivery_destroy(&d);
+    hop_client_destroy(&c);
+}
+
 int
 main(void)
 {
@@ -412,6 +456,8 @@ main(void)
                                         sx_teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_is_cut_and_reported, s_setup_durable,
                                         sx_teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_delivery_counts_and_delays,
+                                        s_setup_durable, sx_teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_death_records_and_deadlines,
                                         s_setup_durable, sx_teardown),
         cmocka_unit_test_setup_teardown(test_crash_keeps_every_confirmed_message, s_setup_durable,
