@@ -185,12 +185,6 @@ int hop_store_write_at(hop_store_t *self, int fd, const void *buf, size_t len, u
                        uint64_t *size_p);
 // fdatasync (or fsync for a directory), honouring the fsync_failures fault; counts it.
 int hop_store_sync_fd(hop_store_t *self, int fd, bool dir, uint64_t *us_p);
-// Monotonic microseconds: hop_now_us, under the name store_writer.c and store_replay.c use.
-static inline uint64_t
-hop_store_mono_us(void)
-{
-    return hop_now_us();
-}
 void hop_store_notify(hop_store_t *self);
 
 hop_store_seg_t *hop_store_seg_new(uint32_t id, uint32_t gen);

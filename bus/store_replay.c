@@ -314,7 +314,7 @@ hop_store_replay(hop_store_t *self, hop_store_replay_fn *fn, void *arg, hop_stor
 {
     assert(self);
     assert(!self->replayed);
-    uint64_t t0 = hop_store_mono_us();
+    uint64_t t0 = hop_now_us();
     hop_store_replay_t local;
     hop_store_replay_t *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
@@ -347,7 +347,7 @@ hop_store_replay(hop_store_t *self, hop_store_replay_fn *fn, void *arg, hop_stor
     atomic_store(&self->synced, head);
     self->written_seg = self->head_seg;
     self->maint_due = true;
-    rep->elapsed_ms = (hop_store_mono_us() - t0) / 1000;
+    rep->elapsed_ms = (hop_now_us() - t0) / 1000;
     hop_log(HOP_INFO, "store", "replayed %llu records from %u segments (%llu bytes) in %llu ms",
             (unsigned long long)rep->records, rep->segments, (unsigned long long)rep->bytes,
             (unsigned long long)rep->elapsed_ms);

@@ -65,7 +65,7 @@ s_sync(hop_store_t *self, s_writer_t *w)
         return rc;
     }
     w->dirty = false;
-    w->last_sync = hop_store_mono_us();
+    w->last_sync = hop_now_us();
     atomic_store(&self->last_fsync_us, us);
     if (us > atomic_load(&self->max_fsync_us))
         atomic_store(&self->max_fsync_us, us);
@@ -191,7 +191,7 @@ hop_store_writer_main(void *arg)
     hop_store_t *self = arg;
     const hop_fsync_t policy = self->opt.fsync;
     const uint64_t every = (uint64_t)self->opt.fsync_ms * 1000;
-    s_writer_t w = {.fd = -1, .last_sync = hop_store_mono_us()};
+    s_writer_t w = {.fd = -1, .last_sync = hop_now_us()};
     pthread_mutex_lock(&self->mu);
     for (;;) {
         for (;;) {
@@ -201,7 +201,7 @@ hop_store_writer_main(void *arg)
                 s_wait(self, UINT64_MAX);
                 continue;
             }
-            uint64_t now = hop_store_mono_us();
+            uint64_t now = hop_now_us();
             bool write = w.stalled ? self->kick || now >= w.retry_at || self->stop : self->work;
             bool sync = w.dirty && policy == HOP_FSYNC_EVERY && now >= w.last_sync + every;
             if (write || sync || self->stop)
@@ -225,7 +225,7 @@ hop_store_writer_main(void *arg)
                         "and writes retried every %d ms until it succeeds",
                         w.seg, hop_store_strerror(rc), RETRY_MS);
             w.stalled = true;
-            w.retry_at = hop_store_mono_us() + RETRY_MS * 1000;
+            w.retry_at = hop_now_us() + RETRY_MS * 1000;
             atomic_store(&self->error, rc);
             hop_store_notify(self);
         } else if (!rc && w.stalled) {
@@ -234,7 +234,7 @@ hop_store_writer_main(void *arg)
             atomic_store(&self->error, 0);
             hop_store_notify(self);
         }
-        uint64_t now = hop_store_mono_us();
+        uint64_t now = hop_now_us();
         if (w.dirty && !atomic_load(&self->failed) &&
             (policy == HOP_FSYNC_ALWAYS ||
              (policy == HOP_FSYNC_EVERY && (stopping || now >= w.last_sync + every)))) {
