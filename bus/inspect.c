@@ -39,6 +39,19 @@ hop_inspect_write_args(hop_enc_t *enc, const hop_qargs_t *a)
         hop_enc_uint(enc, "ack_timeout", a->ack_timeout);
 }
 
+// Writes a rate per second as a msgpack float, rounded to 0.01 (a display figure: the
+// counters beside it are exact).
+static void
+s_enc_rate(hop_enc_t *enc, const char *key, double rate)
+{
+    msgpack_packer *pk = hop_enc_packer(enc);
+    size_t len = strlen(key);
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, key, len);
+    msgpack_pack_double(pk, rate > 0 ? (double)(uint64_t)(rate * 100 + 0.5) / 100 : 0);
+    hop_enc_count(enc);
+}
+
 static void
 s_list_queues(hop_broker_t *self)
 {
@@ -68,6 +81,9 @@ s_list_queues(hop_broker_t *self)
         hop_enc_uint(&self->enc, "dropped", q->dropped);
         hop_enc_uint(&self->enc, "expired", q->expired);
         hop_enc_uint(&self->enc, "rejected_publishes", q->rejected_publishes);
+        s_enc_rate(&self->enc, "publish_rate", q->publish_rate);
+        s_enc_rate(&self->enc, "deliver_rate", q->deliver_rate);
+        s_enc_rate(&self->enc, "ack_rate", q->ack_rate);
         hop_inspect_write_args(&self->enc, &q->args);
         hop_enc_map_end(&self->enc);
     }
@@ -467,5 +483,11 @@ hop_inspect_status(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     hop_enc_uint(&self->enc, "flow_messages", self->config.flow_messages);
     hop_enc_uint(&self->enc, "flow_bytes", self->config.flow_bytes);
     hop_enc_uint(&self->enc, "rss_bytes", hop_rss_bytes());
+    // What the broker knows it holds, against RSS: bodies (each once) and message records.
+    hop_enc_uint(&self->enc, "messages_bytes", hop_msg_held_bytes());
+    hop_enc_uint(&self->enc, "message_records", hop_msg_live());
+    s_enc_rate(&self->enc, "publish_rate", self->publish_rate);
+    s_enc_rate(&self->enc, "deliver_rate", self->deliver_rate);
+    s_enc_rate(&self->enc, "ack_rate", self->ack_rate);
     hop_broker_send(self, conn, NULL);
 }

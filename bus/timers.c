@@ -1,7 +1,7 @@
 // bus/timers.c - what happens with time rather than with traffic, checked on every tick
 // (100 ms): stalled consumers retried, delayed messages made ready, expired messages removed,
 // deliveries past their ack deadline revoked, unused queues with `expires` deleted
-// (PROTOCOL.md 6.5).
+// (PROTOCOL.md 6.5); and once a second the publish/deliver/ack rates sampled (PROTOCOL.md 4.7).
 #include "broker_internal.h"
 #include "util.h"
 
@@ -104,6 +104,56 @@ s_timers(hop_broker_t *self, hop_queue_t *queue)
     return ready;
 }
 
+// Rates ------------------------------------------------------------------------------------
+
+#define S_RATE_EVERY_MS 1000 // how often the counters are sampled
+#define S_RATE_TAU_MS   2000 // smoothing time constant: a steady rate shows within seconds
+
+// Rate sampling of one tick: whether to sample, and the weight of the new sample.
+typedef struct {
+    bool on;        // this tick samples
+    double seconds; // since the last sample
+    double alpha;   // weight of the new sample in the moving average
+} s_sample_t;
+
+// Whether this tick samples the rates. The first sample only takes the counters (recovered
+// messages must not show as a burst of publishes).
+static s_sample_t
+s_sample_begin(hop_broker_t *self, bool *first)
+{
+    s_sample_t sample = {false, 0, 0};
+    *first = self->rate_at == 0;
+    if (!*first && self->now - self->rate_at < S_RATE_EVERY_MS)
+        return sample;
+    uint64_t elapsed = *first ? S_RATE_EVERY_MS : self->now - self->rate_at;
+    self->rate_at = self->now ? self->now : 1;
+    sample.on = true;
+    sample.seconds = (double)elapsed / 1000.0;
+    // 1 - exp(-elapsed / tau), to first order: no libm, and exact enough for a display.
+    sample.alpha = (double)elapsed / (double)(S_RATE_TAU_MS + elapsed);
+    return sample;
+}
+
+// The exponentially weighted moving average rate updated with count's growth since *last.
+static double
+s_rate(const s_sample_t *sample, double rate, uint64_t count, uint64_t *last, bool first)
+{
+    // A counter only grows; a take undone in the same turn never shows between samples.
+    uint64_t delta = count > *last ? count - *last : 0;
+    *last = count;
+    if (first)
+        return 0;
+    return rate + sample->alpha * ((double)delta / sample->seconds - rate);
+}
+
+static void
+s_sample_queue(const s_sample_t *sample, hop_queue_t *q, bool first)
+{
+    q->publish_rate = s_rate(sample, q->publish_rate, q->published, &q->rate_published, first);
+    q->deliver_rate = s_rate(sample, q->deliver_rate, q->delivered, &q->rate_delivered, first);
+    q->ack_rate = s_rate(sample, q->ack_rate, q->acked, &q->rate_acked, first);
+}
+
 void
 hop_deliver_tick(hop_broker_t *self)
 {
@@ -111,10 +161,21 @@ hop_deliver_tick(hop_broker_t *self)
     void *value;
     hop_queue_t *unused[64]; // queues past their `expires`, deleted after the walk
     size_t n_unused = 0;
+    bool first;
+    s_sample_t sample = s_sample_begin(self, &first);
+    if (sample.on) {
+        self->publish_rate =
+            s_rate(&sample, self->publish_rate, self->published, &self->rate_published, first);
+        self->deliver_rate =
+            s_rate(&sample, self->deliver_rate, self->delivered, &self->rate_delivered, first);
+        self->ack_rate = s_rate(&sample, self->ack_rate, self->acked, &self->rate_acked, first);
+    }
     while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
         hop_queue_t *q = value;
         if (q->deleting)
             continue;
+        if (sample.on)
+            s_sample_queue(&sample, q, first);
         bool any = s_timers(self, q);
         any |= s_revoke_overdue(self, q);
         if (q->args.expires && q->consumer_count == 0 &&

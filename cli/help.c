@@ -21,11 +21,14 @@ static const char s_overview[] =
     "  subscribe EXCHANGE [PATTERN]     print messages published to an exchange from now on\n"
     "  get QUEUE                        take one message, if there is one\n"
     "  peek QUEUE [--count N]           show the next messages without taking them\n"
+    "  move SOURCE EXCHANGE [--key K]   republish a queue's ready messages to an exchange\n"
+    "  replay DEAD_LETTER_QUEUE         send dead letters back where they first came from\n"
     "  list WHAT                        queues, exchanges, bindings, consumers, connections,\n"
     "                                   unacked [QUEUE] (deliveries waiting for an ack)\n"
     "  purge QUEUE                      drop the ready messages of a queue\n"
     "  delete queue|exchange NAME       remove a queue or an exchange\n"
     "  status                           the broker's version, uptime and counters\n"
+    "  top [--interval MS]              a live view of the broker and its queues\n"
     "  bench ...                        measure throughput and latency (hopper bench --help)\n"
     "  help [COMMAND]                   this text, or the help of a command\n"
     "\n"
@@ -328,8 +331,55 @@ static const char s_peek[] =
     "  hopper peek jobs\n"
     "  hopper peek jobs.dead --count 100 --json | jq '.deaths[-1]'   # where they came from\n";
 
+static const char s_move[] =
+    "Usage: hopper move SOURCE DEST_EXCHANGE [--key K] [--count N] [--filter HEADER=VALUE]\n"
+    "                   [--json]\n"
+    "\n"
+    "Republishes the ready messages of queue SOURCE, in delivery order, to DEST_EXCHANGE (\"\"\n"
+    "is the default exchange: --key names the queue) with routing key K, or each message's\n"
+    "own key. Each message moves atomically inside the broker: it is stored in the queues it\n"
+    "routes to and only then taken out of SOURCE, so an interrupted move (Ctrl-C, a lost\n"
+    "connection) loses and duplicates nothing. Body, props, priority, persistence and death\n"
+    "records are kept; so is what is left of its TTL. Messages that route nowhere (or only to\n"
+    "full reject-publish queues) or do not match --filter stay in SOURCE and count as\n"
+    "skipped. Unacked and delayed messages are not moved. Prints \"moved N, skipped M, left L\"\n"
+    "(left: ready messages still in SOURCE; skipped: as the last of the broker's rounds of\n"
+    "1000 saw them). An unknown queue or exchange exits 1.\n"
+    "\n"
+    "Options:\n"
+    "  --key K                route with K instead of each message's own routing key\n"
+    "  --count N              move at most N messages (default: all those ready now)\n"
+    "  --filter HEADER=VALUE  only messages whose header HEADER (props.headers; else a\n"
+    "                         property such as type or message_id) is VALUE (a string, or a\n"
+    "                         number or boolean written the same way)\n"
+    "  --json                 print {\"moved\":N,\"skipped\":M,\"left\":L}\n"
+    "\n"
+    "Examples:\n"
+    "  hopper move jobs.parked \"\" --key jobs          # back into queue jobs\n"
+    "  hopper move jobs.dead archive --filter tenant=acme --count 100\n";
+
+static const char s_replay[] =
+    "Usage: hopper replay DEAD_LETTER_QUEUE [--count N] [--json]\n"
+    "\n"
+    "Republishes the dead letters in DEAD_LETTER_QUEUE to the exchange and routing key they\n"
+    "were first published to: the oldest (last) record of their death array. They arrive\n"
+    "without death records, as if newly published (body, props, priority and persistence\n"
+    "kept), so a queue's delivery limit counts afresh. Each message moves atomically inside\n"
+    "the broker (see hopper move): an interrupted replay loses and duplicates nothing.\n"
+    "Messages without a death record, or whose exchange is gone or routes nowhere, stay and\n"
+    "count as skipped. Prints \"moved N, skipped M, left L\". An unknown queue exits 1.\n"
+    "\n"
+    "Options:\n"
+    "  --count N  replay at most N messages, from the head (default: all those ready now)\n"
+    "  --json     print {\"moved\":N,\"skipped\":M,\"left\":L}\n"
+    "\n"
+    "Examples:\n"
+    "  hopper peek jobs.dead --json | jq '.deaths[-1]'   # where they will go\n"
+    "  hopper replay jobs.dead\n";
+
 static const char s_list[] =
-    "Usage: hopper list queues|exchanges|bindings|consumers|connections [--json]\n"
+    "Usage: hopper list queues|exchanges|bindings|consumers|connections [--columns A,B,...]\n"
+    "                   [--sort FIELD] [--json]\n"
     "       hopper list unacked [QUEUE] [--sort age|queue|consumer|connection] [--json]\n"
     "\n"
     "Prints what the broker holds as an aligned table, or with --json as a JSON array of\n"
@@ -337,8 +387,9 @@ static const char s_list[] =
     "  queues       name, durable, exclusive, auto_delete, messages_ready, messages_unacked,\n"
     "               messages_delayed, messages (all three), bytes_ready, consumers,\n"
     "               published, delivered, acked, dead_lettered, dropped, expired,\n"
-    "               rejected_publishes, oldest_ready_ms, and the queue arguments that are set\n"
-    "               (max_length, overflow, message_ttl, dead_letter_exchange, ...)\n"
+    "               rejected_publishes, oldest_ready_ms, publish_rate, deliver_rate,\n"
+    "               ack_rate (per second, smoothed over a few seconds, to 0.01), and the\n"
+    "               queue arguments that are set (max_length, overflow, message_ttl, ...)\n"
     "  exchanges    name, type, durable, auto_delete, bindings, published, unroutable\n"
     "  bindings     exchange, queue, key\n"
     "  consumers    queue, consumer, connection, prefetch, no_ack, exclusive, unacked,\n"
@@ -353,7 +404,17 @@ static const char s_list[] =
     "as the options of hopper declare queue that set them (e.g. max-length=1000\n"
     "overflow=reject-publish). Queue columns: READY, UNACKED (delivered, not yet settled),\n"
     "DELAYED (waiting for a retry), DEAD_LETTERED (sent to the dead-letter exchange so far),\n"
-    "CONSUMERS, and the PUBLISHED, DELIVERED and ACKED totals.\n"
+    "CONSUMERS, the PUBLISHED, DELIVERED and ACKED totals and their rates per second\n"
+    "(PUBLISH/S, DELIVER/S, ACK/S).\n"
+    "\n"
+    "Options:\n"
+    "  --columns A,B,...  the table's columns, in this order: any field above (e.g.\n"
+    "                     oldest_ready_ms, bytes_ready, dropped, a flag, an argument) or a\n"
+    "                     header of the table (ready, publish/s, flags, arguments), any case\n"
+    "  --sort FIELD       order the rows (and --json items) by a field or header: numbers\n"
+    "                     largest first, text A to Z, rows without it last\n"
+    "  --json             every field of every item, whatever --columns says\n"
+    "\n"
     "Unacked rows come oldest first; --sort queue|consumer|connection groups them (oldest\n"
     "first within a group). One answer holds about 60 KB of rows (some 400): the newest are\n"
     "left off then, and stderr says how many. An unknown QUEUE exits 1.\n"
@@ -362,6 +423,7 @@ static const char s_list[] =
     "  hopper list queues\n"
     "  hopper list queues --json | jq '.[] | select(.messages_ready > 0) | .name'\n"
     "  hopper list queues --json | jq '.[] | {name, dead_lettered, expired, dropped}'\n"
+    "  hopper list queues --columns name,ready,oldest_ready_ms,publish_rate --sort ready\n"
     "  hopper list unacked jobs          # who holds what, oldest first\n";
 
 static const char s_purge[] = "Usage: hopper purge QUEUE\n"
@@ -412,10 +474,32 @@ static const char s_status[] =
     "published, delivered, acked, unroutable, returned (mandatory messages sent back),\n"
     "confirmed (publisher confirms sent), rejected_publishes (refused by full\n"
     "reject-publish queues), dead_lettered, dropped, expired and revoked (deliveries past\n"
-    "their ack deadline).\n"
+    "their ack deadline). Also the rates per second publish_rate, deliver_rate and ack_rate\n"
+    "(smoothed over a few seconds), and memory: rss_bytes (the process's resident memory)\n"
+    "beside what the broker knows it holds, messages_bytes (bodies of the messages in\n"
+    "queues, each once) and message_records (message records alive).\n"
     "\n"
     "Example:\n"
     "  hopper status\n";
+
+static const char s_top[] =
+    "Usage: hopper top [--interval MS]\n"
+    "\n"
+    "A live full-screen view of the broker: its totals (connections, consumers, messages,\n"
+    "publish/deliver/ack rates per second, memory: RSS and what it holds, disk) above a\n"
+    "table of its queues by name (READY, UNACKED, CONSUMERS, PUBLISH/S, DELIVER/S, ACK/S,\n"
+    "OLDEST_MS: age of the oldest ready message). It redraws every MS ms; any key redraws\n"
+    "at once; q or Ctrl-C leaves and gives the terminal back as it was. Needs a terminal\n"
+    "that $TERM names (any terminfo knows, e.g. xterm, screen, vt100); for programs use\n"
+    "hopper status --json and hopper list queues --json. When the broker stops answering,\n"
+    "the screen says so and keeps retrying.\n"
+    "\n"
+    "Options:\n"
+    "  --interval MS  time between refreshes (default 1000, at least 100); the broker\n"
+    "                 samples its rates once a second\n"
+    "\n"
+    "Example:\n"
+    "  hopper top --broker tcp://10.0.0.5:5680\n";
 
 static const char s_help[] = "Usage: hopper help [COMMAND [SUBCOMMAND]]\n"
                              "\n"
@@ -440,11 +524,14 @@ static const struct {
     {"get", {s_get, s_delivery_format, NULL}},
     {"list", {s_list, NULL, NULL}},
     {"peek", {s_peek, NULL, NULL}},
+    {"move", {s_move, NULL, NULL}},
+    {"replay", {s_replay, NULL, NULL}},
     {"purge", {s_purge, NULL, NULL}},
     {"delete", {s_delete, s_delete_queue, s_delete_exchange}},
     {"delete queue", {s_delete_queue, NULL, NULL}},
     {"delete exchange", {s_delete_exchange, NULL, NULL}},
     {"status", {s_status, NULL, NULL}},
+    {"top", {s_top, NULL, NULL}},
     {"help", {s_help, NULL, NULL}},
 };
 

@@ -5,9 +5,11 @@
 #include "json.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 // One column of a table: which key it shows and how.
 typedef struct {
@@ -17,15 +19,17 @@ typedef struct {
     bool default_exchange; // "" names the default exchange: show "(default)"
 } s_column_t;
 
-#define S_MAX_COLUMNS 12
+#define S_MAX_COLUMNS 32 // default or chosen with --columns
+#define S_MAX_EXTRA   24
 #define S_FLAGS       "FLAGS"     // the boolean flag_keys that are true
 #define S_ARGUMENTS   "ARGUMENTS" // the queue arguments that are set, as declare flags
 
 typedef struct {
-    const char *what;                  // the list subject, as the broker names it
-    const char *singular;              // accepted too: "hopper list queue"
-    const char *flag_keys[4];          // boolean keys shown in the FLAGS column
-    s_column_t columns[S_MAX_COLUMNS]; // ends with a NULL header
+    const char *what;                    // the list subject, as the broker names it
+    const char *singular;                // accepted too: "hopper list queue"
+    const char *flag_keys[4];            // boolean keys shown in the FLAGS column
+    s_column_t columns[S_MAX_COLUMNS];   // the default table; ends with a NULL header
+    const char *extra_keys[S_MAX_EXTRA]; // keys not in the default table (for --columns, --sort)
 } s_table_t;
 
 static const s_table_t s_tables[] = {
@@ -41,9 +45,16 @@ static const s_table_t s_tables[] = {
       {"PUBLISHED", "published", true, false},
       {"DELIVERED", "delivered", true, false},
       {"ACKED", "acked", true, false},
+      {"PUBLISH/S", "publish_rate", true, false},
+      {"DELIVER/S", "deliver_rate", true, false},
+      {"ACK/S", "ack_rate", true, false},
       {S_FLAGS, NULL, false, false},
       {S_ARGUMENTS, NULL, false, false},
-      {NULL, NULL, false, false}}},
+      {NULL, NULL, false, false}},
+     {"messages", "bytes_ready", "oldest_ready_ms", "dropped", "expired", "rejected_publishes",
+      "max_length", "max_length_bytes", "overflow", "message_ttl", "expires", "max_deliveries",
+      "dead_letter_exchange", "dead_letter_key", "retry_delay", "retry_delay_max", "max_priority",
+      "ack_timeout", NULL}},
     {"exchanges",
      "exchange",
      {"durable", "auto_delete", NULL, NULL},
@@ -53,14 +64,16 @@ static const s_table_t s_tables[] = {
       {"PUBLISHED", "published", true, false},
       {"UNROUTABLE", "unroutable", true, false},
       {S_FLAGS, NULL, false, false},
-      {NULL, NULL, false, false}}},
+      {NULL, NULL, false, false}},
+     {NULL}},
     {"bindings",
      "binding",
      {NULL, NULL, NULL, NULL},
      {{"EXCHANGE", "exchange", false, true},
       {"QUEUE", "queue", false, false},
       {"KEY", "key", false, false},
-      {NULL, NULL, false, false}}},
+      {NULL, NULL, false, false}},
+     {NULL}},
     {"consumers",
      "consumer",
      {"no_ack", "exclusive", NULL, NULL},
@@ -72,7 +85,8 @@ static const s_table_t s_tables[] = {
       {"DELIVERED", "delivered", true, false},
       {"ACK_TIMEOUT_MS", "ack_timeout", true, false},
       {S_FLAGS, NULL, false, false},
-      {NULL, NULL, false, false}}},
+      {NULL, NULL, false, false}},
+     {NULL}},
     {"connections",
      "connection",
      {NULL, NULL, NULL, NULL},
@@ -84,7 +98,8 @@ static const s_table_t s_tables[] = {
       {"CONSUMERS", "consumers", true, false},
       {"UNACKED", "unacked", true, false},
       {"AGE_MS", "connected_ms", true, false},
-      {NULL, NULL, false, false}}},
+      {NULL, NULL, false, false}},
+     {"paused", "paused_by", NULL}},
     {"unacked",
      "unacked",
      {NULL, NULL, NULL, NULL},
@@ -94,7 +109,8 @@ static const s_table_t s_tables[] = {
       {"TAG", "tag", true, false},
       {"AGE_MS", "delivered_ms_ago", true, false},
       {"COUNT", "count", true, false},
-      {NULL, NULL, false, false}}},
+      {NULL, NULL, false, false}},
+     {NULL}},
 };
 
 // `list unacked --sort`: the order of the rows.
@@ -154,6 +170,11 @@ s_cell_text(const json_t *value, bool default_exchange)
     }
     if (json_is_boolean(value))
         return strdup(json_is_true(value) ? "yes" : "no");
+    if (json_is_real(value)) { // rates: two decimals, as the broker rounds them
+        char text[64];
+        snprintf(text, sizeof text, "%.2f", json_real_value(value));
+        return strdup(text);
+    }
     char *text = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
     return text ? text : strdup("?");
 }
@@ -227,24 +248,171 @@ s_arguments_text(const json_t *item)
     return text;
 }
 
-static void
-s_print_table(const s_table_t *table, const json_t *items)
+// The columns of a table: the default ones, or those --columns chose.
+typedef struct {
+    s_column_t column[S_MAX_COLUMNS];
+    char header[S_MAX_COLUMNS][48]; // for a key that is not a default column: the key in caps
+    int count;
+} s_columns_t;
+
+static bool
+s_word_is(const char *word, size_t len, const char *name)
 {
-    int columns = 0;
-    while (columns < S_MAX_COLUMNS && table->columns[columns].header)
-        columns++;
+    return strlen(name) == len && strncasecmp(word, name, len) == 0;
+}
+
+// Resolves a --columns or --sort word to a column of table: a default column by its header
+// or key ("ready", "messages_ready"), or any other key an item has ("oldest_ready_ms", a flag,
+// a queue argument). header is filled for the latter. Returns false when there is none.
+static bool
+s_column_find(const s_table_t *table, const char *word, size_t len, s_column_t *out, char *header,
+              size_t header_size)
+{
+    for (int c = 0; c < S_MAX_COLUMNS && table->columns[c].header; c++) {
+        const s_column_t *column = &table->columns[c];
+        if (s_word_is(word, len, column->header) ||
+            (column->key && s_word_is(word, len, column->key))) {
+            *out = *column;
+            return true;
+        }
+    }
+    const char *key = NULL;
+    for (int i = 0; !key && i < 4 && table->flag_keys[i]; i++)
+        if (s_word_is(word, len, table->flag_keys[i]))
+            key = table->flag_keys[i];
+    for (int i = 0; !key && i < S_MAX_EXTRA && table->extra_keys[i]; i++)
+        if (s_word_is(word, len, table->extra_keys[i]))
+            key = table->extra_keys[i];
+    if (!key)
+        return false;
+    snprintf(header, header_size, "%s", key);
+    for (char *c = header; *c; c++)
+        *c = (char)toupper((unsigned char)*c);
+    *out = (s_column_t){header, key, false, false};
+    return true;
+}
+
+// The words --columns and --sort take for table, as "name, messages_ready, ...".
+static const char *
+s_fields_text(const s_table_t *table)
+{
+    static char text[1024];
+    size_t at = 0;
+    text[0] = '\0';
+#define S_ADD(word)                                                                                \
+    at += (size_t)snprintf(text + at, at < sizeof text ? sizeof text - at : 0, "%s%s",             \
+                           at ? ", " : "", (word))
+    for (int c = 0; c < S_MAX_COLUMNS && table->columns[c].header; c++)
+        S_ADD(table->columns[c].key ? table->columns[c].key : table->columns[c].header);
+    for (int i = 0; i < 4 && table->flag_keys[i]; i++)
+        S_ADD(table->flag_keys[i]);
+    for (int i = 0; i < S_MAX_EXTRA && table->extra_keys[i]; i++)
+        S_ADD(table->extra_keys[i]);
+#undef S_ADD
+    return text;
+}
+
+// Fills columns from --columns "a,b,c" (NULL: the default table). Reports and returns
+// HOP_EXIT_USAGE for an unknown or empty word.
+static int
+s_columns_parse(const hop_cli_t *cli, const s_table_t *table, const char *spec,
+                s_columns_t *columns)
+{
+    memset(columns, 0, sizeof *columns);
+    if (!spec) {
+        while (columns->count < S_MAX_COLUMNS && table->columns[columns->count].header) {
+            columns->column[columns->count] = table->columns[columns->count];
+            columns->count++;
+        }
+        return HOP_EXIT_OK;
+    }
+    for (const char *word = spec;;) {
+        const char *comma = strchr(word, ',');
+        size_t len = comma ? (size_t)(comma - word) : strlen(word);
+        if (columns->count == S_MAX_COLUMNS)
+            return hop_cli_usage(cli, "--columns takes at most %d columns", S_MAX_COLUMNS);
+        int n = columns->count;
+        if (len == 0 || !s_column_find(table, word, len, &columns->column[n], columns->header[n],
+                                       sizeof columns->header[n])) {
+            return hop_cli_usage(cli,
+                                 "%s have no column '%.*s'; the columns are %s (or a header of "
+                                 "the table, in any case)",
+                                 table->what, (int)len, word, s_fields_text(table));
+        }
+        columns->count++;
+        if (!comma)
+            return HOP_EXIT_OK;
+        word = comma + 1;
+    }
+}
+
+// --sort FIELD of the lists other than unacked: numbers largest first, text in order, rows
+// without the field last, ties in the broker's order.
+static const char *s_order_key;
+
+typedef struct {
+    json_t *item;
+    size_t index;
+} s_row_t;
+
+static int
+s_row_cmp(const void *a, const void *b)
+{
+    const s_row_t *x = a, *y = b;
+    const json_t *vx = json_object_get(x->item, s_order_key);
+    const json_t *vy = json_object_get(y->item, s_order_key);
+    int c = 0;
+    if (!vx != !vy)
+        c = vx ? -1 : 1;
+    else if (json_is_number(vx) && json_is_number(vy)) {
+        double dx = json_number_value(vx), dy = json_number_value(vy);
+        c = dx > dy ? -1 : dx < dy;
+    } else if (json_is_string(vx) && json_is_string(vy))
+        c = strcmp(json_string_value(vx), json_string_value(vy));
+    else if (json_is_boolean(vx) && json_is_boolean(vy))
+        c = json_is_true(vy) - json_is_true(vx);
+    if (c)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static void
+s_items_sort(json_t *items, const char *key)
+{
+    size_t n = json_array_size(items);
+    s_row_t *rows = calloc(n ? n : 1, sizeof *rows);
+    assert(rows);
+    for (size_t i = 0; i < n; i++)
+        rows[i] = (s_row_t){json_incref(json_array_get(items, i)), i};
+    s_order_key = key;
+    qsort(rows, n, sizeof *rows, s_row_cmp);
+    json_array_clear(items);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(items, rows[i].item);
+    free(rows);
+}
+
+static void
+s_print_table(const s_table_t *table, const s_columns_t *chosen, const json_t *items)
+{
+    int columns = chosen->count;
     size_t rows = json_array_size(items);
     char **cells = calloc((rows + 1) * (size_t)columns, sizeof *cells);
     size_t width[S_MAX_COLUMNS];
     assert(cells);
+    bool right[S_MAX_COLUMNS];
     for (int c = 0; c < columns; c++) {
-        cells[c] = strdup(table->columns[c].header);
+        cells[c] = strdup(chosen->column[c].header);
         width[c] = strlen(cells[c]);
+        right[c] = chosen->column[c].right;
     }
     for (size_t r = 0; r < rows; r++) {
         const json_t *item = json_array_get(items, r);
         for (int c = 0; c < columns; c++) {
-            const s_column_t *column = &table->columns[c];
+            const s_column_t *column = &chosen->column[c];
+            const json_t *value = column->key ? json_object_get(item, column->key) : NULL;
+            if (json_is_number(value))
+                right[c] = true; // a number in any row: the column is aligned right
             char *text;
             if (column->key)
                 text = s_cell_text(json_object_get(item, column->key), column->default_exchange);
@@ -262,7 +430,7 @@ s_print_table(const s_table_t *table, const json_t *items)
             const char *text = cells[r * (size_t)columns + (size_t)c];
             bool last = c == columns - 1;
             int pad = (int)width[c];
-            if (table->columns[c].right)
+            if (right[c])
                 printf("%*s%s", pad, text, last ? "" : "  ");
             else if (last)
                 fputs(text, stdout);
@@ -279,18 +447,20 @@ s_print_table(const s_table_t *table, const json_t *items)
 static void
 s_print_json(const json_t *json)
 {
-    char *text = json_dumps(json, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    // 15 digits: the broker's rates (rounded to 0.01) print as 7.89, not 7.8899999999999997.
+    char *text = json_dumps(json, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
     if (text)
         puts(text);
     free(text);
 }
 
-enum { S_OPT_SORT = 1 };
+enum { S_OPT_SORT = 1, S_OPT_COLUMNS };
 
 int
 hop_cli_list(hop_cli_t *cli, int argc, char **argv)
 {
-    static const hop_cli_opt_t opts[] = {{"--sort", true, S_OPT_SORT}, {NULL, false, 0}};
+    static const hop_cli_opt_t opts[] = {
+        {"--sort", true, S_OPT_SORT}, {"--columns", true, S_OPT_COLUMNS}, {NULL, false, 0}};
     hop_cli_parsed_t parsed;
     if (hop_cli_parse(cli, argc, argv, opts, 1, 2,
                       "what to list: queues, exchanges, bindings, consumers, connections or "
@@ -313,12 +483,21 @@ hop_cli_list(hop_cli_t *cli, int argc, char **argv)
     if (queue && !unacked)
         return hop_cli_usage(cli, "only 'list unacked' takes a queue; 'list %s' lists them all",
                              table->what);
-    if (sort && !unacked)
-        return hop_cli_usage(cli, "--sort goes with 'list unacked'");
-    if (sort && strcmp(sort, "age") != 0 && strcmp(sort, "queue") != 0 &&
+    if (unacked && sort && strcmp(sort, "age") != 0 && strcmp(sort, "queue") != 0 &&
         strcmp(sort, "consumer") != 0 && strcmp(sort, "connection") != 0)
         return hop_cli_usage(cli, "--sort takes age, queue, consumer or connection, not '%s'",
                              sort);
+    s_column_t sort_column = {NULL, NULL, false, false};
+    char sort_header[48];
+    if (!unacked && sort &&
+        (!s_column_find(table, sort, strlen(sort), &sort_column, sort_header, sizeof sort_header) ||
+         !sort_column.key)) {
+        return hop_cli_usage(cli, "--sort needs a column of %s, not '%s': one of %s", table->what,
+                             sort, s_fields_text(table));
+    }
+    s_columns_t columns;
+    if (s_columns_parse(cli, table, parsed.value[S_OPT_COLUMNS], &columns) != HOP_EXIT_OK)
+        return HOP_EXIT_USAGE;
 
     hop_client_t *client;
     int exit_code = hop_cli_connect(cli, &client);
@@ -346,10 +525,12 @@ hop_cli_list(hop_cli_t *cli, int argc, char **argv)
         } else {
             if (unacked)
                 s_unacked_prepare(items, sort, !cli->json);
+            else if (sort_column.key)
+                s_items_sort(items, sort_column.key);
             if (cli->json)
                 s_print_json(items);
             else
-                s_print_table(table, items);
+                s_print_table(table, &columns, items);
             if (left_off)
                 fprintf(stderr,
                         "hopper: %zu newer unacked deliveries did not fit in the broker's "

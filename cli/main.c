@@ -1,7 +1,7 @@
 // cli/main.c - `hopper`, the command-line client of the Hopper message bus: global options,
-// dispatch to the commands (topology.c, publish.c, messages.c, inspect.c, help.c, bench.c),
-// and what every command shares: the option parser, connecting, and turning SDK errors into
-// messages that say what went wrong and what to do, with a stable exit code.
+// dispatch to the commands (topology.c, publish.c, messages.c, inspect.c, top.c, help.c,
+// bench.c), and what every command shares: the option parser, connecting, and turning SDK errors
+// into messages that say what went wrong and what to do, with a stable exit code.
 #include "bench.h"
 #include "cli.h"
 
@@ -36,6 +36,7 @@ static const struct {
     {"unbind", hop_cli_unbind},   {"purge", hop_cli_purge},         {"publish", hop_cli_publish},
     {"consume", hop_cli_consume}, {"subscribe", hop_cli_subscribe}, {"get", hop_cli_get},
     {"list", hop_cli_list},       {"status", hop_cli_status},       {"peek", hop_cli_peek},
+    {"top", hop_cli_top},         {"move", hop_cli_move},           {"replay", hop_cli_replay},
 };
 
 static const hop_cli_opt_t *

@@ -85,6 +85,7 @@ hop_client_is_reply(hop_cmd_t cmd)
     case HOP_CMD_LIST_OK:
     case HOP_CMD_STATUS_OK:
     case HOP_CMD_PEEK_OK:
+    case HOP_CMD_MOVE_OK:
     case HOP_CMD_ERROR:
         return true;
     default:

@@ -398,6 +398,8 @@ static const char *s_cmd_names[HOP_CMD_COUNT_] = {
     [HOP_CMD_FLOW] = "flow",
     [HOP_CMD_PEEK] = "peek",
     [HOP_CMD_PEEK_OK] = "peek-ok",
+    [HOP_CMD_MOVE] = "move",
+    [HOP_CMD_MOVE_OK] = "move-ok",
 };
 
 const char *

@@ -93,6 +93,8 @@ typedef enum {
     HOP_CMD_FLOW,
     HOP_CMD_PEEK, // inspection: ready messages without consuming them (issue 7)
     HOP_CMD_PEEK_OK,
+    HOP_CMD_MOVE, // operating: republish ready messages / replay dead letters (issue 7)
+    HOP_CMD_MOVE_OK,
     HOP_CMD_COUNT_ // number of commands
 } hop_cmd_t;
 

@@ -355,6 +355,25 @@ void hop_client_peek_free(hop_delivery_t ***deliveries_p, size_t count);
 // Status: *map_p is an owned msgpack map (the status-ok header minus cmd/id); free().
 int hop_client_status(hop_client_t *self, void **map_p, size_t *size_p);
 
+// Move and replay (issue 7): republishes ready messages of queue, each atomically inside the
+// broker (stored where it routes, then taken out of queue: never in both, never in neither).
+typedef struct {
+    const char *exchange;      // destination (a move); NULL with replay
+    const char *key;           // routing key; NULL: each message's own
+    size_t count;              // at most this many; 0: every ready message
+    const char *filter_header; // with filter_value: only messages whose props.headers entry
+    const char *filter_value;  //   (else props key) of that name reads as the value
+    bool replay;               // to the exchange and key of each one's oldest death record
+} hop_move_opts_t;
+typedef struct {
+    uint64_t moved;   // republished and taken out of the queue
+    uint64_t skipped; // looked at and left: filtered out, no death record, routed nowhere
+    uint64_t left;    // ready messages the queue still holds
+} hop_move_result_t;
+// Errors: 404 no such queue or exchange, 405 queue exclusive to another connection.
+int hop_client_move(hop_client_t *self, const char *queue, const hop_move_opts_t *opts,
+                    hop_move_result_t *result);
+
 // Sends a raw protocol message (header msgpack + optional body) and, when id_expected is
 // true, waits for the reply with the header's id; the reply header is returned as an owned
 // msgpack buffer. For tools and tests that speak the protocol directly.
