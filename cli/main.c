@@ -415,7 +415,7 @@ main(int argc, char **argv)
     }
     return hop_cli_usage(NULL,
                          "unknown command '%s'. The commands are: declare, delete, bind, "
-                         "unbind, purge, publish, consume, subscribe, get, list, status, "
-                         "bench, help",
+                         "unbind, purge, publish, consume, subscribe, get, peek, list, status, "
+                         "top, move, replay, bench, help",
                          command);
 }
