@@ -663,6 +663,9 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
     case HOP_CMD_MOVE:
         hop_ops_move(self, conn, &w, hdr, hdr_len);
         break;
+    case HOP_CMD_TRACE:
+        hop_trace_command(self, conn, &w, hdr, hdr_len);
+        break;
     default:
         // Replies and broker-to-client commands are not requests.
         hop_broker_error(self, conn, rid, HOP_CODE_COMMAND_INVALID,

@@ -8,6 +8,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "exchange.h"
+#include "histogram.h"
 #include "hopper.h"
 #include "map.h"
 #include "queue.h"
@@ -54,6 +55,11 @@ struct hop_broker {
     hop_durable_t *durable;    // durable topology and persistent messages (bus/durable.c)
     hop_metrics_t *metrics;    // the Prometheus endpoint (bus/metrics.c), or NULL
     hop_route_t route;         // reused for every publish
+    bool tracing;              // route events go to amq.hopper.trace (bus/trace.c)
+    bool trace_filter;         // only events about the exchange trace_only
+    uint32_t trace_only_len;   //
+    char trace_only[256];      // not NUL-terminated
+    hop_xchg_t *trace_x;       // amq.hopper.trace (built in: never deleted)
     uint64_t conn_seq;         // for conn-N labels
     uint64_t started_at;       // monotonic ms
     uint64_t now;              // monotonic ms, refreshed once per loop turn
@@ -70,6 +76,8 @@ struct hop_broker {
     // at the last sample, and when that was (monotonic ms; 0: no sample yet).
     double publish_rate, deliver_rate, ack_rate;
     uint64_t rate_published, rate_delivered, rate_acked, rate_at;
+    // ms from entering the ready list to first delivery (deliver.c), by hop_histogram_wait_ms.
+    hop_histogram_t deliver_wait;
     char err[256]; // scratch for error texts
 };
 
@@ -212,12 +220,31 @@ int hop_durable_fd(const hop_broker_t *self);
 // The store's current error (0, disk full, I/O error): persistent publishes are refused then.
 int hop_durable_error(const hop_broker_t *self);
 void hop_durable_status(hop_broker_t *self, hop_enc_t *enc);
+// The store's fsync durations; false (snap untouched) when the broker has no store.
+bool hop_durable_fsync_histogram(hop_broker_t *self, hop_histogram_snapshot_t *snap);
 
 // ops.c ------------------------------------------------------------------------------------
 // Answers move (PROTOCOL.md 4.8): republishes ready messages of a queue, each atomically.
 // hdr/hdr_len is the request's header, for the keys only move has.
 void hop_ops_move(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, const uint8_t *hdr,
                   size_t hdr_len);
+
+// trace.c ----------------------------------------------------------------------------------
+// Answers trace (PROTOCOL.md 4.9): turns route events on (optionally for one exchange) or off.
+// hdr/hdr_len is the request's header, for `on`, which only trace has.
+void hop_trace_command(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w,
+                       const uint8_t *hdr, size_t hdr_len);
+// Route events; call only while self->tracing. A publish to x routed to route, before it is
+// enqueued (the queues that will refuse it are worked out here).
+void hop_trace_publish(hop_broker_t *self, const hop_xchg_t *x, const char *key, size_t key_len,
+                       const hop_route_t *route, size_t body_len);
+// msg left queue unconsumed for reason (a dead-letter reason) and was dropped.
+void hop_trace_drop(hop_broker_t *self, const hop_queue_t *queue, const hop_msg_t *msg,
+                    const char *reason);
+// The dead letter dl of a message that left queue for reason was enqueued in the queues of
+// route (NULL: refused), stored in `stored` of them.
+void hop_trace_dead_letter(hop_broker_t *self, const hop_queue_t *queue, const hop_msg_t *dl,
+                           const char *reason, const hop_route_t *route, size_t stored);
 
 // deadletter.c -----------------------------------------------------------------------------
 // Disposes of an entry leaving queue unconsumed (already out of every list): republishes it to

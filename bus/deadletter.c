@@ -201,6 +201,8 @@ hop_deliver_dead_letter(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *ent
                     queue->args.dlx, reason);
         queue->dropped++;
         self->dropped++;
+        if (self->tracing)
+            hop_trace_drop(self, queue, entry->msg, reason);
         hop_entry_destroy(&entry);
         return;
     }
@@ -230,6 +232,8 @@ hop_deliver_dead_letter(hop_broker_t *self, hop_queue_t *queue, hop_entry_t *ent
     route.size = n;
     dl->refs++; // held while enqueueing, so that an overflow cannot free it under us
     size_t stored = hop_deliver_enqueue(self, &route, dl, HOP_TTL_NONE, NULL);
+    if (self->tracing)
+        hop_trace_dead_letter(self, queue, dl, reason, &route, stored);
     hop_msg_release(dl);
     if (route.size == 0) {
         x->unroutable++;

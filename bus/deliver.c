@@ -295,6 +295,8 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
     }
     x->published++;
     self->published++;
+    if (self->tracing)
+        hop_trace_publish(self, x, key, w->key.len, &self->route, body_len);
     if (self->route.size == 0) {
         x->unroutable++;
         self->unroutable++;
@@ -396,6 +398,16 @@ s_live_head(hop_broker_t *self, hop_queue_t *queue)
     return e;
 }
 
+// Counts a first delivery's wait in the publish-to-deliver histogram. ready_at is the entry's
+// `at` before hop_queue_take (when it entered the ready list); take overwrites it.
+static inline void
+s_first_delivery(hop_broker_t *self, const hop_entry_t *e, uint64_t ready_at)
+{
+    if (e->deliveries == 1)
+        hop_histogram_record(&self->deliver_wait, &hop_histogram_wait_ms,
+                             self->now > ready_at ? self->now - ready_at : 0);
+}
+
 // Batches go out when they reach this many records or bytes, or at the end of the turn.
 #define BATCH_RECORDS 256
 #define BATCH_BYTES   (64 * 1024)
@@ -441,8 +453,10 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
     queue->dispatching = true;
     while (queue->ready_count) {
         hop_consumer_t *c = hop_queue_next_consumer(queue);
-        if (!c || !s_live_head(self, queue))
+        hop_entry_t *head = c ? s_live_head(self, queue) : NULL;
+        if (!head)
             break;
+        uint64_t ready_at = head->at;
         hop_entry_t *e = hop_queue_take(queue, self->now);
         hop_conn_t *conn = c->conn;
         uint64_t tag = conn->next_tag;
@@ -459,6 +473,8 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
                 c->unacked++;
             c->delivered++;
             self->delivered++;
+            // Counted now: a batch whose send fails puts e back, to be counted again.
+            s_first_delivery(self, e, ready_at);
             s_batch_add(self, conn, e);
             continue;
         }
@@ -470,6 +486,7 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
         }
         c->delivered++;
         self->delivered++;
+        s_first_delivery(self, e, ready_at);
         if (c->no_ack) {
             hop_conn_skip_tag(conn);
             hop_durable_forget(self, queue, e);
@@ -867,7 +884,9 @@ hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     if (!q)
         return;
     q->last_used = self->now;
-    hop_entry_t *e = s_live_head(self, q) ? hop_queue_take(q, self->now) : NULL;
+    hop_entry_t *head = s_live_head(self, q);
+    uint64_t ready_at = head ? head->at : 0;
+    hop_entry_t *e = head ? hop_queue_take(q, self->now) : NULL;
     if (!e) {
         hop_broker_reply(self, HOP_CMD_GET_EMPTY, w->id);
         hop_broker_send(self, conn, NULL);
@@ -881,6 +900,7 @@ hop_deliver_get(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
         return;
     }
     self->delivered++;
+    s_first_delivery(self, e, ready_at);
     if (w->no_ack) {
         hop_conn_skip_tag(conn);
         hop_durable_forget(self, q, e);

@@ -471,6 +471,15 @@ hop_durable_status(hop_broker_t *self, hop_enc_t *enc)
     hop_enc_cstr(enc, "store_error", st.error ? d->error : "");
 }
 
+bool
+hop_durable_fsync_histogram(hop_broker_t *self, hop_histogram_snapshot_t *snap)
+{
+    if (!self->durable)
+        return false;
+    hop_store_fsync_histogram(self->durable->store, snap);
+    return true;
+}
+
 // Replay -----------------------------------------------------------------------------------
 
 // Feeds a declare/bind record to the handler a client's request goes through.

@@ -106,6 +106,39 @@ s_seconds(s_buf_t *b, const char *name, const char *help, uint64_t micros)
              (unsigned long long)(micros % 1000000));
 }
 
+// value (in units of per_second, which divides 1000000) in seconds, trailing zeros trimmed:
+// "0.00025", "1", "0.5".
+static void
+s_decimal(char *out, size_t size, uint64_t value, uint64_t per_second)
+{
+    uint64_t frac = (value % per_second) * (1000000 / per_second);
+    int n = snprintf(out, size, "%llu.%06llu", (unsigned long long)(value / per_second),
+                     (unsigned long long)frac);
+    while (n > 0 && out[n - 1] == '0')
+        out[--n] = '\0';
+    if (n > 0 && out[n - 1] == '.')
+        out[--n] = '\0';
+}
+
+// A histogram family: cumulative _bucket{le} lines, +Inf last, then _sum and _count.
+static void
+s_histogram(s_buf_t *b, const char *name, const char *help, const hop_histogram_snapshot_t *h)
+{
+    char le[32];
+    s_family(b, name, "histogram", help);
+    for (uint32_t i = 0; i <= h->n; i++) {
+        if (i < h->n)
+            s_decimal(le, sizeof le, h->le[i], h->per_second);
+        else
+            snprintf(le, sizeof le, "+Inf");
+        s_printf(b, "hopper_%s_bucket{le=\"%s\"} %llu\n", name, le,
+                 (unsigned long long)h->cumulative[i]);
+    }
+    s_decimal(le, sizeof le, h->sum, h->per_second);
+    s_printf(b, "hopper_%s_sum %s\nhopper_%s_count %llu\n", name, le, name,
+             (unsigned long long)h->count);
+}
+
 // Per-queue families, in the order they are written; the value is picked by index.
 static const struct {
     const char *name, *type, *help;
@@ -332,7 +365,13 @@ hop_metrics_render(hop_broker_t *broker, size_t *size)
     s_uint(&b, "accept_failed_total", "counter",
            "Connections that could not be accepted (out of file descriptors).",
            broker->accept_failed);
+    hop_histogram_snapshot_t h;
+    hop_histogram_read(&broker->deliver_wait, &hop_histogram_wait_ms, &h);
+    s_histogram(&b, "publish_to_deliver_seconds",
+                "Time from entering a queue's ready list to the first delivery (ms clock).", &h);
     s_store(&b, broker);
+    if (hop_durable_fsync_histogram(broker, &h))
+        s_histogram(&b, "fsync_duration_seconds", "Durations of the store writer's fsyncs.", &h);
     s_queues(&b, broker);
     s_exchanges(&b, broker);
     *size = b.len;

@@ -617,6 +617,13 @@ hop_store_stats(const hop_store_t *self, hop_store_stats_t *stats)
 }
 
 void
+hop_store_fsync_histogram(const hop_store_t *self, hop_histogram_snapshot_t *snap)
+{
+    assert(self);
+    hop_histogram_read(&self->fsync_us, &hop_histogram_fsync_us, snap);
+}
+
+void
 hop_store_set_faults(hop_store_t *self, const hop_store_faults_t *faults)
 {
     assert(self);

@@ -25,6 +25,8 @@
 #ifndef HOP_STORE_H_INCLUDED
 #define HOP_STORE_H_INCLUDED
 
+#include "histogram.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -209,6 +211,9 @@ hop_store_pos_t hop_store_durable(const hop_store_t *self);
 int hop_store_error(const hop_store_t *self);
 
 void hop_store_stats(const hop_store_t *self, hop_store_stats_t *stats);
+// Durations of the writer's segment fsyncs (those that confirms wait for; not the directory's
+// nor the janitor's, which fsyncs counts too), in µs buckets. Safe to call at any time.
+void hop_store_fsync_histogram(const hop_store_t *self, hop_histogram_snapshot_t *snap);
 // "always", "every", "never".
 const char *hop_store_fsync_name(hop_fsync_t policy);
 

@@ -8,6 +8,7 @@
 #ifndef HOP_STORE_INTERNAL_H_INCLUDED
 #define HOP_STORE_INTERNAL_H_INCLUDED
 
+#include "histogram.h"
 #include "store.h"
 #include "util.h"
 
@@ -161,6 +162,7 @@ struct hop_store {
     _Atomic uint64_t written_bytes; // record bytes written (pending = appended - written)
     _Atomic uint64_t file_bytes;    // bytes of segment (and temporary) files
     _Atomic uint64_t fsyncs, last_fsync_us, max_fsync_us;
+    hop_histogram_t fsync_us;    // the writer's segment fsyncs (recorded by the writer only)
     _Atomic int error;           // 0, HOP_STORE_ENOSPC (stalled), HOP_STORE_EIO
     atomic_bool failed;          // an fsync failed: nothing more is written
     atomic_bool stopping;        // the janitor abandons a compaction

@@ -69,6 +69,7 @@ s_sync(hop_store_t *self, s_writer_t *w)
     atomic_store(&self->last_fsync_us, us);
     if (us > atomic_load(&self->max_fsync_us))
         atomic_store(&self->max_fsync_us, us);
+    hop_histogram_record(&self->fsync_us, &hop_histogram_fsync_us, us);
     atomic_store(&self->synced, target);
     return 0;
 }

@@ -47,13 +47,15 @@ hop_topology_init(hop_broker_t *self)
     } builtin[] = {{"", HOP_EXCHANGE_DIRECT},
                    {"amq.direct", HOP_EXCHANGE_DIRECT},
                    {"amq.fanout", HOP_EXCHANGE_FANOUT},
-                   {"amq.topic", HOP_EXCHANGE_TOPIC}};
+                   {"amq.topic", HOP_EXCHANGE_TOPIC},
+                   {"amq.hopper.trace", HOP_EXCHANGE_TOPIC}}; // route events (bus/trace.c)
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
         hop_xchg_t *x =
             i ? s_exchange_new(self, builtin[i].name, strlen(builtin[i].name), builtin[i].type)
               : def;
         x->builtin = true;
         x->durable = true;
+        self->trace_x = x; // the last one
     }
 }
 

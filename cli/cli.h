@@ -113,5 +113,6 @@ int hop_cli_status(hop_cli_t *cli, int argc, char **argv);
 int hop_cli_top(hop_cli_t *cli, int argc, char **argv);    // cli/top.c
 int hop_cli_move(hop_cli_t *cli, int argc, char **argv);   // cli/ops.c
 int hop_cli_replay(hop_cli_t *cli, int argc, char **argv); // cli/ops.c
+int hop_cli_trace(hop_cli_t *cli, int argc, char **argv);  // cli/trace.c
 
 #endif

@@ -23,6 +23,8 @@ static const char s_overview[] =
     "  peek QUEUE [--count N]           show the next messages without taking them\n"
     "  move SOURCE EXCHANGE [--key K]   republish a queue's ready messages to an exchange\n"
     "  replay DEAD_LETTER_QUEUE         send dead letters back where they first came from\n"
+    "  trace on|off [--exchange X]      route events for every message (or one exchange's)\n"
+    "  trace show [--count N]           print route events as they happen\n"
     "  list WHAT                        queues, exchanges, bindings, consumers, connections,\n"
     "                                   unacked [QUEUE] (deliveries waiting for an ack)\n"
     "  purge QUEUE                      drop the ready messages of a queue\n"
@@ -377,6 +379,38 @@ static const char s_replay[] =
     "  hopper peek jobs.dead --json | jq '.deaths[-1]'   # where they will go\n"
     "  hopper replay jobs.dead\n";
 
+static const char s_trace[] =
+    "Usage: hopper trace on [--exchange X]\n"
+    "       hopper trace off\n"
+    "       hopper trace show [--count N] [--json]\n"
+    "\n"
+    "While tracing is on, the broker publishes one route event per message to the built-in\n"
+    "topic exchange amq.hopper.trace: where a publish went (the queues it matched) or why a\n"
+    "message was dropped. Tracing is broker-wide and stays on until 'hopper trace off'; off,\n"
+    "it costs the broker nothing. Events (docs/PROTOCOL.md, section 4.9) are msgpack maps with\n"
+    "event (publish, drop, expired, dead-letter), exchange, key, queues, dropped (unroutable,\n"
+    "overflow, maxlen, ttl, rejected, delivery-limit, dead-lettered), reason, queue and time,\n"
+    "routed with keys such as publish.EXCHANGE, drop.REASON, expired.REASON, dead-letter.DLX:\n"
+    "'hopper subscribe amq.hopper.trace \"drop.#\"' reads only the drops.\n"
+    "\n"
+    "  on    start tracing; with --exchange X, only events about messages published to X\n"
+    "        (or dead-lettered to X)\n"
+    "  off   stop tracing\n"
+    "  show  subscribe to amq.hopper.trace and print each event as one line:\n"
+    "          TIME EVENT exchange=X key=K queues=Q1,Q2 [refused=Q] [dropped=R] [reason=R]\n"
+    "          [queue=Q]\n"
+    "        until N events (--count) or Ctrl-C; with --json, one JSON object per line\n"
+    "\n"
+    "Options:\n"
+    "  --exchange X  (on) trace only messages published to exchange X\n"
+    "  --count N     (show) stop after N events\n"
+    "  --json        (show) JSON Lines; (on, off) print {\"tracing\":true|false}\n"
+    "\n"
+    "Examples:\n"
+    "  hopper trace on --exchange orders\n"
+    "  hopper trace show --count 10\n"
+    "  hopper trace off\n";
+
 static const char s_list[] =
     "Usage: hopper list queues|exchanges|bindings|consumers|connections [--columns A,B,...]\n"
     "                   [--sort FIELD] [--json]\n"
@@ -526,6 +560,7 @@ static const struct {
     {"peek", {s_peek, NULL, NULL}},
     {"move", {s_move, NULL, NULL}},
     {"replay", {s_replay, NULL, NULL}},
+    {"trace", {s_trace, NULL, NULL}},
     {"purge", {s_purge, NULL, NULL}},
     {"delete", {s_delete, s_delete_queue, s_delete_exchange}},
     {"delete queue", {s_delete_queue, NULL, NULL}},

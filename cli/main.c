@@ -1,5 +1,5 @@
 // cli/main.c - `hopper`, the command-line client of the Hopper message bus: global options,
-// dispatch to the commands (topology.c, publish.c, messages.c, inspect.c, top.c, help.c,
+// dispatch to the commands (topology.c, publish.c, messages.c, inspect.c, top.c, trace.c, help.c,
 // bench.c), and what every command shares: the option parser, connecting, and turning SDK errors
 // into messages that say what went wrong and what to do, with a stable exit code.
 #include "bench.h"
@@ -37,6 +37,7 @@ static const struct {
     {"consume", hop_cli_consume}, {"subscribe", hop_cli_subscribe}, {"get", hop_cli_get},
     {"list", hop_cli_list},       {"status", hop_cli_status},       {"peek", hop_cli_peek},
     {"top", hop_cli_top},         {"move", hop_cli_move},           {"replay", hop_cli_replay},
+    {"trace", hop_cli_trace},
 };
 
 static const hop_cli_opt_t *
@@ -416,6 +417,6 @@ main(int argc, char **argv)
     return hop_cli_usage(NULL,
                          "unknown command '%s'. The commands are: declare, delete, bind, "
                          "unbind, purge, publish, consume, subscribe, get, peek, list, status, "
-                         "top, move, replay, bench, help",
+                         "top, move, replay, trace, bench, help",
                          command);
 }

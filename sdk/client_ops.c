@@ -1,4 +1,5 @@
-// sdk/client_ops.c - operating on stored messages: move and replay (PROTOCOL.md 4.8).
+// sdk/client_ops.c - operating on stored messages: move and replay (PROTOCOL.md 4.8), and
+// turning message tracing on or off (4.9).
 #include "client_internal.h"
 
 #include <assert.h>
@@ -73,5 +74,26 @@ hop_client_move(hop_client_t *self, const char *queue, const hop_move_opts_t *op
     hop_inmsg_close(&reply);
     if (rc)
         return hop_client_fail(self, HOP_EPROTO, 0, "malformed move-ok from the broker");
+    return hop_client_take_async(self);
+}
+
+int
+hop_client_trace(hop_client_t *self, bool on, const char *exchange)
+{
+    assert(self);
+    int rc = exchange ? hop_client_check_name(self, "exchange name", exchange) : HOP_OK;
+    if (rc == HOP_OK)
+        rc = hop_client_ready(self, true);
+    if (rc)
+        return rc;
+    uint64_t id = hop_client_begin(self, HOP_CMD_TRACE);
+    hop_enc_bool(&self->enc, "on", on);
+    if (exchange)
+        hop_enc_cstr(&self->enc, "exchange", exchange);
+    hop_inmsg_t reply;
+    rc = hop_client_call(self, id, HOP_CMD_OK, "trace", &reply);
+    if (rc)
+        return rc;
+    hop_inmsg_close(&reply);
     return hop_client_take_async(self);
 }

@@ -400,6 +400,7 @@ static const char *s_cmd_names[HOP_CMD_COUNT_] = {
     [HOP_CMD_PEEK_OK] = "peek-ok",
     [HOP_CMD_MOVE] = "move",
     [HOP_CMD_MOVE_OK] = "move-ok",
+    [HOP_CMD_TRACE] = "trace",
 };
 
 const char *

@@ -95,6 +95,7 @@ typedef enum {
     HOP_CMD_PEEK_OK,
     HOP_CMD_MOVE, // operating: republish ready messages / replay dead letters (issue 7)
     HOP_CMD_MOVE_OK,
+    HOP_CMD_TRACE, // inspecting: route events to amq.hopper.trace on or off (issue 7)
     HOP_CMD_COUNT_ // number of commands
 } hop_cmd_t;
 

@@ -374,6 +374,11 @@ typedef struct {
 int hop_client_move(hop_client_t *self, const char *queue, const hop_move_opts_t *opts,
                     hop_move_result_t *result);
 
+// Tracing (PROTOCOL.md 4.9): on, the broker publishes a route event per message to the topic
+// exchange amq.hopper.trace (subscribe to it to read them); exchange (NULL: all) limits the
+// events to those about that exchange. Broker-wide. Errors: 404 no such exchange.
+int hop_client_trace(hop_client_t *self, bool on, const char *exchange);
+
 // Sends a raw protocol message (header msgpack + optional body) and, when id_expected is
 // true, waits for the reply with the header's id; the reply header is returned as an owned
 // msgpack buffer. For tools and tests that speak the protocol directly.
