@@ -90,6 +90,11 @@ for family in queue_messages_ready queue_published_total exchange_published_tota
 done
 grep -q '^# TYPE hopper_queue_published_total counter$' "$dir/scrape" || fail "counter type"
 grep -q '^# TYPE hopper_queue_messages_ready gauge$' "$dir/scrape" || fail "gauge type"
+for rate in publish deliver ack; do
+    grep -q "^# TYPE hopper_queue_${rate}_rate gauge$" "$dir/scrape" || fail "no ${rate} rate"
+    grep -Eq "^hopper_queue_${rate}_rate\{queue=\"jobs\"\} [0-9]+\.[0-9]{3}$" "$dir/scrape" ||
+        fail "no ${rate} rate for jobs"
+done
 
 for q in jobs "$weird"; do
     label=$(printf '%s' "$q" | sed 's/\\/\\\\/g; s/"/\\"/g')
