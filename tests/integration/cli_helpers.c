@@ -54,12 +54,31 @@ cx_teardown(void **state)
     if (!fx)
         return 0;
     harness_run_fini(&fx->last);
+    for (int i = 0; i < CX_CLIENTS; i++)
+        hop_client_destroy(&fx->clients[i]);
     // A test may stop the broker on purpose; one that runs must still exit cleanly.
     int rc = harness_broker_pid(fx->broker) > 0 ? harness_broker_finish(&fx->broker) : 0;
     harness_broker_destroy(&fx->broker);
     free(fx);
     *state = NULL;
     return rc;
+}
+
+hop_client_t *
+cx_client(fx_t *fx, const char *name)
+{
+    for (int i = 0; i < CX_CLIENTS; i++) {
+        if (fx->clients[i])
+            continue;
+        hop_client_t *c = hop_client_new();
+        hop_client_set_name(c, name);
+        hop_client_set_timeout(c, 20000);
+        fx->clients[i] = c;
+        CX_CHECK(c, hop_client_connect(c, harness_broker_endpoint(fx->broker)));
+        return c;
+    }
+    fail_msg("more than %d clients", CX_CLIENTS);
+    return NULL;
 }
 
 // ---------------------------------------------------------------------------------------

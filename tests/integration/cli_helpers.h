@@ -21,17 +21,32 @@
 #define TIMEOUT "10000" // --timeout of CLI runs against a live broker
 #define IDLE    "20000" // --idle-timeout of consume/subscribe: never hang a test forever
 
+#define CX_CLIENTS 4 // SDK clients a test may open beside the CLI (cx_client)
+
 typedef struct {
     harness_broker_t *broker;
-    harness_run_t last; // the last run; its output stays valid until the next one
+    harness_run_t last;                // the last run; its output stays valid until the next one
+    hop_client_t *clients[CX_CLIENTS]; // opened by cx_client, destroyed by cx_teardown
 } fx_t;
+
+// Fails the test with the client's error when expr is not HOP_OK.
+#define CX_CHECK(client, expr)                                                                     \
+    do {                                                                                           \
+        int rc_ = (expr);                                                                          \
+        if (rc_ != HOP_OK)                                                                         \
+            fail_msg("%s -> %d (%s): %s", #expr, rc_, hop_strerror(rc_),                           \
+                     hop_client_error(client));                                                    \
+    } while (0)
 
 // A broker with default options.
 int cx_setup(void **state);
 // A broker with --max-message 1024.
 int cx_setup_small(void **state);
-// Frees the last run; a broker still running must exit cleanly (a test may stop it).
+// Frees the last run and the clients; a broker still running must exit cleanly (a test may
+// stop it).
 int cx_teardown(void **state);
+// An SDK client connected to the fixture's broker (timeout 20 s), destroyed at teardown.
+hop_client_t *cx_client(fx_t *fx, const char *name);
 
 // Runs `hopper --broker EP --timeout TIMEOUT args...` (args end with NULL) with input on stdin
 // (may be NULL) and expects exit status want; a failing command must say why on stderr.

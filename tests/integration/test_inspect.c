@@ -2,7 +2,7 @@
 // messages at a queue's head and changes nothing about them, `list unacked` shows exactly the
 // deliveries waiting for an ack; both through the SDK and through the `hopper` CLI.
 //
-// Clients made with s_client are destroyed at teardown, so a failed test leaves nothing open.
+// Clients made with cx_client are destroyed at teardown, so a failed test leaves nothing open.
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,54 +17,19 @@
 #include <string.h>
 
 #define WAIT_MS 20000
-#define CLIENTS 4
-
-static hop_client_t *s_clients[CLIENTS];
-
-#define CHECK(client, expr)                                                                        \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != HOP_OK)                                                                         \
-            fail_msg("%s -> %d (%s): %s", #expr, rc_, hop_strerror(rc_),                           \
-                     hop_client_error(client));                                                    \
-    } while (0)
-
-static int
-s_teardown(void **state)
-{
-    for (int i = 0; i < CLIENTS; i++)
-        hop_client_destroy(&s_clients[i]);
-    return cx_teardown(state);
-}
-
-static hop_client_t *
-s_client(fx_t *fx, const char *name)
-{
-    for (int i = 0; i < CLIENTS; i++) {
-        if (s_clients[i])
-            continue;
-        hop_client_t *c = hop_client_new();
-        hop_client_set_name(c, name);
-        hop_client_set_timeout(c, WAIT_MS);
-        CHECK(c, hop_client_connect(c, harness_broker_endpoint(fx->broker)));
-        return s_clients[i] = c;
-    }
-    fail_msg("more than %d clients", CLIENTS);
-    return NULL;
-}
 
 static void
 s_publish(hop_client_t *c, const char *queue, const char *body, uint8_t priority)
 {
     hop_publish_opts_t opts = {.priority = priority};
-    CHECK(c, hop_client_publish_ex(c, "", queue, body, strlen(body), NULL, &opts, NULL));
+    CX_CHECK(c, hop_client_publish_ex(c, "", queue, body, strlen(body), NULL, &opts, NULL));
 }
 
 static hop_delivery_t *
 s_receive(hop_client_t *c)
 {
     hop_delivery_t *d = NULL;
-    CHECK(c, hop_client_receive(c, &d, WAIT_MS));
+    CX_CHECK(c, hop_client_receive(c, &d, WAIT_MS));
     assert_non_null(d);
     return d;
 }
@@ -82,7 +47,7 @@ s_queue_stat(hop_client_t *c, const char *queue, const char *field)
     void *items;
     size_t size;
     uint64_t value = 0;
-    CHECK(c, hop_client_list(c, "queues", &items, &size));
+    CX_CHECK(c, hop_client_list(c, "queues", &items, &size));
     bool found = harness_items_uint(items, size, "name", queue, field, &value);
     free(items);
     if (!found)
@@ -96,7 +61,7 @@ s_status(hop_client_t *c, const char *field)
     void *map;
     size_t size;
     uint64_t value = 0;
-    CHECK(c, hop_client_status(c, &map, &size));
+    CX_CHECK(c, hop_client_status(c, &map, &size));
     bool found = harness_map_uint(map, size, field, &value);
     free(map);
     if (!found)
@@ -112,7 +77,7 @@ s_connection_of(hop_client_t *c, const char *name, char *out, size_t out_size)
     size_t size;
     const void *map;
     size_t map_size;
-    CHECK(c, hop_client_list(c, "connections", &items, &size));
+    CX_CHECK(c, hop_client_list(c, "connections", &items, &size));
     bool found = harness_items_find(items, size, "name", name, &map, &map_size) &&
                  harness_map_str(map, map_size, "connection", out, out_size);
     free(items);
@@ -136,16 +101,16 @@ static void
 test_peek_changes_nothing(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "peeker");
-    CHECK(c, hop_client_declare_queue(c, "pq", 0, NULL, 0));
+    hop_client_t *c = cx_client(fx, "peeker");
+    CX_CHECK(c, hop_client_declare_queue(c, "pq", 0, NULL, 0));
     const char *bodies[] = {"m1", "m2", "m3", "m4", "m5"};
     for (int i = 0; i < 5; i++)
         s_publish(c, "pq", bodies[i], 0);
     // m1 was delivered once and came back: redelivered, count 1.
     hop_delivery_t *d = NULL;
-    CHECK(c, hop_client_get(c, "pq", 0, &d));
+    CX_CHECK(c, hop_client_get(c, "pq", 0, &d));
     assert_true(s_body_is(d, "m1"));
-    CHECK(c, hop_client_nack(c, d->tag, false, true));
+    CX_CHECK(c, hop_client_nack(c, d->tag, false, true));
     hop_delivery_destroy(&d);
     uint64_t delivered = s_status(c, "delivered");
     uint64_t q_delivered = s_queue_stat(c, "pq", "delivered");
@@ -154,7 +119,7 @@ test_peek_changes_nothing(void **state)
     for (int round = 0; round < 3; round++) {
         hop_delivery_t **items = NULL;
         size_t n = 0;
-        CHECK(c, hop_client_peek(c, "pq", 0, &items, &n));
+        CX_CHECK(c, hop_client_peek(c, "pq", 0, &items, &n));
         assert_int_equal(n, 5);
         for (size_t i = 0; i < n; i++) {
             assert_true(s_body_is(items[i], bodies[i]));
@@ -185,7 +150,7 @@ test_peek_changes_nothing(void **state)
 
     // What get sees next is exactly what it would have seen without the peeks.
     for (int i = 0; i < 5; i++) {
-        CHECK(c, hop_client_get(c, "pq", HOP_NO_ACK, &d));
+        CX_CHECK(c, hop_client_get(c, "pq", HOP_NO_ACK, &d));
         assert_true(s_body_is(d, bodies[i]));
         assert_int_equal(d->redelivered, i == 0);
         assert_int_equal(d->delivery_count, i == 0 ? 2 : 1);
@@ -193,7 +158,7 @@ test_peek_changes_nothing(void **state)
     }
     hop_delivery_t **items = NULL;
     size_t n = 7;
-    CHECK(c, hop_client_peek(c, "pq", 3, &items, &n));
+    CX_CHECK(c, hop_client_peek(c, "pq", 3, &items, &n));
     assert_int_equal(n, 0);
     hop_client_peek_free(&items, n);
 }
@@ -202,9 +167,9 @@ static void
 test_peek_follows_priority_order_and_count(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "peeker");
+    hop_client_t *c = cx_client(fx, "peeker");
     hop_queue_args_t args = {.max_priority = 5};
-    CHECK(c, hop_client_declare_queue_args(c, "prio", 0, &args, NULL, 0, NULL, NULL));
+    CX_CHECK(c, hop_client_declare_queue_args(c, "prio", 0, &args, NULL, 0, NULL, NULL));
     s_publish(c, "prio", "low1", 0);
     s_publish(c, "prio", "hi", 5);
     s_publish(c, "prio", "low2", 0);
@@ -213,7 +178,7 @@ test_peek_follows_priority_order_and_count(void **state)
     const char *order[] = {"hi", "top", "mid", "low1", "low2"};
     hop_delivery_t **items = NULL;
     size_t n = 0;
-    CHECK(c, hop_client_peek(c, "prio", 10, &items, &n));
+    CX_CHECK(c, hop_client_peek(c, "prio", 10, &items, &n));
     assert_int_equal(n, 5);
     for (size_t i = 0; i < n; i++)
         if (!s_body_is(items[i], order[i]))
@@ -238,7 +203,7 @@ test_peek_follows_priority_order_and_count(void **state)
     // Deliveries come in the order peek showed.
     for (size_t i = 0; i < 5; i++) {
         hop_delivery_t *d = NULL;
-        CHECK(c, hop_client_get(c, "prio", HOP_NO_ACK, &d));
+        CX_CHECK(c, hop_client_get(c, "prio", HOP_NO_ACK, &d));
         assert_true(s_body_is(d, order[i]));
         hop_delivery_destroy(&d);
     }
@@ -248,18 +213,18 @@ static void
 test_peek_cuts_a_body_too_large_for_one_answer(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "peeker");
-    CHECK(c, hop_client_declare_queue(c, "big", 0, NULL, 0));
+    hop_client_t *c = cx_client(fx, "peeker");
+    CX_CHECK(c, hop_client_declare_queue(c, "big", 0, NULL, 0));
     size_t size = 300000;
     char *body = malloc(size);
     assert_non_null(body);
     for (size_t i = 0; i < size; i++)
         body[i] = (char)('a' + i % 26);
-    CHECK(c, hop_client_publish(c, "", "big", body, size, NULL));
+    CX_CHECK(c, hop_client_publish(c, "", "big", body, size, NULL));
     s_publish(c, "big", "small", 0);
     hop_delivery_t **items = NULL;
     size_t n = 0;
-    CHECK(c, hop_client_peek(c, "big", 10, &items, &n));
+    CX_CHECK(c, hop_client_peek(c, "big", 10, &items, &n));
     assert_int_equal(n, 1); // the answer is full after the cut body
     assert_int_equal(items[0]->body_whole_size, size);
     assert_true(items[0]->body_size > 1000 && items[0]->body_size < HOP_HEADER_MAX);
@@ -279,7 +244,7 @@ static void
 test_peek_unknown_queue_and_usage(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "peeker");
+    hop_client_t *c = cx_client(fx, "peeker");
     hop_delivery_t **items = NULL;
     size_t n = 0;
     assert_int_equal(hop_client_peek(c, "nope", 1, &items, &n), HOP_ENOTFOUND);
@@ -297,7 +262,7 @@ test_peek_unknown_queue_and_usage(void **state)
     assert_int_equal(PLAIN(fx, "help", "peek"), 0);
     assert_non_null(strstr(fx->last.out, "--count"));
     // An empty queue is not an error.
-    CHECK(c, hop_client_declare_queue(c, "empty", 0, NULL, 0));
+    CX_CHECK(c, hop_client_declare_queue(c, "empty", 0, NULL, 0));
     assert_string_equal(CLI_OK(fx, "peek", "empty"), "");
     assert_non_null(strstr(fx->last.err, "no ready messages"));
 }
@@ -309,12 +274,12 @@ static void
 test_list_unacked_shows_a_consumers_five(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *pub = s_client(fx, "publisher");
-    hop_client_t *worker = s_client(fx, "worker");
-    CHECK(pub, hop_client_declare_queue(pub, "jobs", 0, NULL, 0));
-    CHECK(pub, hop_client_declare_queue(pub, "other", 0, NULL, 0));
+    hop_client_t *pub = cx_client(fx, "publisher");
+    hop_client_t *worker = cx_client(fx, "worker");
+    CX_CHECK(pub, hop_client_declare_queue(pub, "jobs", 0, NULL, 0));
+    CX_CHECK(pub, hop_client_declare_queue(pub, "other", 0, NULL, 0));
     char ctag[HOP_NAME_MAX + 1];
-    CHECK(worker, hop_client_consume(worker, "jobs", "w1", 10, 0, ctag, sizeof ctag));
+    CX_CHECK(worker, hop_client_consume(worker, "jobs", "w1", 10, 0, ctag, sizeof ctag));
     uint64_t tags[5];
     for (int i = 0; i < 5; i++) {
         char body[8];
@@ -329,14 +294,14 @@ test_list_unacked_shows_a_consumers_five(void **state)
     // A get's delivery, held by the publisher's connection, on another queue.
     s_publish(pub, "other", "o1", 0);
     hop_delivery_t *got = NULL;
-    CHECK(pub, hop_client_get(pub, "other", 0, &got));
+    CX_CHECK(pub, hop_client_get(pub, "other", 0, &got));
     char worker_conn[64], pub_conn[64];
     s_connection_of(pub, "worker", worker_conn, sizeof worker_conn);
     s_connection_of(pub, "publisher", pub_conn, sizeof pub_conn);
 
     void *items;
     size_t size, left_off = 9;
-    CHECK(pub, hop_client_list_unacked(pub, "jobs", &items, &size, &left_off));
+    CX_CHECK(pub, hop_client_list_unacked(pub, "jobs", &items, &size, &left_off));
     assert_int_equal(left_off, 0);
     assert_int_equal(harness_items_count(items, size), 5);
     free(items);
@@ -376,11 +341,11 @@ test_list_unacked_shows_a_consumers_five(void **state)
     json_decref(list);
 
     // Settled and returned deliveries leave the list; a redelivery counts 2.
-    CHECK(worker, hop_client_ack(worker, tags[0], false));
-    CHECK(worker, hop_client_nack(worker, tags[1], false, true));
+    CX_CHECK(worker, hop_client_ack(worker, tags[0], false));
+    CX_CHECK(worker, hop_client_nack(worker, tags[1], false, true));
     hop_delivery_t *again = s_receive(worker); // j1 again, the consumer has credit
     assert_true(s_body_is(again, "j1"));
-    CHECK(pub, hop_client_ack(pub, got->tag, false));
+    CX_CHECK(pub, hop_client_ack(pub, got->tag, false));
     hop_delivery_destroy(&got);
     assert_int_equal(s_queue_stat(pub, "other", "messages_unacked"), 0); // the ack is in
     list = cx_parse(CLI_OK(fx, "list", "unacked", "--sort", "consumer", "--json"));
@@ -398,7 +363,7 @@ static void
 test_list_unacked_unknown_queue_and_usage(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "lister");
+    hop_client_t *c = cx_client(fx, "lister");
     void *items = (void *)1;
     size_t size = 1;
     assert_int_equal(hop_client_list_unacked(c, "nope", &items, &size, NULL), HOP_ENOTFOUND);
@@ -423,16 +388,16 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_peek_changes_nothing, cx_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_peek_changes_nothing, cx_setup, cx_teardown),
         cmocka_unit_test_setup_teardown(test_peek_follows_priority_order_and_count, cx_setup,
-                                        s_teardown),
+                                        cx_teardown),
         cmocka_unit_test_setup_teardown(test_peek_cuts_a_body_too_large_for_one_answer, cx_setup,
-                                        s_teardown),
-        cmocka_unit_test_setup_teardown(test_peek_unknown_queue_and_usage, cx_setup, s_teardown),
+                                        cx_teardown),
+        cmocka_unit_test_setup_teardown(test_peek_unknown_queue_and_usage, cx_setup, cx_teardown),
         cmocka_unit_test_setup_teardown(test_list_unacked_shows_a_consumers_five, cx_setup,
-                                        s_teardown),
+                                        cx_teardown),
         cmocka_unit_test_setup_teardown(test_list_unacked_unknown_queue_and_usage, cx_setup,
-                                        s_teardown),
+                                        cx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,48 +16,13 @@
 #include <string.h>
 
 #define WAIT_MS 20000
-#define CLIENTS 4
-
-static hop_client_t *s_clients[CLIENTS];
-
-#define CHECK(client, expr)                                                                        \
-    do {                                                                                           \
-        int rc_ = (expr);                                                                          \
-        if (rc_ != HOP_OK)                                                                         \
-            fail_msg("%s -> %d (%s): %s", #expr, rc_, hop_strerror(rc_),                           \
-                     hop_client_error(client));                                                    \
-    } while (0)
-
-static int
-s_teardown(void **state)
-{
-    for (int i = 0; i < CLIENTS; i++)
-        hop_client_destroy(&s_clients[i]);
-    return cx_teardown(state);
-}
-
-static hop_client_t *
-s_client(fx_t *fx, const char *name)
-{
-    for (int i = 0; i < CLIENTS; i++) {
-        if (s_clients[i])
-            continue;
-        hop_client_t *c = hop_client_new();
-        hop_client_set_name(c, name);
-        hop_client_set_timeout(c, WAIT_MS);
-        CHECK(c, hop_client_connect(c, harness_broker_endpoint(fx->broker)));
-        return s_clients[i] = c;
-    }
-    fail_msg("more than %d clients", CLIENTS);
-    return NULL;
-}
 
 // Ready messages of queue (a passive declare answers with them, after everything sent before).
 static uint64_t
 s_ready(hop_client_t *c, const char *queue)
 {
     uint64_t messages = 0;
-    CHECK(c, hop_client_declare_queue_ex(c, queue, HOP_PASSIVE, NULL, 0, &messages, NULL));
+    CX_CHECK(c, hop_client_declare_queue_ex(c, queue, HOP_PASSIVE, NULL, 0, &messages, NULL));
     return messages;
 }
 
@@ -72,7 +37,8 @@ s_publish(hop_client_t *c, const char *exchange, const char *key, int first, int
         hop_header_t h = {"tenant", i % 2 ? "other" : "acme"};
         hop_props_t props = {.headers = &h, .header_count = 1};
         hop_publish_opts_t opts = {.persistent = persistent};
-        CHECK(c, hop_client_publish_ex(c, exchange, key, body, strlen(body), &props, &opts, NULL));
+        CX_CHECK(c,
+                 hop_client_publish_ex(c, exchange, key, body, strlen(body), &props, &opts, NULL));
     }
 }
 
@@ -87,7 +53,7 @@ s_drain(hop_client_t *c, const char *queue, bool *seen, size_t n)
         int rc = hop_client_get(c, queue, HOP_NO_ACK, &d);
         if (rc == HOP_EEMPTY)
             return got;
-        CHECK(c, rc);
+        CX_CHECK(c, rc);
         char body[32] = {0};
         memcpy(body, d->body, d->body_size < 31 ? d->body_size : 31);
         size_t i = strtoul(body, NULL, 10);
@@ -105,11 +71,11 @@ s_drain(hop_client_t *c, const char *queue, bool *seen, size_t n)
 static void
 s_declare_work(hop_client_t *c)
 {
-    CHECK(c, hop_client_declare_exchange(c, "orders", "direct", 0));
+    CX_CHECK(c, hop_client_declare_exchange(c, "orders", "direct", 0));
     hop_queue_args_t args = {.dead_letter_exchange = "", .dead_letter_key = "work.dead"};
-    CHECK(c, hop_client_declare_queue_args(c, "work", 0, &args, NULL, 0, NULL, NULL));
-    CHECK(c, hop_client_declare_queue(c, "work.dead", 0, NULL, 0));
-    CHECK(c, hop_client_bind(c, "work", "orders", "new"));
+    CX_CHECK(c, hop_client_declare_queue_args(c, "work", 0, &args, NULL, 0, NULL, NULL));
+    CX_CHECK(c, hop_client_declare_queue(c, "work.dead", 0, NULL, 0));
+    CX_CHECK(c, hop_client_bind(c, "work", "orders", "new"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -119,19 +85,19 @@ static void
 test_replay_returns_dead_letters_home(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "replayer");
+    hop_client_t *c = cx_client(fx, "replayer");
     s_declare_work(c);
     s_publish(c, "orders", "new", 0, 20, false);
     for (int i = 0; i < 20; i++) {
         hop_delivery_t *d = NULL;
-        CHECK(c, hop_client_get(c, "work", 0, &d));
-        CHECK(c, hop_client_reject(c, d->tag, false));
+        CX_CHECK(c, hop_client_get(c, "work", 0, &d));
+        CX_CHECK(c, hop_client_reject(c, d->tag, false));
         hop_delivery_destroy(&d);
     }
     assert_int_equal(s_ready(c, "work.dead"), 20);
     assert_int_equal(s_ready(c, "work"), 0);
     // Not a dead letter: it has no death record and stays.
-    CHECK(c, hop_client_publish(c, "", "work.dead", "stray", 5, NULL));
+    CX_CHECK(c, hop_client_publish(c, "", "work.dead", "stray", 5, NULL));
     assert_int_equal(s_ready(c, "work.dead"), 21);
 
     const char *out = CLI_OK(fx, "replay", "work.dead");
@@ -141,7 +107,7 @@ test_replay_returns_dead_letters_home(void **state)
     // In their order, through the original exchange and key, with no death records left.
     for (int i = 0; i < 20; i++) {
         hop_delivery_t *d = NULL;
-        CHECK(c, hop_client_get(c, "work", HOP_NO_ACK, &d));
+        CX_CHECK(c, hop_client_get(c, "work", HOP_NO_ACK, &d));
         char body[32];
         snprintf(body, sizeof body, "%d", i);
         assert_int_equal(d->body_size, strlen(body));
@@ -166,27 +132,27 @@ test_replay_in_steps_and_interrupted_loses_nothing(void **state)
 {
     fx_t *fx = *state;
     enum { N = 20000 };
-    hop_client_t *c = s_client(fx, "replayer");
+    hop_client_t *c = cx_client(fx, "replayer");
     // src holds one message: every other publish is dropped from its head into big.dead.
-    CHECK(c, hop_client_declare_exchange(c, "orders", "direct", 0));
+    CX_CHECK(c, hop_client_declare_exchange(c, "orders", "direct", 0));
     hop_queue_args_t args = {
         .max_length = 1, .dead_letter_exchange = "", .dead_letter_key = "big.dead"};
-    CHECK(c, hop_client_declare_queue_args(c, "src", 0, &args, NULL, 0, NULL, NULL));
-    CHECK(c, hop_client_declare_queue(c, "big.dead", 0, NULL, 0));
-    CHECK(c, hop_client_bind(c, "src", "orders", "big"));
+    CX_CHECK(c, hop_client_declare_queue_args(c, "src", 0, &args, NULL, 0, NULL, NULL));
+    CX_CHECK(c, hop_client_declare_queue(c, "big.dead", 0, NULL, 0));
+    CX_CHECK(c, hop_client_bind(c, "src", "orders", "big"));
     s_publish(c, "orders", "big", 0, N + 1, false);
     assert_int_equal(s_ready(c, "big.dead"), N);
     // Their way home now leads to target.
-    CHECK(c, hop_client_delete_queue(c, "src", 0, NULL));
-    CHECK(c, hop_client_declare_queue(c, "target", 0, NULL, 0));
-    CHECK(c, hop_client_bind(c, "target", "orders", "big"));
+    CX_CHECK(c, hop_client_delete_queue(c, "src", 0, NULL));
+    CX_CHECK(c, hop_client_declare_queue(c, "target", 0, NULL, 0));
+    CX_CHECK(c, hop_client_bind(c, "target", "orders", "big"));
 
     // In steps.
     const char *out = CLI_OK(fx, "replay", "big.dead", "--count", "1500");
     assert_string_equal(out, "moved 1500, skipped 0, left 18500\n");
     hop_move_opts_t mo = {.replay = true, .count = 500};
     hop_move_result_t r;
-    CHECK(c, hop_client_move(c, "big.dead", &mo, &r));
+    CX_CHECK(c, hop_client_move(c, "big.dead", &mo, &r));
     assert_int_equal(r.moved, 500);
     assert_int_equal(r.left, N - 2000);
     assert_int_equal(s_ready(c, "target"), 2000);
@@ -224,13 +190,13 @@ static void
 test_move_with_key_and_filter_moves_exactly_the_matching(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "mover");
-    CHECK(c, hop_client_declare_queue(c, "mixed", 0, NULL, 0));
-    CHECK(c, hop_client_declare_queue(c, "acme", 0, NULL, 0));
-    CHECK(c, hop_client_declare_exchange(c, "tenants", "topic", 0));
-    CHECK(c, hop_client_declare_queue(c, "audit", 0, NULL, 0));
-    CHECK(c, hop_client_bind(c, "acme", "tenants", "acme.#"));
-    CHECK(c, hop_client_bind(c, "audit", "tenants", "#"));
+    hop_client_t *c = cx_client(fx, "mover");
+    CX_CHECK(c, hop_client_declare_queue(c, "mixed", 0, NULL, 0));
+    CX_CHECK(c, hop_client_declare_queue(c, "acme", 0, NULL, 0));
+    CX_CHECK(c, hop_client_declare_exchange(c, "tenants", "topic", 0));
+    CX_CHECK(c, hop_client_declare_queue(c, "audit", 0, NULL, 0));
+    CX_CHECK(c, hop_client_bind(c, "acme", "tenants", "acme.#"));
+    CX_CHECK(c, hop_client_bind(c, "audit", "tenants", "#"));
     s_publish(c, "", "mixed", 0, 10, false);
 
     const char *out =
@@ -241,7 +207,7 @@ test_move_with_key_and_filter_moves_exactly_the_matching(void **state)
     assert_int_equal(s_ready(c, "audit"), 5); // one move, stored in every queue it routes to
     for (int i = 0; i < 5; i++) {
         hop_delivery_t *d = NULL;
-        CHECK(c, hop_client_get(c, "acme", HOP_NO_ACK, &d));
+        CX_CHECK(c, hop_client_get(c, "acme", HOP_NO_ACK, &d));
         assert_string_equal(hop_delivery_header(d, "tenant"), "acme");
         assert_string_equal(d->exchange, "tenants");
         assert_string_equal(d->routing_key, "acme.moved");
@@ -269,8 +235,8 @@ static void
 test_move_unknown_queue_or_exchange_exits_1(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "mover");
-    CHECK(c, hop_client_declare_queue(c, "q", 0, NULL, 0));
+    hop_client_t *c = cx_client(fx, "mover");
+    CX_CHECK(c, hop_client_declare_queue(c, "q", 0, NULL, 0));
     CLI_EXIT(fx, 1, "move", "nope", "");
     assert_non_null(strstr(fx->last.err, "no queue 'nope'"));
     CLI_EXIT(fx, 1, "move", "q", "nope");
@@ -289,17 +255,17 @@ static void
 test_move_keeps_persistent_messages_durable(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = s_client(fx, "mover");
-    CHECK(c, hop_client_declare_queue(c, "d.src", HOP_DURABLE, NULL, 0));
-    CHECK(c, hop_client_declare_queue(c, "d.dst", HOP_DURABLE, NULL, 0));
+    hop_client_t *c = cx_client(fx, "mover");
+    CX_CHECK(c, hop_client_declare_queue(c, "d.src", HOP_DURABLE, NULL, 0));
+    CX_CHECK(c, hop_client_declare_queue(c, "d.dst", HOP_DURABLE, NULL, 0));
     s_publish(c, "", "d.src", 0, 10, true);
     assert_int_equal(s_ready(c, "d.src"), 10);
     const char *out = CLI_OK(fx, "move", "d.src", "", "--key", "d.dst", "--filter", "tenant=acme");
     assert_string_equal(out, "moved 5, skipped 5, left 5\n");
-    hop_client_destroy(&s_clients[0]);
+    hop_client_destroy(&fx->clients[0]);
 
     assert_int_equal(harness_broker_restart(fx->broker), 0);
-    c = s_client(fx, "after");
+    c = cx_client(fx, "after");
     assert_int_equal(s_ready(c, "d.src"), 5);
     assert_int_equal(s_ready(c, "d.dst"), 5);
     bool seen[10] = {0};
@@ -307,11 +273,11 @@ test_move_keeps_persistent_messages_durable(void **state)
     for (int i = 0; i < 10; i++)
         assert_int_equal(seen[i], i % 2 == 0);
     assert_int_equal(s_drain(c, "d.src", seen, 10), 5);
-    hop_client_destroy(&s_clients[0]);
+    hop_client_destroy(&fx->clients[0]);
 
     // What was taken is gone for good, and nothing moved comes back twice.
     assert_int_equal(harness_broker_restart(fx->broker), 0);
-    c = s_client(fx, "again");
+    c = cx_client(fx, "again");
     assert_int_equal(s_ready(c, "d.src"), 0);
     assert_int_equal(s_ready(c, "d.dst"), 0);
 }
@@ -321,15 +287,15 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_replay_returns_dead_letters_home, cx_setup,
-                                        s_teardown),
+                                        cx_teardown),
         cmocka_unit_test_setup_teardown(test_replay_in_steps_and_interrupted_loses_nothing,
-                                        cx_setup, s_teardown),
+                                        cx_setup, cx_teardown),
         cmocka_unit_test_setup_teardown(test_move_with_key_and_filter_moves_exactly_the_matching,
-                                        cx_setup, s_teardown),
+                                        cx_setup, cx_teardown),
         cmocka_unit_test_setup_teardown(test_move_unknown_queue_or_exchange_exits_1, cx_setup,
-                                        s_teardown),
+                                        cx_teardown),
         cmocka_unit_test_setup_teardown(test_move_keeps_persistent_messages_durable, cx_setup,
-                                        s_teardown),
+                                        cx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
