@@ -131,7 +131,9 @@ s_flow_send(hop_broker_t *self, hop_conn_t *conn, bool active, const hop_queue_t
 static void
 s_maybe_pause(hop_broker_t *self, hop_conn_t *conn, hop_queue_t *q)
 {
-    if (!conn->flow || conn->blocked_on || !s_over(self, q, 1))
+    // Only a queue whose consumers fall behind pauses its publishers: one without consumers
+    // is a backlog kept on purpose ("delayed, not lost"), bounded by max-length if need be.
+    if (!conn->flow || conn->blocked_on || !q->consumer_count || !s_over(self, q, 1))
         return;
     conn->blocked_on = q;
     conn->blocked_next = self->blocked_head;
@@ -148,8 +150,8 @@ hop_deliver_resume(hop_broker_t *self, hop_queue_t *deleted)
         hop_conn_t *conn = *at;
         hop_queue_t *q = conn->blocked_on;
         // Hysteresis: resume under half the watermark, so that a publisher is not switched
-        // on and off for every message.
-        if (deleted ? q != deleted : s_over(self, q, 2)) {
+        // on and off for every message; or when the queue has no consumer left to wait for.
+        if (deleted ? q != deleted : (q->consumer_count && s_over(self, q, 2))) {
             at = &conn->blocked_next;
             continue;
         }

@@ -531,9 +531,18 @@ test_publisher_paused_over_the_watermark_then_resumed(void **state)
     fx_t *fx = *state;
     hop_client_t *pub = sx_client(fx, "flooder", 0);
     hop_client_t *c = sx_client(fx, "drainer", 0);
+    hop_client_t *stuck = sx_client(fx, "stuck", 0);
     hop_client_set_timeout(pub, 1000); // how long a paused publish waits
     CHECK(c, hop_client_declare_queue(c, "flood", 0, NULL, 0));
+    // Without consumers a queue may grow (a backlog kept on purpose): not paused.
     char body[64];
+    for (int i = 0; i < 3 * FLOW_WATERMARK; i++)
+        CHECK(pub, hop_client_publish(pub, "", "flood", "early", 5, NULL));
+    sx_sync(pub);
+    assert_int_equal(sx_queue_stat(c, "flood", "messages_ready"), 3 * FLOW_WATERMARK);
+    CHECK(c, hop_client_purge_queue(c, "flood", NULL));
+    // A consumer that stopped taking messages (prefetch 1, never acks): its publisher pauses.
+    CHECK(stuck, hop_client_consume(stuck, "flood", "stuck", 1, 0, NULL, 0));
     uint64_t sent = 0;
     int rc = HOP_OK;
     uint64_t deadline = harness_now_ms() + WAIT_MS;
@@ -555,8 +564,12 @@ test_publisher_paused_over_the_watermark_then_resumed(void **state)
     assert_int_equal(paused, 1);
     free(status);
 
-    // Drain: every message that was published arrives exactly once; the publisher resumes.
+    // Drain: every message that was published arrives exactly once (the one the stuck
+    // consumer holds comes back when it goes); the publisher resumes.
     CHECK(c, hop_client_consume(c, "flood", "d", 500, 0, NULL, 0));
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        if (fx->clients[i] == stuck)
+            hop_client_destroy(&fx->clients[i]);
     uint8_t *seen = calloc(sent, 1);
     assert_non_null(seen);
     for (uint64_t i = 0; i < sent; i++) {
