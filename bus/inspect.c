@@ -238,6 +238,7 @@ s_held_cmp(const void *a, const void *b)
 static void
 s_list_unacked(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
+    uint64_t wall = hop_wall_ms(); // delivered_at: wall clock, ages: monotonic
     hop_queue_t *queue = NULL;
     if (w->has & HOP_F_QUEUE) {
         queue = hop_topology_queue(self, &w->queue);
@@ -284,6 +285,7 @@ s_list_unacked(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
         hop_enc_cstr(&self->enc, "consumer", e->consumer ? e->consumer->tag : "");
         hop_enc_cstr(&self->enc, "connection", held[i].conn->label);
         hop_enc_uint(&self->enc, "tag", e->tag);
+        hop_enc_uint(&self->enc, "delivered_at", wall - (self->now - e->at));
         hop_enc_uint(&self->enc, "delivered_ms_ago", self->now - e->at);
         hop_enc_uint(&self->enc, "count", e->deliveries);
         hop_enc_map_end(&self->enc);

@@ -29,19 +29,61 @@ static bool s_emitting;
 
 // One route event, as PROTOCOL.md 4.9 lays it out.
 typedef struct {
-    const char *event;       // "publish", "drop", "expired", "dead-letter"
-    const char *detail;      // second word of the routing key
-    size_t detail_len;       //
-    hop_str_t exchange;      // the exchange the message was published to
-    hop_str_t key;           // its routing key
-    hop_queue_t **queues;    // queues that matched (NULL entries skipped)
-    size_t queue_count;      //
-    hop_queue_t **refused;   // publish: queues that refused it (reject-publish, full)
-    size_t refused_count;    //
-    const char *dropped;     // why it was dropped, or NULL
-    const char *reason;      // a message leaving a queue: why (the dead-letter reason)
-    const hop_queue_t *from; // and which queue it left
+    const char *event;                // "publish", "drop", "expired", "dead-letter"
+    const char *detail;               // second word of the routing key
+    size_t detail_len;                //
+    hop_str_t exchange;               // the exchange the message was published to
+    hop_str_t key;                    // its routing key
+    hop_queue_t **queues;             // queues that matched (NULL entries skipped)
+    size_t queue_count;               //
+    hop_queue_t **refused;            // publish: queues that refused it (reject-publish, full)
+    size_t refused_count;             //
+    const char *dropped;              // why it was dropped, or NULL
+    const char *reason;               // a message leaving a queue: why (the dead-letter reason)
+    const hop_queue_t *from;          // and which queue it left
+    const struct s_binding *bindings; // publish: the bindings that matched its key
+    size_t binding_count;             //
 } s_event_t;
+
+// One binding that matched a traced publish.
+typedef struct s_binding {
+    const hop_queue_t *queue;
+    char *key; // the binding key (owned)
+    size_t key_len;
+} s_binding_t;
+
+// Collects, through hop_exchange_foreach, the bindings whose key matches a routing key. Each
+// binding is tried on a scratch exchange of the same type holding it alone: the matching rules
+// stay those of exchanges/ (this runs only while tracing, so its cost does not matter).
+typedef struct {
+    hop_exchange_type_t type;
+    const char *key;
+    size_t key_len;
+    s_binding_t *found;
+    size_t count, cap;
+} s_match_t;
+
+static int
+s_match_binding(const char *key, size_t key_len, void *queue, void *arg)
+{
+    s_match_t *m = arg;
+    hop_exchange_t *one = hop_exchange_new(m->type);
+    hop_route_t route;
+    hop_route_init(&route);
+    bool hit = hop_exchange_bind(one, key, key_len, queue) == 0 &&
+               hop_exchange_route(one, m->key, m->key_len, &route) > 0;
+    hop_route_fini(&route);
+    hop_exchange_destroy(&one);
+    if (!hit)
+        return 0;
+    if (m->count == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 8;
+        m->found = hop_realloc(m->found, m->cap * sizeof *m->found);
+    }
+    m->found[m->count++] =
+        (s_binding_t){.queue = queue, .key = hop_strndup(key, key_len), .key_len = key_len};
+    return 0;
+}
 
 static bool
 s_is_trace(const char *name, size_t len)
@@ -145,7 +187,7 @@ s_pack_event(msgpack_sbuffer *buf, const s_event_t *ev)
     msgpack_packer pk;
     msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 5 + (ev->dropped != NULL) + (ev->reason != NULL) + (ev->from != NULL) +
-                              (ev->refused_count != 0));
+                              (ev->refused_count != 0) + (ev->binding_count != 0));
     s_pack_str(&pk, "event", 5);
     s_pack_str(&pk, ev->event, strlen(ev->event));
     s_pack_str(&pk, "exchange", 8);
@@ -154,6 +196,17 @@ s_pack_event(msgpack_sbuffer *buf, const s_event_t *ev)
     s_pack_str(&pk, ev->key.ptr, ev->key.len);
     s_pack_str(&pk, "queues", 6);
     s_pack_queues(&pk, ev->queues, ev->queue_count);
+    if (ev->binding_count) {
+        s_pack_str(&pk, "bindings", 8);
+        msgpack_pack_array(&pk, (uint32_t)ev->binding_count);
+        for (size_t i = 0; i < ev->binding_count; i++) {
+            msgpack_pack_map(&pk, 2);
+            s_pack_str(&pk, "queue", 5);
+            s_pack_str(&pk, ev->bindings[i].queue->name, ev->bindings[i].queue->name_len);
+            s_pack_str(&pk, "key", 3);
+            s_pack_str(&pk, ev->bindings[i].key, ev->bindings[i].key_len);
+        }
+    }
     if (ev->refused_count) {
         s_pack_str(&pk, "refused", 7);
         s_pack_queues(&pk, ev->refused, ev->refused_count);
@@ -271,7 +324,18 @@ hop_trace_publish(hop_broker_t *self, const hop_xchg_t *x, const char *key, size
     }
     ev.detail = ev.dropped && n_stored == 0 ? ev.dropped : x->name;
     ev.detail_len = ev.dropped && n_stored == 0 ? strlen(ev.dropped) : x->name_len;
+    // The default exchange has no bindings: it routes by queue name.
+    s_match_t match = {.key = key, .key_len = key_len};
+    if (x->table) {
+        match.type = hop_exchange_type(x->table);
+        hop_exchange_foreach(x->table, s_match_binding, &match);
+        ev.bindings = match.found;
+        ev.binding_count = match.count;
+    }
     s_emit(self, &ev);
+    for (size_t i = 0; i < match.count; i++)
+        free(match.found[i].key);
+    free(match.found);
     free(split);
 }
 

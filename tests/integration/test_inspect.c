@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define WAIT_MS 20000
 
@@ -317,6 +318,10 @@ test_list_unacked_shows_a_consumers_five(void **state)
         assert_int_equal(cx_int(item, "tag"), (json_int_t)tags[4 - i]);
         assert_int_equal(cx_int(item, "count"), 1);
         json_int_t age = cx_int(item, "delivered_ms_ago");
+        // delivered_at is the same moment on the wall clock (a second's slack for the run).
+        json_int_t at = cx_int(item, "delivered_at");
+        json_int_t wall = (json_int_t)time(NULL) * 1000;
+        assert_true(at >= wall - age - 2000 && at <= wall - age + 2000);
         if (age <= last_age)
             fail_msg("delivery %zu is %lld ms old, the newer one %lld ms", 4 - i, (long long)age,
                      (long long)last_age);

@@ -119,6 +119,25 @@ s_expect(const char *event, const char *exchange, const char *key, const char *q
     return ev;
 }
 
+// The event's matched bindings as "queue:key", sorted and joined by ','.
+static char *
+s_bindings(json_t *event, char *out, size_t size)
+{
+    json_t *list = json_object_get(event, "bindings");
+    char items[16][128];
+    size_t n = json_is_array(list) ? json_array_size(list) : 0;
+    assert_true(n <= 16);
+    for (size_t i = 0; i < n; i++) {
+        json_t *b = json_array_get(list, i);
+        snprintf(items[i], sizeof items[i], "%s:%s", cx_str(b, "queue"), cx_str(b, "key"));
+    }
+    qsort(items, n, sizeof items[0], (int (*)(const void *, const void *))strcmp);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + strlen(out), size - strlen(out), "%s%s", i ? "," : "", items[i]);
+    return out;
+}
+
 static void
 s_publish(const char *exchange, const char *key, const char *body)
 {
@@ -145,10 +164,17 @@ test_events_name_queues_and_drop_reasons(void **state)
     CHECK(s_pub, hop_client_trace(s_pub, true, NULL));
 
     // Routed: every queue it matched.
+    // Routed: every queue it matched, and the bindings that matched it.
+    char got[512];
     s_publish("orders", "order.paid", "1");
-    json_decref(s_expect("publish", "orders", "order.paid", "audit,billing,shipping", NULL));
+    json_t *ev = s_expect("publish", "orders", "order.paid", "audit,billing,shipping", NULL);
+    assert_string_equal(s_bindings(ev, got, sizeof got),
+                        "audit:order.paid,billing:order.#,shipping:order.#");
+    json_decref(ev);
     s_publish("orders", "order.new", "2");
-    json_decref(s_expect("publish", "orders", "order.new", "billing,shipping", NULL));
+    ev = s_expect("publish", "orders", "order.new", "billing,shipping", NULL);
+    assert_string_equal(s_bindings(ev, got, sizeof got), "billing:order.#,shipping:order.#");
+    json_decref(ev);
     // Unroutable.
     s_publish("orders", "refund.new", "3");
     json_decref(s_expect("drop", "orders", "refund.new", "", "unroutable"));
@@ -168,7 +194,7 @@ test_events_name_queues_and_drop_reasons(void **state)
     json_decref(s_expect("publish", "", "head", "head", NULL));
     s_publish("", "head", "b");
     json_decref(s_expect("publish", "", "head", "head", NULL));
-    json_t *ev = s_expect("drop", "", "head", "head", "maxlen");
+    ev = s_expect("drop", "", "head", "head", "maxlen");
     assert_string_equal(cx_str(ev, "reason"), "maxlen");
     json_decref(ev);
 
