@@ -133,7 +133,10 @@ s_maybe_pause(hop_broker_t *self, hop_conn_t *conn, hop_queue_t *q)
 {
     // Only a queue whose consumers fall behind pauses its publishers: one without consumers
     // is a backlog kept on purpose ("delayed, not lost"), bounded by max-length if need be.
-    if (!conn->flow || conn->blocked_on || !q->consumer_count || !s_over(self, q, 1))
+    // A queue with a length limit has its own bound: it fills up to it and then meets its
+    // overflow policy, as its declare asked.
+    if (!conn->flow || conn->blocked_on || !q->consumer_count || q->args.max_length ||
+        q->args.max_length_bytes || !s_over(self, q, 1))
         return;
     conn->blocked_on = q;
     conn->blocked_next = self->blocked_head;

@@ -564,6 +564,19 @@ test_publisher_paused_over_the_watermark_then_resumed(void **state)
     assert_int_equal(paused, 1);
     free(status);
 
+    // A queue with a length limit fills up to it and meets its overflow policy instead.
+    hop_queue_args_t bounded = {.max_length = 2 * FLOW_WATERMARK, .overflow = "reject-publish"};
+    CHECK(c, hop_client_declare_queue_args(c, "bounded", 0, &bounded, NULL, 0, NULL, NULL));
+    CHECK(stuck, hop_client_consume(stuck, "bounded", "stuck2", 1, 0, NULL, 0));
+    hop_client_t *conf = sx_client(fx, "confirming", 0);
+    CHECK(conf, hop_client_confirm_select(conf));
+    for (int i = 0; i < 3 * FLOW_WATERMARK; i++)
+        CHECK(conf, hop_client_publish(conf, "", "bounded", "b", 1, NULL));
+    uint64_t nacked = 0;
+    assert_int_equal(hop_client_wait_confirms(conf, WAIT_MS, &nacked), HOP_ENACKED);
+    assert_int_equal(nacked, FLOW_WATERMARK - 1); // 1 went to the stuck consumer
+    assert_int_equal(sx_queue_stat(c, "bounded", "messages_ready"), 2 * FLOW_WATERMARK);
+
     // Drain: every message that was published arrives exactly once (the one the stuck
     // consumer holds comes back when it goes); the publisher resumes.
     CHECK(c, hop_client_consume(c, "flood", "d", 500, 0, NULL, 0));
