@@ -2,23 +2,11 @@
 # A hopperd whose open-file limit is too low says so: a warning at start naming the limit and
 # the fix, an error in its log when accepts fail, and accept_failed / fd_limit in status.
 # Usage: fd_limit.sh HOPPERD HOPPER
-set -euo pipefail
-hopperd=$1
-hopper=$2
-dir=$(mktemp -d)
-broker_pid=
-cleanup() {
-    [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh" "$@"
 (ulimit -n 64 && exec "$hopperd" --bind tcp://127.0.0.1:0 --data-dir "$dir/data" \
     --log-level warn) >"$dir/out" 2>"$dir/err" &
 broker_pid=$!
-for _ in $(seq 1 200); do
-    grep -q "listening on" "$dir/out" 2>/dev/null && break
-    sleep 0.05
-done
+wait_for "$dir/out" "listening on" || true
 endpoint=$(awk '/listening on/ {print $4}' "$dir/out")
 [ -n "$endpoint" ] || { echo "hopperd did not start:"; cat "$dir/err"; exit 1; }
 grep -q "open-file limit is 64" "$dir/err" || { echo "no start-up warning:"; cat "$dir/err"; exit 1; }

@@ -3,20 +3,7 @@
 # values `hopper list queues --json` and `hopper status --json` report; other paths are 404;
 # label values are escaped; a name instead of an IP address is refused, 0.0.0.0 warned about.
 # Usage: metrics.sh HOPPERD HOPPER
-set -euo pipefail
-hopperd=$1
-hopper=$2
-dir=$(mktemp -d)
-broker_pid=
-cleanup() {
-    [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*"
-    exit 1
-}
+. "$(dirname "$0")/lib.sh" "$@"
 
 # start NAME ARGS...: starts hopperd (output in $dir/NAME.out, .err); sets endpoint and url.
 start() {
@@ -25,11 +12,7 @@ start() {
     "$hopperd" --bind tcp://127.0.0.1:0 --data-dir "$dir/$name.data" "$@" \
         >"$dir/$name.out" 2>"$dir/$name.err" &
     broker_pid=$!
-    for _ in $(seq 1 200); do
-        grep -q "metrics on" "$dir/$name.out" 2>/dev/null && break
-        kill -0 "$broker_pid" 2>/dev/null || break
-        sleep 0.05
-    done
+    wait_for "$dir/$name.out" "metrics on" || true
     endpoint=$(awk '/listening on/ {print $4}' "$dir/$name.out")
     url=$(awk '/metrics on/ {print $4}' "$dir/$name.out")
     [ -n "$url" ] || { cat "$dir/$name.err"; fail "hopperd $name did not start"; }

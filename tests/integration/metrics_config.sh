@@ -2,20 +2,7 @@
 # hopperd --config FILE: settings from the file (metrics included), flags overriding them, and
 # a bad line refused at start with the file, line number and reason (exit 2).
 # Usage: metrics_config.sh HOPPERD HOPPER
-set -euo pipefail
-hopperd=$1
-hopper=$2
-dir=$(mktemp -d)
-broker_pid=
-cleanup() {
-    [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*"
-    exit 1
-}
+. "$(dirname "$0")/lib.sh" "$@"
 cat >"$dir/hopperd.conf" <<CONF
 # hopperd settings
 bind = tcp://127.0.0.1:0
@@ -29,11 +16,7 @@ CONF
 
 "$hopperd" --config "$dir/hopperd.conf" --ack-timeout 46000 >"$dir/out" 2>"$dir/err" &
 broker_pid=$!
-for _ in $(seq 1 200); do
-    grep -q "metrics on" "$dir/out" 2>/dev/null && break
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.05
-done
+wait_for "$dir/out" "metrics on" || true
 endpoint=$(awk '/listening on/ {print $4}' "$dir/out")
 url=$(awk '/metrics on/ {print $4}' "$dir/out")
 [ -n "$url" ] || { cat "$dir/err"; fail "hopperd did not start with the config"; }

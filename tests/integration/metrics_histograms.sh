@@ -3,29 +3,12 @@
 # deliveries only (consume and get; not a redelivery), hopper_fsync_duration_seconds the store
 # writer's fsyncs; both have cumulative _bucket{le} lines ending in +Inf == _count.
 # Usage: metrics_histograms.sh HOPPERD HOPPER
-set -euo pipefail
-hopperd=$1
-hopper=$2
-dir=$(mktemp -d)
-broker_pid=
-cleanup() {
-    [ -n "$broker_pid" ] && kill "$broker_pid" 2>/dev/null && wait "$broker_pid" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*"
-    exit 1
-}
+. "$(dirname "$0")/lib.sh" "$@"
 
 "$hopperd" --bind tcp://127.0.0.1:0 --data-dir "$dir/data" --metrics 127.0.0.1:0 \
     >"$dir/out" 2>"$dir/err" &
 broker_pid=$!
-for _ in $(seq 1 200); do
-    grep -q "metrics on" "$dir/out" 2>/dev/null && break
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.05
-done
+wait_for "$dir/out" "metrics on" || true
 endpoint=$(awk '/listening on/ {print $4}' "$dir/out")
 url=$(awk '/metrics on/ {print $4}' "$dir/out")
 [ -n "$url" ] || { cat "$dir/err"; fail "hopperd did not start"; }
