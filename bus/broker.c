@@ -336,8 +336,10 @@ s_send_to(hop_broker_t *self, const void *peer, size_t peer_len, const hop_msg_t
     return hop_broker_send_raw(self, peer, peer_len, header, size, msg, err);
 }
 
-int
-hop_broker_send(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg)
+// Sends header (and msg's body) to conn, after what was batched for it.
+static int
+s_send_conn(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size,
+            const hop_msg_t *msg)
 {
     if (conn->dead)
         return -1;
@@ -345,13 +347,30 @@ hop_broker_send(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg)
     if (conn->out_count && hop_deliver_flush(self, conn) < 0 && conn->dead)
         return -1;
     int err = 0;
-    if (s_send_to(self, conn->id, conn->id_len, msg, &err) < 0) {
+    if (hop_broker_send_raw(self, conn->id, conn->id_len, header, size, msg, &err) < 0) {
         if (err != EAGAIN)
             hop_broker_mark_dead(self, conn); // EHOSTUNREACH: the peer's socket is gone
         return -1;
     }
     conn->last_send = self->now;
     return 0;
+}
+
+int
+hop_broker_send(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg)
+{
+    size_t size;
+    const void *header = hop_enc_end(&self->enc, &size);
+    // The reply to a request that wrote records waits until they are durable (bus/durable.c).
+    if (!msg && !conn->dead && hop_durable_hold_reply(self, conn, header, size))
+        return 0;
+    return s_send_conn(self, conn, header, size, msg);
+}
+
+void
+hop_broker_send_held(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size)
+{
+    s_send_conn(self, conn, header, size, NULL);
 }
 
 static void
@@ -554,6 +573,7 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
     if (w.cmd != HOP_CMD_PUBLISH && w.cmd != HOP_CMD_HEARTBEAT && w.cmd != HOP_CMD_ACK &&
         w.cmd != HOP_CMD_NACK && w.cmd != HOP_CMD_REJECT && w.cmd != HOP_CMD_BATCH)
         hop_deliver_flush_all(self);
+    hop_durable_request_begin(self, conn, w.cmd);
 
     switch (w.cmd) {
     case HOP_CMD_BATCH: {

@@ -16,7 +16,10 @@ typedef struct {
     uint64_t flow_bytes;     // ready bytes in a queue that pause its publishers; 0: never
     int fsync;               // HOP_FSYNC_* of bus/store.h: always (default), every, never
     uint32_t fsync_ms;       // fsync every: the interval
+    uint32_t segment_size;   // bytes per segment file of the store; 0: its default (64 MiB)
     const char *metrics;     // HOST:PORT of the Prometheus endpoint (bus/metrics.h); NULL: off
+    uint32_t queue_window;   // ready messages a durable queue keeps in memory before the rest
+                             // stay on disk (bus/spill.h); 0: the default, UINT32_MAX: never
 } hop_broker_config_t;
 
 #define HOP_DEFAULT_BIND          "tcp://127.0.0.1:5680"

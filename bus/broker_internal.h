@@ -87,6 +87,8 @@ struct hop_broker {
 // the peer's pipe is full (EAGAIN) or the peer is gone (then conn is marked dead and closed at
 // the end of the loop turn).
 int hop_broker_send(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg);
+// Sends a reply that waited for the store (header bytes only).
+void hop_broker_send_held(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size);
 // Sends raw frames to a peer: header, then body (NULL: none). Returns 0 or -1 with *err set.
 int hop_broker_send_raw(hop_broker_t *self, const void *peer, size_t peer_len, const void *header,
                         size_t header_size, const hop_msg_t *msg, int *err);
@@ -184,10 +186,28 @@ void hop_deliver_drop_confirms(hop_broker_t *self, hop_conn_t *conn);
 // Confirms publish seq of conn positively (gathered, sent at the end of the turn).
 void hop_deliver_confirm_ok(hop_broker_t *self, hop_conn_t *conn, uint64_t seq);
 
+// paging.c: durable queues larger than RAM ---------------------------------------------------
+// Makes a durable queue spill past the in-memory window (--queue-window), unless it has
+// priorities or there is no store.
+void hop_paging_enable(hop_broker_t *self, hop_queue_t *q);
+// On the tick: spilled persistent messages whose records are durable give up their memory.
+void hop_paging_write_out(hop_broker_t *self, hop_queue_t *q);
+// Releases the records of q's spilled messages, q being deleted (its deletion record makes them
+// dead on replay).
+void hop_paging_release(hop_broker_t *self, hop_queue_t *q);
+
 // durable.c --------------------------------------------------------------------------------
 // Opens the store in the data directory and replays it (the topology handlers rebuild what
 // it holds). Returns 0, or -1 with a reason in err.
 int hop_durable_open(hop_broker_t *self, char *err, size_t err_size);
+// Before each request of conn: a reply to it that follows records it wrote is held until those
+// are durable (hop_broker_send asks hop_durable_hold_reply), so that an ok to a durable
+// declare, delete, purge, bind or move is never sent for a change a crash could still undo.
+// Heartbeats are never held.
+void hop_durable_request_begin(hop_broker_t *self, hop_conn_t *conn, hop_cmd_t cmd);
+// Copies and holds a reply (header bytes) when the request being handled wrote a record; true
+// when held: hop_durable_progress sends it with hop_broker_send_held.
+bool hop_durable_hold_reply(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size);
 // Writes out what is pending and closes the store; nothing is recorded afterwards.
 void hop_durable_close(hop_broker_t *self);
 // Records a durable exchange's declare (declared) or deletion.
@@ -203,7 +223,9 @@ void hop_durable_bind(hop_broker_t *self, hop_xchg_t *x, hop_queue_t *q, const c
 void hop_durable_message(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e);
 // The entry leaves its queue for good (acked, dropped...): its record is killed.
 void hop_durable_forget(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e);
-void hop_durable_forget_list(hop_broker_t *self, hop_queue_t *q, const hop_list_t *list);
+// Before q is purged: releases the records of its ready and delayed messages (spilled ones
+// included) and writes its declare again, which replay takes as the purge (durable.c).
+void hop_durable_purge(hop_broker_t *self, hop_queue_t *q);
 // A persistent entry came back to its queue: records its delivery count and delay (the
 // previous such record dies).
 void hop_durable_update(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e);
@@ -213,6 +235,9 @@ bool hop_durable_publish_begin(hop_broker_t *self);
 // wrote one or conn has confirms waiting already. Returns false when it may go out now.
 bool hop_durable_confirm(hop_broker_t *self, hop_conn_t *conn, uint64_t seq);
 void hop_durable_forget_conn(hop_broker_t *self, hop_conn_t *conn);
+// Why the publish being handled could not write a persistent message's record (the store's
+// error), or NULL when nothing failed: its confirm is then negative.
+const char *hop_durable_write_failed(const hop_broker_t *self);
 // The store's progress: commits what this turn appended, takes in finished syncs and sends the
 // confirms they cover. Call at the end of every loop turn and when hop_durable_fd is readable.
 void hop_durable_progress(hop_broker_t *self);

@@ -198,6 +198,15 @@ hop_config_set(hop_config_t *self, const char *key, const char *value, char *err
             snprintf(err, err_size, "fsync is always, every MS or never; got '%s'", value);
             return -1;
         }
+    } else if (strcmp(key, "segment-size") == 0) {
+        // The store's own bounds: a header and a record must fit, offsets are 32-bit.
+        if (s_number(key, value, 4096, 1u << 30, &n, err, err_size) < 0)
+            return -1;
+        c->segment_size = (uint32_t)n;
+    } else if (strcmp(key, "queue-window") == 0) {
+        if (s_number(key, value, 0, 100000000, &n, err, err_size) < 0)
+            return -1;
+        c->queue_window = n ? (uint32_t)n : UINT32_MAX; // 0 keeps everything in memory
     } else if (strcmp(key, "log-level") == 0) {
         int level = hop_log_level_parse(value);
         if (level < 0) {
@@ -207,8 +216,9 @@ hop_config_set(hop_config_t *self, const char *key, const char *value, char *err
         self->log_level = level;
     } else {
         snprintf(err, err_size,
-                 "unknown key '%s' (keys: bind, data-dir, fsync, heartbeat, max-message, "
-                 "sndhwm, ack-timeout, flow-messages, flow-bytes, log-level, metrics)",
+                 "unknown key '%s' (keys: bind, data-dir, fsync, segment-size, queue-window, "
+                 "heartbeat, max-message, sndhwm, ack-timeout, flow-messages, flow-bytes, "
+                 "log-level, metrics)",
                  key);
         return -1;
     }

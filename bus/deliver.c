@@ -360,6 +360,11 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
                              "a queue bound to exchange '%.*s' with key '%.*s' is full "
                              "(overflow reject-publish): the message was not stored there",
                              (int)xname.len, xname.ptr ? xname.ptr : "", (int)w->key.len, key);
+        else if (w->persistent && hop_durable_write_failed(self))
+            hop_deliver_nack(self, conn, w->seq, HOP_CODE_RESOURCE_ERROR,
+                             "the broker could not write this persistent message to disk (%s): "
+                             "it is not confirmed and would not survive a restart",
+                             hop_durable_write_failed(self));
         else
             s_confirm(self, conn, w->seq);
     }

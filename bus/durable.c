@@ -10,54 +10,24 @@
 //   QUEUE_DEL    key: queue id      kills QUEUE
 //   BIND         key: queue id      {cmd:"queue.bind", queue, exchange, key, id: exchange id}
 //   UNBIND       key: queue id      kills BIND
-//   MESSAGE      key: message id    {id: queue id, exchange, key, props?, priority?} + body
-//   ACK          key: message id    kills MESSAGE (acked, dropped, expired, dead-lettered away)
+//   MESSAGE      key: message id    {id: queue id, exchange, key, props?, priority?, entered,
+//                                    expires?, death?} + body
+//   ACK          key: queue id      kills MESSAGE (acked, dropped, expired, dead-lettered away)
+//   UPDATE       key: queue id      {tag: MESSAGE position, count, delay?}
+// (ACK and UPDATE records written before spilling existed have key 0: replay looks for them in
+// every queue.)
 // Ids are never reused (they start above the largest replayed), so a record left by a deleted
 // queue can never be mistaken for one of a later queue of the same name.
 //
 // Confirms of persistent messages wait until the store says their records are durable (the
 // --fsync policy); the confirms that follow them on the same connection wait behind them, so
 // that a "multiple" confirm never covers a message that is not yet on disk.
-#include "broker_internal.h"
-#include "store.h"
+#include "durable_internal.h"
 #include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-// Where a record is. For a message record, also its latest UPDATE record (delivery count and
-// delay), released when a newer one is written or the message goes.
-typedef struct {
-    hop_store_pos_t pos;
-    uint32_t size;
-    hop_store_pos_t upd_pos;
-    uint32_t upd_size;
-} s_rec_t;
-
-// A confirm waiting for the store.
-typedef struct {
-    hop_conn_t *conn; // NULL once the connection closed
-    uint64_t seq;
-    hop_store_pos_t end; // durable once the store's durable position reaches this
-} s_wait_t;
-
-struct hop_durable {
-    hop_store_t *store;
-    hop_conn_t *replay; // the pseudo-connection replayed declares run as (dead: no replies)
-    bool replaying;
-    bool dirty;               // appended since the last commit
-    bool wrote;               // the publish being handled wrote a message record
-    hop_store_pos_t last_end; // end of the last record appended
-    uint64_t next_id;         // exchange and queue ids
-    uint64_t next_msg_id;
-    hop_map_t *binds;    // "queue id, exchange id, key" -> s_rec_t
-    hop_map_t *replayed; // during replay: message record position -> hop_entry_t
-    s_wait_t *waits;     // ring of confirms waiting for the store
-    size_t waits_head, waits_len, waits_cap;
-    uint64_t recovered, dropped_on_replay;
-    char error[256]; // the store's last error, for status and logs
-};
 
 static uint64_t
 s_new_id(hop_durable_t *d)
@@ -68,7 +38,7 @@ s_new_id(hop_durable_t *d)
 // Appends a record; on failure logs, remembers why and returns -1.
 static int
 s_append(hop_broker_t *self, uint8_t type, uint64_t key, const struct iovec *iov, int iovcnt,
-         hop_store_pos_t kills, uint32_t kills_size, s_rec_t *rec)
+         hop_store_pos_t kills, uint32_t kills_size, hop_drec_t *rec)
 {
     hop_durable_t *d = self->durable;
     hop_store_pos_t pos = HOP_STORE_NOPOS;
@@ -84,15 +54,16 @@ s_append(hop_broker_t *self, uint8_t type, uint64_t key, const struct iovec *iov
         size += (uint32_t)iov[i].iov_len;
     size = HOP_STORE_SIZE(size);
     if (rec)
-        *rec = (s_rec_t){.pos = pos, .size = size};
+        *rec = (hop_drec_t){.pos = pos, .size = size};
     d->last_end = pos + size;
     d->dirty = true;
+    d->request_wrote = true;
     return 0;
 }
 
 static int
 s_append_enc(hop_broker_t *self, uint8_t type, uint64_t key, hop_enc_t *enc, hop_store_pos_t kills,
-             uint32_t kills_size, s_rec_t *rec)
+             uint32_t kills_size, hop_drec_t *rec)
 {
     size_t size = 0;
     const void *bytes = enc ? hop_enc_end(enc, &size) : NULL;
@@ -119,7 +90,7 @@ hop_durable_exchange(hop_broker_t *self, hop_xchg_t *x, bool declared)
         hop_enc_bool(&enc, "durable", true);
         hop_enc_bool(&enc, "auto_delete", x->auto_delete);
         x->sid = s_new_id(d);
-        s_rec_t rec;
+        hop_drec_t rec;
         if (s_append_enc(self, HOP_REC_EXCHANGE, x->sid, &enc, HOP_STORE_NOPOS, 0, &rec) == 0) {
             x->spos = rec.pos;
             x->ssize = rec.size;
@@ -133,10 +104,9 @@ hop_durable_exchange(hop_broker_t *self, hop_xchg_t *x, bool declared)
     x->spos = 0;
 }
 
-// The binding's key in d->binds.
-static size_t
-s_bind_key(char *out, size_t cap, uint64_t qid, uint64_t xid, const char *name, size_t name_len,
-           const char *key, size_t key_len)
+size_t
+hop_durable_bind_key(char *out, size_t cap, uint64_t qid, uint64_t xid, const char *name,
+                     size_t name_len, const char *key, size_t key_len)
 {
     int n = snprintf(out, cap, "%llu %llu %.*s %.*s", (unsigned long long)qid,
                      (unsigned long long)xid, (int)name_len, name, (int)key_len, key);
@@ -151,8 +121,9 @@ hop_durable_bind(hop_broker_t *self, hop_xchg_t *x, hop_queue_t *q, const char *
     if (!d || !q->sid || (!x->sid && !x->builtin))
         return;
     char k[HOP_NAME_MAX * 2 + 64];
-    size_t klen = s_bind_key(k, sizeof k, q->sid, x->sid, x->name, x->name_len, key, key_len);
-    s_rec_t *have = hop_map_get(d->binds, k, klen);
+    size_t klen =
+        hop_durable_bind_key(k, sizeof k, q->sid, x->sid, x->name, x->name_len, key, key_len);
+    hop_drec_t *have = hop_map_get(d->binds, k, klen);
     if (d->replaying)
         return; // replay keeps d->binds itself
     if (bind) {
@@ -165,9 +136,9 @@ hop_durable_bind(hop_broker_t *self, hop_xchg_t *x, hop_queue_t *q, const char *
         hop_enc_str(&enc, "exchange", x->name, x->name_len);
         hop_enc_str(&enc, "key", key, key_len);
         hop_enc_uint(&enc, "id", x->sid);
-        s_rec_t rec;
+        hop_drec_t rec;
         if (s_append_enc(self, HOP_REC_BIND, q->sid, &enc, HOP_STORE_NOPOS, 0, &rec) == 0) {
-            s_rec_t *r = hop_malloc(sizeof *r);
+            hop_drec_t *r = hop_malloc(sizeof *r);
             *r = rec;
             hop_map_put(d->binds, k, klen, r);
         }
@@ -207,7 +178,7 @@ s_release_binds(hop_broker_t *self, uint64_t qid, uint64_t xid)
             if (sscanf(buf, "%llu %llu", &q, &x) != 2)
                 continue;
             if ((qid && q == qid) || (xid && x == xid)) {
-                s_rec_t *r = value;
+                hop_drec_t *r = value;
                 hop_store_release(d->store, r->pos, r->size);
                 hop_map_remove(d->binds, key, key_len);
                 free(r);
@@ -227,6 +198,25 @@ hop_durable_exchange_gone(hop_broker_t *self, hop_xchg_t *x)
     hop_durable_exchange(self, x, false);
 }
 
+// Writes q's declare record (a QUEUE record keyed by its id) and makes it q's.
+static void
+s_queue_record(hop_broker_t *self, hop_queue_t *q)
+{
+    hop_enc_t enc;
+    hop_enc_init(&enc);
+    hop_enc_begin(&enc, HOP_CMD_QUEUE_DECLARE);
+    hop_enc_str(&enc, "queue", q->name, q->name_len);
+    hop_enc_bool(&enc, "durable", true);
+    hop_enc_bool(&enc, "auto_delete", q->auto_delete);
+    hop_inspect_write_args(&enc, &q->args);
+    hop_drec_t rec;
+    if (s_append_enc(self, HOP_REC_QUEUE, q->sid, &enc, HOP_STORE_NOPOS, 0, &rec) == 0) {
+        q->spos = rec.pos;
+        q->ssize = rec.size;
+    }
+    hop_enc_fini(&enc);
+}
+
 void
 hop_durable_queue(hop_broker_t *self, hop_queue_t *q, bool declared)
 {
@@ -236,21 +226,10 @@ hop_durable_queue(hop_broker_t *self, hop_queue_t *q, bool declared)
     if (declared) {
         if (!q->durable || q->exclusive)
             return; // an exclusive queue dies with its connection: nothing to keep
-        hop_enc_t enc;
-        hop_enc_init(&enc);
-        hop_enc_begin(&enc, HOP_CMD_QUEUE_DECLARE);
-        hop_enc_str(&enc, "queue", q->name, q->name_len);
-        hop_enc_bool(&enc, "durable", true);
-        hop_enc_bool(&enc, "auto_delete", q->auto_delete);
-        hop_inspect_write_args(&enc, &q->args);
         q->sid = s_new_id(d);
         q->stored = hop_map_new();
-        s_rec_t rec;
-        if (s_append_enc(self, HOP_REC_QUEUE, q->sid, &enc, HOP_STORE_NOPOS, 0, &rec) == 0) {
-            q->spos = rec.pos;
-            q->ssize = rec.size;
-        }
-        hop_enc_fini(&enc);
+        hop_paging_enable(self, q);
+        s_queue_record(self, q);
         return;
     }
     if (!q->sid)
@@ -258,10 +237,11 @@ hop_durable_queue(hop_broker_t *self, hop_queue_t *q, bool declared)
     // Deleted: its messages and bindings die with it (released: a replay finds no queue for
     // them), its declare is killed.
     s_release_binds(self, q->sid, 0);
+    hop_paging_release(self, q);
     size_t cursor = 0;
     void *value;
     while (hop_map_next(q->stored, &cursor, NULL, NULL, &value)) {
-        s_rec_t *r = value;
+        hop_drec_t *r = value;
         hop_store_release(d->store, r->pos, r->size);
         free(r);
     }
@@ -270,6 +250,143 @@ hop_durable_queue(hop_broker_t *self, hop_queue_t *q, bool declared)
         s_append_enc(self, HOP_REC_QUEUE_DEL, q->sid, NULL, q->spos, q->ssize, NULL);
     q->sid = 0;
     q->spos = 0;
+}
+
+// Purge --------------------------------------------------------------------------------------
+//
+// A purge does not write an ACK per message (10M of them would take seconds and more than the
+// store's write buffer): the queue's declare is written again, with the same id, and replay
+// takes a QUEUE record for a queue it already has as "drop what it holds so far". The purged
+// messages' records are released, the old declare too; the bindings are written again after
+// the new declare (replay may find only it, once the old one is reclaimed), and so are the
+// records of the queue's unacked messages, which the purge leaves alone.
+
+// Releases the records of entry e (replaying: also forgets its position).
+static void
+s_drop_entry(hop_broker_t *self, hop_queue_t *q, const hop_entry_t *e)
+{
+    hop_durable_t *d = self->durable;
+    hop_drec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
+    if (!r)
+        return;
+    hop_map_remove(q->stored, &e->seq, sizeof e->seq);
+    hop_store_release(d->store, r->pos, r->size);
+    if (r->upd_pos)
+        hop_store_release(d->store, r->upd_pos, r->upd_size);
+    if (d->replayed)
+        hop_map_remove(d->replayed, &r->pos, sizeof r->pos);
+    free(r);
+}
+
+static void
+s_drop_list(hop_broker_t *self, hop_queue_t *q, const hop_list_t *list)
+{
+    for (const hop_entry_t *e = list->head; e; e = e->next)
+        s_drop_entry(self, q, e);
+}
+
+// Releases the records of every ready and delayed message of q, spilled ones included.
+static void
+s_drop_ready(hop_broker_t *self, hop_queue_t *q)
+{
+    s_drop_list(self, q, &q->ready);
+    s_drop_list(self, q, &q->delayed);
+    for (uint32_t p = 0; q->levels && p < q->args.max_priority; p++)
+        s_drop_list(self, q, &q->levels[p]);
+    for (uint64_t i = q->spill ? hop_spill_begin(q->spill) : 0;
+         q->spill && i < hop_spill_end(q->spill); i++) {
+        hop_slot_t *slot = hop_spill_at(q->spill, i);
+        if (hop_slot_hole(slot))
+            continue;
+        if (hop_slot_on_disk(slot))
+            hop_store_release(self->durable->store, slot->pos, slot->size);
+        else
+            s_drop_entry(self, q, slot->entry);
+    }
+}
+
+typedef struct {
+    hop_queue_t *queue;
+    char (*keys)[HOP_NAME_MAX + 1];
+    size_t n, cap;
+} s_binds_t;
+
+static int
+s_collect_bind(const char *key, size_t key_len, void *queue, void *arg)
+{
+    s_binds_t *b = arg;
+    if (queue != b->queue || key_len > HOP_NAME_MAX)
+        return 0;
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 8;
+        b->keys = hop_realloc(b->keys, b->cap * sizeof *b->keys);
+    }
+    memcpy(b->keys[b->n], key, key_len);
+    b->keys[b->n][key_len] = '\0';
+    b->n++;
+    return 0;
+}
+
+// Writes q's bindings again (after its new declare record), releasing the old records.
+static void
+s_rewrite_binds(hop_broker_t *self, hop_queue_t *q)
+{
+    hop_durable_t *d = self->durable;
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value)) {
+        hop_xchg_t *x = value;
+        if (!x->table || (!x->sid && !x->builtin))
+            continue;
+        s_binds_t b = {.queue = q};
+        hop_exchange_foreach(x->table, s_collect_bind, &b);
+        for (size_t i = 0; i < b.n; i++) {
+            size_t len = strlen(b.keys[i]);
+            char k[HOP_NAME_MAX * 2 + 64];
+            size_t klen = hop_durable_bind_key(k, sizeof k, q->sid, x->sid, x->name, x->name_len,
+                                               b.keys[i], len);
+            hop_drec_t *have = hop_map_get(d->binds, k, klen);
+            if (!have)
+                continue;
+            hop_store_release(d->store, have->pos, have->size);
+            hop_map_remove(d->binds, k, klen);
+            free(have);
+            hop_durable_bind(self, x, q, b.keys[i], len, true);
+        }
+        free(b.keys);
+    }
+}
+
+void
+hop_durable_purge(hop_broker_t *self, hop_queue_t *q)
+{
+    hop_durable_t *d = self->durable;
+    if (!d || !q->sid)
+        return;
+    s_drop_ready(self, q);
+    if (d->replaying)
+        return; // the record being replayed is the new declare
+    hop_store_pos_t old = q->spos;
+    uint32_t old_size = q->ssize;
+    s_queue_record(self, q);
+    if (old && q->spos != old)
+        hop_store_release(d->store, old, old_size);
+    s_rewrite_binds(self, q);
+    // Unacked messages stay: their records go after the new declare too.
+    for (hop_entry_t *e = q->unacked.head; e; e = e->next) {
+        hop_drec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
+        if (!r)
+            continue;
+        hop_drec_t was = *r;
+        hop_map_remove(q->stored, &e->seq, sizeof e->seq);
+        free(r);
+        hop_durable_message(self, q, e);
+        hop_store_release(d->store, was.pos, was.size);
+        if (was.upd_pos) {
+            hop_store_release(d->store, was.upd_pos, was.upd_size);
+            hop_durable_update(self, q, e);
+        }
+    }
 }
 
 // Messages ---------------------------------------------------------------------------------
@@ -293,8 +410,10 @@ hop_durable_message(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
         hop_enc_uint(&enc, "priority", m->priority);
     hop_enc_bool(&enc, "persistent", true);
     // Deadlines are kept as wall-clock times, so that a restart does not reset them.
+    uint64_t wall = hop_wall_ms();
+    hop_enc_uint(&enc, "entered", wall - (self->now > e->at ? self->now - e->at : 0));
     if (e->expires_at != UINT64_MAX)
-        hop_enc_uint(&enc, "expires", hop_wall_ms() + (e->expires_at - self->now));
+        hop_enc_uint(&enc, "expires", wall + (e->expires_at - self->now));
     uint32_t death_len;
     const uint8_t *death = hop_msg_death(m, &death_len);
     if (death)
@@ -302,14 +421,15 @@ hop_durable_message(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
     size_t hsize;
     const void *header = hop_enc_end(&enc, &hsize);
     struct iovec iov[2] = {{(void *)header, hsize}, {(void *)m->body, m->body_len}};
-    s_rec_t rec;
+    hop_drec_t rec;
     if (s_append(self, HOP_REC_MESSAGE, d->next_msg_id++, iov, m->body_len ? 2 : 1, HOP_STORE_NOPOS,
                  0, &rec) == 0) {
-        s_rec_t *r = hop_malloc(sizeof *r);
+        hop_drec_t *r = hop_malloc(sizeof *r);
         *r = rec;
         hop_map_put(q->stored, &e->seq, sizeof e->seq, r);
         d->wrote = true;
-    }
+    } else
+        d->write_failed = true;
     hop_enc_fini(&enc);
 }
 
@@ -319,14 +439,14 @@ hop_durable_forget(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
     hop_durable_t *d = self->durable;
     if (!d || !q || !q->stored)
         return;
-    s_rec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
+    hop_drec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
     if (!r)
         return;
     hop_map_remove(q->stored, &e->seq, sizeof e->seq);
     if (r->upd_pos)
         hop_store_release(d->store, r->upd_pos, r->upd_size);
     if (!d->replaying)
-        s_append_enc(self, HOP_REC_ACK, 0, NULL, r->pos, r->size, NULL);
+        s_append_enc(self, HOP_REC_ACK, q->sid, NULL, r->pos, r->size, NULL);
     free(r);
 }
 
@@ -336,7 +456,7 @@ hop_durable_update(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
     hop_durable_t *d = self->durable;
     if (!d || d->replaying || !q->stored)
         return;
-    s_rec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
+    hop_drec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
     if (!r)
         return;
     hop_enc_t enc;
@@ -346,8 +466,8 @@ hop_durable_update(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
     hop_enc_uint(&enc, "count", e->deliveries);
     if (e->delayed)
         hop_enc_uint(&enc, "delay", hop_wall_ms() + (e->at > self->now ? e->at - self->now : 0));
-    s_rec_t rec;
-    if (s_append_enc(self, HOP_REC_UPDATE, 0, &enc, HOP_STORE_NOPOS, 0, &rec) == 0) {
+    hop_drec_t rec;
+    if (s_append_enc(self, HOP_REC_UPDATE, q->sid, &enc, HOP_STORE_NOPOS, 0, &rec) == 0) {
         if (r->upd_pos)
             hop_store_release(d->store, r->upd_pos, r->upd_size);
         r->upd_pos = rec.pos;
@@ -356,23 +476,39 @@ hop_durable_update(hop_broker_t *self, hop_queue_t *q, hop_entry_t *e)
     hop_enc_fini(&enc);
 }
 
-void
-hop_durable_forget_list(hop_broker_t *self, hop_queue_t *q, const hop_list_t *list)
-{
-    if (!self->durable || !q->stored)
-        return;
-    for (hop_entry_t *e = list->head; e; e = e->next)
-        hop_durable_forget(self, q, e);
-}
-
 // Confirms ---------------------------------------------------------------------------------
 
 bool
 hop_durable_publish_begin(hop_broker_t *self)
 {
     if (self->durable)
-        self->durable->wrote = false;
+        self->durable->wrote = self->durable->write_failed = false;
     return self->durable != NULL;
+}
+
+const char *
+hop_durable_write_failed(const hop_broker_t *self)
+{
+    return self->durable && self->durable->write_failed ? self->durable->error : NULL;
+}
+
+// Queues a confirm or reply of conn until what was appended so far is durable.
+static void
+s_wait(hop_durable_t *d, hop_conn_t *conn, uint64_t seq, uint8_t *reply, size_t reply_len)
+{
+    if (d->waits_len == d->waits_cap) {
+        size_t cap = d->waits_cap ? d->waits_cap * 2 : 256;
+        hop_dwait_t *w = hop_malloc(cap * sizeof *w);
+        for (size_t i = 0; i < d->waits_len; i++)
+            w[i] = d->waits[(d->waits_head + i) % d->waits_cap];
+        free(d->waits);
+        d->waits = w;
+        d->waits_cap = cap;
+        d->waits_head = 0;
+    }
+    d->waits[(d->waits_head + d->waits_len++) % d->waits_cap] = (hop_dwait_t){
+        .conn = conn, .seq = seq, .end = d->last_end, .reply = reply, .reply_len = reply_len};
+    conn->confirms_waiting++;
 }
 
 bool
@@ -381,19 +517,29 @@ hop_durable_confirm(hop_broker_t *self, hop_conn_t *conn, uint64_t seq)
     hop_durable_t *d = self->durable;
     if (!d || (!d->wrote && conn->confirms_waiting == 0))
         return false;
-    if (d->waits_len == d->waits_cap) {
-        size_t cap = d->waits_cap ? d->waits_cap * 2 : 256;
-        s_wait_t *w = hop_malloc(cap * sizeof *w);
-        for (size_t i = 0; i < d->waits_len; i++)
-            w[i] = d->waits[(d->waits_head + i) % d->waits_cap];
-        free(d->waits);
-        d->waits = w;
-        d->waits_cap = cap;
-        d->waits_head = 0;
-    }
-    d->waits[(d->waits_head + d->waits_len++) % d->waits_cap] =
-        (s_wait_t){.conn = conn, .seq = seq, .end = d->last_end};
-    conn->confirms_waiting++;
+    s_wait(d, conn, seq, NULL, 0);
+    return true;
+}
+
+void
+hop_durable_request_begin(hop_broker_t *self, hop_conn_t *conn, hop_cmd_t cmd)
+{
+    hop_durable_t *d = self->durable;
+    if (!d)
+        return;
+    d->request_conn = cmd == HOP_CMD_HEARTBEAT ? NULL : conn;
+    d->request_wrote = false;
+}
+
+bool
+hop_durable_hold_reply(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size)
+{
+    hop_durable_t *d = self->durable;
+    if (!d || !d->request_wrote || conn != d->request_conn || d->replaying)
+        return false;
+    uint8_t *copy = hop_malloc(size);
+    memcpy(copy, header, size);
+    s_wait(d, conn, 0, copy, size);
     return true;
 }
 
@@ -402,7 +548,7 @@ hop_durable_forget_conn(hop_broker_t *self, hop_conn_t *conn)
 {
     hop_durable_t *d = self->durable;
     for (size_t i = 0; d && conn->confirms_waiting && i < d->waits_len; i++) {
-        s_wait_t *w = &d->waits[(d->waits_head + i) % d->waits_cap];
+        hop_dwait_t *w = &d->waits[(d->waits_head + i) % d->waits_cap];
         if (w->conn == conn) {
             w->conn = NULL;
             conn->confirms_waiting--;
@@ -431,13 +577,18 @@ hop_durable_progress(hop_broker_t *self)
         snprintf(d->error, sizeof d->error, "%s", hop_store_strerror(rc));
     hop_store_pos_t durable = hop_store_durable(d->store);
     while (d->waits_len) {
-        s_wait_t *w = &d->waits[d->waits_head];
+        hop_dwait_t *w = &d->waits[d->waits_head];
         if (w->end > durable)
             break;
         if (w->conn) {
             w->conn->confirms_waiting--;
-            hop_deliver_confirm_ok(self, w->conn, w->seq);
+            if (w->reply)
+                hop_broker_send_held(self, w->conn, w->reply, w->reply_len);
+            else
+                hop_deliver_confirm_ok(self, w->conn, w->seq);
         }
+        free(w->reply);
+        w->reply = NULL;
         d->waits_head = (d->waits_head + 1) % d->waits_cap;
         d->waits_len--;
     }
@@ -468,6 +619,12 @@ hop_durable_status(hop_broker_t *self, hop_enc_t *enc)
     hop_enc_uint(enc, "max_fsync_us", st.max_fsync_us);
     hop_enc_uint(enc, "confirms_waiting_for_disk", d->waits_len);
     hop_enc_uint(enc, "recovered_messages", d->recovered);
+    // Larger than RAM (bus/paging.c): the window, and spilled messages written out / read back.
+    uint32_t window = self->config.queue_window;
+    hop_enc_uint(enc, "queue_window", window == UINT32_MAX ? 0 : window ? window : 4096);
+    hop_enc_uint(enc, "paged_out", d->written_out);
+    hop_enc_uint(enc, "paged_in", d->read_back);
+    hop_enc_uint(enc, "page_errors", d->unreadable);
     hop_enc_cstr(enc, "store_error", st.error ? d->error : "");
 }
 
@@ -480,271 +637,19 @@ hop_durable_fsync_histogram(hop_broker_t *self, hop_histogram_snapshot_t *snap)
     return true;
 }
 
-// Replay -----------------------------------------------------------------------------------
-
-// Feeds a declare/bind record to the handler a client's request goes through.
-static int
-s_replay_request(hop_broker_t *self, const hop_store_record_t *rec)
-{
-    hop_wire_t w;
-    char err[256];
-    if (hop_wire_decode(&w, rec->payload, rec->len, err, sizeof err)) {
-        hop_log(HOP_ERROR, "durable", "unreadable record at %llu:%u: %s (skipped)",
-                (unsigned long long)HOP_STORE_POS_SEG(rec->pos), HOP_STORE_POS_OFF(rec->pos), err);
-        return -1;
-    }
-    hop_durable_t *d = self->durable;
-    if (rec->type == HOP_REC_EXCHANGE) {
-        hop_topology_exchange_declare(self, d->replay, &w);
-        hop_xchg_t *x = hop_topology_exchange(self, &w.exchange);
-        if (!x)
-            return -1;
-        x->sid = rec->key;
-        x->spos = rec->pos;
-        x->ssize = rec->size;
-    } else if (rec->type == HOP_REC_QUEUE) {
-        hop_topology_queue_declare(self, d->replay, &w);
-        hop_queue_t *q = hop_topology_queue(self, &w.queue);
-        if (!q)
-            return -1;
-        q->sid = rec->key;
-        q->spos = rec->pos;
-        q->ssize = rec->size;
-        if (!q->stored)
-            q->stored = hop_map_new();
-    } else {
-        // A binding: only between the very queue and exchange it was made for.
-        hop_queue_t *q = hop_topology_queue(self, &w.queue);
-        hop_xchg_t *x = hop_topology_exchange(self, &w.exchange);
-        if (!q || !x || q->sid != rec->key || x->sid != w.id)
-            return -1;
-        char k[HOP_NAME_MAX * 2 + 64];
-        size_t klen = s_bind_key(k, sizeof k, q->sid, x->sid, x->name, x->name_len,
-                                 w.key.ptr ? w.key.ptr : "", w.key.len);
-        s_rec_t *have = hop_map_get(d->binds, k, klen);
-        if (have) {
-            hop_map_remove(d->binds, k, klen);
-            free(have);
-        }
-        hop_topology_bind(self, d->replay, &w, rec->type == HOP_REC_BIND);
-        if (rec->type == HOP_REC_BIND) {
-            s_rec_t *r = hop_malloc(sizeof *r);
-            r->pos = rec->pos;
-            r->size = rec->size;
-            hop_map_put(d->binds, k, klen, r);
-        }
-    }
-    return 0;
-}
-
-static hop_queue_t *
-s_queue_by_id(hop_broker_t *self, uint64_t id)
-{
-    size_t cursor = 0;
-    void *value;
-    while (hop_map_next(self->queues, &cursor, NULL, NULL, &value))
-        if (((hop_queue_t *)value)->sid == id)
-            return value;
-    return NULL;
-}
-
-// Rebuilds a persistent message in its queue, ready and flagged redelivered (it may have been
-// delivered before the restart: consumers of durable queues must be idempotent anyway).
-static int
-s_replay_message(hop_broker_t *self, const hop_store_record_t *rec, hop_queue_t **last_q)
-{
-    hop_mp_t mp;
-    hop_mp_init(&mp, rec->payload, rec->len);
-    if (hop_mp_skip(&mp))
-        return -1;
-    size_t hsize = (size_t)(mp.p - (const uint8_t *)rec->payload);
-    hop_wire_t w;
-    if (hop_wire_decode(&w, rec->payload, hsize, NULL, 0))
-        return -1;
-    hop_queue_t *q = *last_q && (*last_q)->sid == w.id ? *last_q : s_queue_by_id(self, w.id);
-    if (!q)
-        return -1;
-    *last_q = q;
-    hop_msg_t *msg = hop_msg_new();
-    hop_frames_t *frames = hop_frames_new();
-    zmq_msg_init_size(&frames->header, rec->len);
-    uint8_t *base = zmq_msg_data(&frames->header);
-    memcpy(base, rec->payload, rec->len);
-    hop_msg_attach(msg, frames);
-    const uint8_t *old = rec->payload;
-    msg->exchange = w.exchange.ptr ? (const char *)base + (w.exchange.ptr - (const char *)old) : "";
-    msg->exchange_len = w.exchange.len;
-    msg->key = w.key.ptr ? (const char *)base + (w.key.ptr - (const char *)old) : "";
-    msg->key_len = w.key.len;
-    if (w.props.ptr) {
-        msg->props = base + (w.props.ptr - old);
-        msg->props_len = w.props.len;
-    }
-    msg->body_len = (uint32_t)(rec->len - hsize);
-    msg->body = msg->body_len ? base + hsize : NULL;
-    msg->priority = (uint8_t)(w.priority > 255 ? 255 : w.priority);
-    msg->persistent = true;
-    if (w.death.ptr) {
-        // A dead letter: its death records live in bytes of its own, as deadletter.c lays
-        // them out ([u32 death_len][exchange][key][death]).
-        uint32_t dl = w.death.len;
-        uint8_t *own = hop_malloc(sizeof dl + msg->exchange_len + msg->key_len + dl);
-        memcpy(own, &dl, sizeof dl);
-        memcpy(own + sizeof dl, msg->exchange, msg->exchange_len);
-        memcpy(own + sizeof dl + msg->exchange_len, msg->key, msg->key_len);
-        memcpy(own + sizeof dl + msg->exchange_len + msg->key_len, w.death.ptr, dl);
-        msg->own = own;
-        msg->exchange = (const char *)own + sizeof dl;
-        msg->key = msg->exchange + msg->exchange_len;
-    }
-    uint64_t ttl = HOP_TTL_NONE;
-    if (w.has & HOP_F_EXPIRES) {
-        uint64_t wall = hop_wall_ms();
-        ttl = w.expires > wall ? w.expires - wall : 0;
-    }
-    msg->refs++; // held while pushing
-    hop_entry_t *e = hop_queue_push(q, msg, self->now, ttl);
-    e->redelivered = true;
-    hop_msg_release(msg);
-    s_rec_t *r = hop_calloc(1, sizeof *r);
-    r->pos = rec->pos;
-    r->size = rec->size;
-    hop_map_put(q->stored, &e->seq, sizeof e->seq, r);
-    hop_map_put(self->durable->replayed, &rec->pos, sizeof rec->pos, e);
-    self->durable->recovered++;
-    return 0;
-}
-
-// An ACK in the log: the message it kills leaves its queue.
-static void
-s_replay_ack(hop_broker_t *self, const hop_store_record_t *rec)
-{
-    hop_durable_t *d = self->durable;
-    hop_entry_t *e = hop_map_get(d->replayed, &rec->kills, sizeof rec->kills);
-    if (!e)
-        return;
-    hop_map_remove(d->replayed, &rec->kills, sizeof rec->kills);
-    hop_queue_t *q = e->queue;
-    s_rec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
-    if (r) {
-        hop_map_remove(q->stored, &e->seq, sizeof e->seq);
-        if (r->upd_pos)
-            hop_store_release(d->store, r->upd_pos, r->upd_size);
-        free(r);
-    }
-    if (e->delayed)
-        hop_queue_undelay(q, e);
-    hop_queue_remove(q, e);
-    hop_entry_destroy(&e);
-    d->recovered--;
-}
-
-// An UPDATE in the log: the message's delivery count and delay, as of that moment.
-static int
-s_replay_update(hop_broker_t *self, const hop_store_record_t *rec)
-{
-    hop_durable_t *d = self->durable;
-    hop_wire_t w;
-    if (hop_wire_decode(&w, rec->payload, rec->len, NULL, 0))
-        return -1;
-    hop_entry_t *e = hop_map_get(d->replayed, &w.tag, sizeof w.tag);
-    if (!e)
-        return -1; // its message is gone: the update is dead too
-    hop_queue_t *q = e->queue;
-    s_rec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
-    if (r) {
-        if (r->upd_pos)
-            hop_store_release(d->store, r->upd_pos, r->upd_size);
-        r->upd_pos = rec->pos;
-        r->upd_size = rec->size;
-    }
-    e->deliveries = (uint32_t)(w.count > UINT32_MAX ? UINT32_MAX : w.count);
-    if (e->delayed)
-        hop_queue_undelay(q, e);
-    uint64_t wall = hop_wall_ms();
-    if ((w.has & HOP_F_DELAY) && w.delay > wall)
-        hop_queue_delay_ready(q, e, self->now + (w.delay - wall));
-    return 0;
-}
-
-typedef struct {
-    hop_broker_t *broker;
-    hop_queue_t *last_q;
-} s_replay_t;
-
-static int
-s_replay_one(void *arg, const hop_store_record_t *rec)
-{
-    s_replay_t *r = arg;
-    hop_broker_t *self = r->broker;
-    hop_durable_t *d = self->durable;
-    if (rec->key >= d->next_id && rec->type != HOP_REC_MESSAGE && rec->type != HOP_REC_ACK)
-        d->next_id = rec->key + 1;
-    if (rec->type == HOP_REC_MESSAGE && rec->key >= d->next_msg_id)
-        d->next_msg_id = rec->key + 1;
-    if (rec->corrupt) {
-        if (rec->kills)
-            hop_store_release(d->store, rec->kills, rec->kills_size);
-        return 0;
-    }
-    int rc = 0;
-    switch (rec->type) {
-    case HOP_REC_EXCHANGE:
-    case HOP_REC_QUEUE:
-    case HOP_REC_BIND:
-        rc = s_replay_request(self, rec);
-        break;
-    case HOP_REC_MESSAGE:
-        rc = s_replay_message(self, rec, &r->last_q);
-        break;
-    case HOP_REC_ACK:
-        s_replay_ack(self, rec);
-        break;
-    case HOP_REC_UPDATE:
-        rc = s_replay_update(self, rec);
-        break;
-    case HOP_REC_EXCHANGE_DEL: {
-        size_t cursor = 0;
-        void *value;
-        while (hop_map_next(self->exchanges, &cursor, NULL, NULL, &value)) {
-            hop_xchg_t *x = value;
-            if (x->sid == rec->key) {
-                x->spos = 0; // the record is dead already
-                hop_topology_exchange_remove(self, x);
-                break;
-            }
-        }
-        break;
-    }
-    case HOP_REC_QUEUE_DEL: {
-        hop_queue_t *q = s_queue_by_id(self, rec->key);
-        if (q) {
-            q->spos = 0;
-            hop_topology_delete_queue(self, q);
-        }
-        r->last_q = NULL;
-        break;
-    }
-    case HOP_REC_UNBIND:
-        s_replay_request(self, rec); // an unbind that finds nothing is a no-op
-        break;
-    default:
-        break;
-    }
-    // A record that no longer applies (its queue or exchange is gone) is dead.
-    if (rc && rec->type == HOP_REC_MESSAGE)
-        d->dropped_on_replay++;
-    if (rc)
-        hop_store_release(d->store, rec->pos, rec->size);
-    return 0;
-}
-
 int
 hop_durable_open(hop_broker_t *self, char *err, size_t err_size)
 {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", self->data_dir);
-    hop_store_options_t opts = {.fsync = self->config.fsync, .fsync_ms = self->config.fsync_ms};
+    hop_store_options_t opts = {.fsync = self->config.fsync,
+                                .fsync_ms = self->config.fsync_ms,
+                                .segment_size = self->config.segment_size};
+    // Any message the broker accepts fits in one record (its header is at most 64 KiB).
+    if (self->config.max_message + 65536 > (64u << 20)) {
+        opts.max_record = (uint32_t)(self->config.max_message + 65536);
+        opts.max_pending = 2 * (uint64_t)opts.max_record; // room for one while one is written
+    }
     int rc = 0;
     char why[256] = "";
     hop_store_t *store = hop_store_new(dir, &opts, &rc, why, sizeof why);
@@ -752,6 +657,14 @@ hop_durable_open(hop_broker_t *self, char *err, size_t err_size)
         snprintf(err, err_size, "cannot open the message store in %s: %s", dir,
                  why[0] ? why : hop_store_strerror(rc));
         return -1;
+    }
+    // Testing only, not a setting (tests/integration/test_durability_disk.c): a full disk
+    // simulated at this many bytes of segment files, where a test cannot mount a small one.
+    const char *limit = getenv("HOPPER_TEST_DISK_LIMIT");
+    if (limit && *limit) {
+        hop_store_set_faults(store, &(hop_store_faults_t){.disk_limit = strtoull(limit, NULL, 10)});
+        hop_log(HOP_WARN, "durable", "HOPPER_TEST_DISK_LIMIT: a full disk at %s bytes (tests only)",
+                limit);
     }
     hop_durable_t *d = hop_calloc(1, sizeof *d);
     d->store = store;
@@ -763,11 +676,12 @@ hop_durable_open(hop_broker_t *self, char *err, size_t err_size)
     d->replay->dead = true; // replies to replayed requests go nowhere
     self->durable = d;
     d->replaying = true;
-    s_replay_t state = {.broker = self};
     hop_store_replay_t report;
-    rc = hop_store_replay(store, s_replay_one, &state, &report);
+    rc = hop_durable_replay(self, &report);
     d->replaying = false;
     hop_map_destroy(&d->replayed);
+    if (rc == 0)
+        hop_paging_replay_end(self);
     if (rc) {
         snprintf(err, err_size, "cannot replay the message store in %s: %s", dir,
                  hop_store_strerror(rc));
@@ -826,6 +740,8 @@ hop_durable_close(hop_broker_t *self)
         hop_map_destroy(&d->replayed);
     d->replay->dead = true;
     hop_conn_destroy(&d->replay);
+    for (size_t i = 0; i < d->waits_len; i++)
+        free(d->waits[(d->waits_head + i) % d->waits_cap].reply);
     free(d->waits);
     free(d);
     self->durable = NULL;

@@ -70,6 +70,9 @@ s_list_queues(hop_broker_t *self)
         hop_enc_uint(&self->enc, "messages_delayed", q->delayed.size);
         hop_enc_uint(&self->enc, "messages", q->ready_count + q->unacked.size + q->delayed.size);
         hop_enc_uint(&self->enc, "bytes_ready", q->ready_bytes);
+        // Ready messages whose bytes are on disk only (bus/paging.c).
+        hop_enc_uint(&self->enc, "messages_paged",
+                     q->spill ? hop_spill_size(q->spill) - hop_spill_in_memory(q->spill) : 0);
         hop_entry_t *oldest = hop_queue_oldest(q);
         // Age since it was published (or last delivered, or due, if it came back).
         hop_enc_uint(&self->enc, "oldest_ready_ms", oldest ? self->now - oldest->at : 0);
@@ -312,10 +315,13 @@ s_level_list(const hop_queue_t *q, uint32_t level)
 // The ready entry after e in delivery order (highest priority first, then oldest), e NULL:
 // the first. The same walk hop_queue_head starts.
 static hop_entry_t *
-s_peek_next(const hop_queue_t *q, const hop_entry_t *e)
+s_peek_next(hop_queue_t *q, const hop_entry_t *e)
 {
     if (e && e->next)
         return e->next;
+    // The end of what is in memory of level 0: one more from the spill, if any.
+    if (q->spill && hop_queue_fill(q, q->ready.size + 1))
+        return e ? e->next : hop_queue_head(q);
     uint32_t top = q->levels ? q->args.max_priority : 0;
     uint32_t level = top + 1;
     if (e) {

@@ -198,10 +198,13 @@ s_remake(const hop_msg_t *m, const hop_xchg_t *x, const hop_str_t *key, bool kee
 // The ready entry after e in delivery order (highest priority first, then oldest); e NULL:
 // the first. As inspect.c walks it for peek.
 static hop_entry_t *
-s_next(const hop_queue_t *q, const hop_entry_t *e)
+s_next(hop_queue_t *q, const hop_entry_t *e)
 {
     if (e && e->next)
         return e->next;
+    // The end of what is in memory of level 0: one more from the spill, if any.
+    if (q->spill && hop_queue_fill(q, q->ready.size + 1))
+        return e ? e->next : hop_queue_head(q);
     uint32_t top = q->levels ? q->args.max_priority : 0;
     uint32_t level = top + 1;
     if (e) {

@@ -15,6 +15,8 @@ static hop_msg_t *s_free_msgs;
 static hop_entry_t *s_free_entries;
 static hop_frames_t *s_free_frames;
 static size_t s_free_msg_count, s_free_entry_count, s_free_frames_count;
+static hop_queue_load_fn *s_loader; // reads spilled messages back (bus/durable.c)
+static void *s_loader_arg;
 static size_t s_live_msgs;    // message records in use
 static uint64_t s_held_bytes; // bodies of the records a queue took (hop_msg_held_bytes)
 
@@ -282,6 +284,7 @@ hop_queue_destroy(hop_queue_t **self_p)
         e->queue = NULL;
         e->consumer = NULL;
     }
+    hop_spill_destroy(&self->spill);
     free(self->levels);
     free(self->args.dlx);
     free(self->args.dlk);
@@ -302,6 +305,24 @@ s_level(hop_queue_t *self, const hop_entry_t *entry)
     return &self->levels[p - 1];
 }
 
+// Links entry into list just before at (NULL: at the tail).
+static void
+s_insert_before(hop_list_t *list, hop_entry_t *at, hop_entry_t *entry)
+{
+    if (!at) {
+        hop_list_append(list, entry);
+        return;
+    }
+    entry->next = at;
+    entry->prev = at->prev;
+    if (at->prev)
+        at->prev->next = entry;
+    else
+        list->head = entry;
+    at->prev = entry;
+    list->size++;
+}
+
 // Inserts a ready entry at its place by seq (ready lists stay sorted).
 static void
 s_ready_insert(hop_queue_t *self, hop_entry_t *entry)
@@ -318,21 +339,20 @@ s_ready_insert(hop_queue_t *self, hop_entry_t *entry)
     hop_entry_t *at = list->head;
     while (at->seq < entry->seq)
         at = at->next;
-    entry->next = at;
-    entry->prev = at->prev;
-    if (at->prev)
-        at->prev->next = entry;
-    else
-        list->head = entry;
-    at->prev = entry;
-    list->size++;
+    s_insert_before(list, at, entry);
 }
 
 void
 hop_queue_remove(hop_queue_t *self, hop_entry_t *entry)
 {
     assert(self && entry && !entry->unacked && !entry->delayed);
-    hop_list_remove(s_level(self, entry), entry);
+    if (entry->spilled) {
+        hop_slot_t *slot = hop_spill_find_seq(self->spill, entry->seq);
+        assert(slot && !hop_slot_on_disk(slot) && slot->entry == entry);
+        hop_spill_hole(self->spill, slot);
+        entry->spilled = false;
+    } else
+        hop_list_remove(s_level(self, entry), entry);
     self->ready_count--;
     self->ready_bytes -= entry->msg->body_len;
 }
@@ -350,8 +370,12 @@ hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now, uint64_t ttl)
         entry->expires_at = now + ttl;
     if (self->args.has_ttl && now + self->args.message_ttl < entry->expires_at)
         entry->expires_at = now + self->args.message_ttl;
-    hop_list_t *list = s_level(self, entry);
-    hop_list_append(list, entry);
+    // Once some of the queue is spilled, everything after it is too, so that order holds.
+    if (self->spill && (hop_spill_size(self->spill) || self->ready.size >= self->window)) {
+        hop_spill_push_entry(self->spill, entry->seq, entry, msg->body_len);
+        entry->spilled = true;
+    } else
+        hop_list_append(s_level(self, entry), entry);
     self->ready_count++;
     self->ready_bytes += msg->body_len;
     self->published++;
@@ -367,9 +391,11 @@ hop_queue_full(const hop_queue_t *self, size_t body_len)
 }
 
 hop_entry_t *
-hop_queue_head(const hop_queue_t *self)
+hop_queue_head(hop_queue_t *self)
 {
     assert(self);
+    if (self->spill && self->ready.size <= self->window / 4)
+        hop_queue_fill(self, 0);
     for (uint32_t p = self->args.max_priority; self->levels && p > 0; p--)
         if (self->levels[p - 1].head)
             return self->levels[p - 1].head;
@@ -377,9 +403,11 @@ hop_queue_head(const hop_queue_t *self)
 }
 
 hop_entry_t *
-hop_queue_oldest(const hop_queue_t *self)
+hop_queue_oldest(hop_queue_t *self)
 {
     assert(self);
+    if (self->spill && !self->ready.head)
+        hop_queue_fill(self, 0);
     hop_entry_t *oldest = self->ready.head;
     for (uint32_t p = 0; self->levels && p < self->args.max_priority; p++) {
         hop_entry_t *e = self->levels[p].head;
@@ -520,6 +548,15 @@ hop_queue_purge(hop_queue_t *self)
     size_t n = s_free_list(&self->ready) + s_free_list(&self->delayed);
     for (uint32_t p = 0; self->levels && p < self->args.max_priority; p++)
         n += s_free_list(&self->levels[p]);
+    for (hop_slot_t *slot; self->spill && (slot = hop_spill_front(self->spill));) {
+        if (!hop_slot_on_disk(slot)) {
+            hop_entry_t *entry = slot->entry;
+            entry->spilled = false;
+            hop_entry_destroy(&entry);
+        }
+        hop_spill_pop(self->spill);
+        n++;
+    }
     self->ready_count = 0;
     self->ready_bytes = 0;
     return n;
@@ -584,4 +621,73 @@ hop_queue_next_consumer(hop_queue_t *self)
         c = c->next;
     } while (c != start);
     return NULL;
+}
+
+// Spilling ---------------------------------------------------------------------------------
+
+void
+hop_queue_enable_spill(hop_queue_t *self, uint32_t window)
+{
+    assert(self && window > 0);
+    assert(!self->levels);
+    if (!self->spill)
+        self->spill = hop_spill_new();
+    self->window = window;
+}
+
+void
+hop_queue_set_loader(hop_queue_load_fn *fn, void *arg)
+{
+    s_loader = fn;
+    s_loader_arg = arg;
+}
+
+// Puts an entry coming back from the spill into the ready list, by seq from the tail (it
+// belongs at the tail, unless an entry made ready again by a delay is newer).
+static void
+s_fill_insert(hop_queue_t *self, hop_entry_t *entry)
+{
+    hop_list_t *list = &self->ready;
+    hop_entry_t *at = list->tail;
+    while (at && at->seq > entry->seq)
+        at = at->prev;
+    s_insert_before(list, at ? at->next : list->head, entry);
+}
+
+size_t
+hop_queue_fill(hop_queue_t *self, size_t want)
+{
+    assert(self);
+    size_t n = 0;
+    if (want < self->window)
+        want = self->window;
+    hop_slot_t *slot;
+    while (self->spill && self->ready.size < want && (slot = hop_spill_front(self->spill))) {
+        hop_entry_t *entry = NULL;
+        if (!hop_slot_on_disk(slot)) {
+            entry = slot->entry;
+            entry->spilled = false;
+        } else {
+            uint64_t at = 0, expires_at = UINT64_MAX;
+            hop_msg_t *msg = s_loader ? s_loader(s_loader_arg, self, slot, &at, &expires_at) : NULL;
+            if (msg) {
+                entry = hop_entry_new(msg);
+                entry->queue = self;
+                entry->seq = slot->seq;
+                entry->at = at;
+                entry->expires_at = expires_at;
+                entry->redelivered = (slot->flags & HOP_SLOT_RECOVERED) != 0;
+            } else {
+                // Unreadable: the loader logged it and released the record.
+                self->ready_count--;
+                self->ready_bytes -= hop_slot_body_len(slot);
+            }
+        }
+        hop_spill_pop(self->spill);
+        if (entry) {
+            s_fill_insert(self, entry);
+            n++;
+        }
+    }
+    return n;
 }

@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <zmq.h>
 
+#include "spill.h"
+
 typedef struct hop_conn hop_conn_t;
 typedef struct hop_queue hop_queue_t;
 typedef struct hop_consumer hop_consumer_t;
@@ -41,6 +43,7 @@ typedef struct hop_entry {
     unsigned delayed : 1;  //
     unsigned noack : 1;    // delivered to a no-ack consumer, waiting in an unsent batch
     unsigned embedded : 1; // the entry inside its message record (not from the freelist)
+    unsigned spilled : 1;  // ready, but held by a slot of its queue's spill, not a list
 } hop_entry_t;
 
 // The frames one received ZeroMQ message brought: a single publish's header and body frames,
@@ -141,6 +144,11 @@ struct hop_queue {
     uint64_t spos;
     uint32_t ssize;
     void *stored; // hop_map_t *: seq (8 bytes) -> position and size of its message record
+    // Larger than RAM (bus/spill.h): past `window` ready entries in memory, further messages
+    // go to the spill, where the durable ones are kept as positions of their records only.
+    hop_spill_t *spill;  // NULL: the queue keeps everything in memory
+    uint32_t window;     // ready entries kept in memory (level 0) before spilling
+    uint64_t spill_seen; // spill slots before this number were considered for writing out
 };
 
 // Records ----------------------------------------------------------------------------------
@@ -188,9 +196,9 @@ hop_entry_t *hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now, uin
 // True when one more message of body_len bytes would go over max_length / max_length_bytes.
 bool hop_queue_full(const hop_queue_t *self, size_t body_len);
 // The ready entry that would be delivered next (highest priority, oldest), or NULL.
-hop_entry_t *hop_queue_head(const hop_queue_t *self);
+hop_entry_t *hop_queue_head(hop_queue_t *self);
 // The oldest ready entry over all priorities (what drop-head drops), or NULL.
-hop_entry_t *hop_queue_oldest(const hop_queue_t *self);
+hop_entry_t *hop_queue_oldest(hop_queue_t *self);
 // Removes a ready entry from its list (the caller then owns it: dead-letter or destroy it).
 void hop_queue_remove(hop_queue_t *self, hop_entry_t *entry);
 // Takes the head ready entry into the unacked list, counting the delivery; now is the
@@ -214,8 +222,26 @@ void hop_queue_unsend(hop_queue_t *self, hop_entry_t *entry);
 // Removes an unacked entry for good and destroys it; acked says whether a consumer acked it
 // (counted in `acked`) rather than it being dropped (nack/reject) or sent with no-ack.
 void hop_queue_settle(hop_queue_t *self, hop_entry_t *entry, bool acked);
-// Drops every ready and delayed entry; returns how many.
+// Drops every ready and delayed entry, the spill's included; returns how many. Durable records
+// of spilled messages are the caller's to release first (hop_durable_forget_spill).
 size_t hop_queue_purge(hop_queue_t *self);
+
+// Spilling (larger than RAM) -----------------------------------------------------------------
+
+// Makes the queue spill past window ready entries in memory (a durable queue without
+// priorities, with the store open).
+void hop_queue_enable_spill(hop_queue_t *self, uint32_t window);
+// Reads a spilled message back from disk: returns a message record with no references (NULL
+// when the record cannot be read: it is lost, and the loader said so) and sets *at and
+// *expires_at (monotonic ms). Installed by the broker (bus/durable.c).
+typedef hop_msg_t *(hop_queue_load_fn)(void *arg, hop_queue_t *queue, const hop_slot_t *slot,
+                                       uint64_t *at, uint64_t *expires_at);
+void hop_queue_set_loader(hop_queue_load_fn *fn, void *arg);
+// Brings spilled messages back into memory until `want` or the window (the larger) are there.
+// hop_queue_head, _oldest and _take call it when the in-memory part runs low; walks that go
+// further (peek, move) ask for one more as they reach the end of what is in memory. Returns
+// how many came in.
+size_t hop_queue_fill(hop_queue_t *self, size_t want);
 
 void hop_queue_add_consumer(hop_queue_t *self, hop_consumer_t *consumer);
 void hop_queue_remove_consumer(hop_queue_t *self, hop_consumer_t *consumer);

@@ -77,6 +77,15 @@ s_revoke_overdue(hop_broker_t *self, hop_queue_t *queue)
     return any;
 }
 
+// The head of a ready list; level 0 reads spilled messages back when it ran dry.
+static hop_entry_t *
+s_head(hop_queue_t *queue, hop_list_t *list)
+{
+    if (!list->head && list == &queue->ready && queue->spill)
+        hop_queue_fill(queue, 0);
+    return list->head;
+}
+
 // Makes due delayed entries ready and expires heads. Returns true when something became ready.
 static bool
 s_timers(hop_broker_t *self, hop_queue_t *queue)
@@ -95,7 +104,7 @@ s_timers(hop_broker_t *self, hop_queue_t *queue)
             lists[n++] = &queue->levels[p];
         for (size_t i = 0; i < n; i++) {
             hop_entry_t *e;
-            while ((e = lists[i]->head) && e->expires_at < self->now) {
+            while ((e = s_head(queue, lists[i])) && e->expires_at < self->now) {
                 hop_queue_remove(queue, e);
                 hop_deliver_dead_letter(self, queue, e, "expired");
             }
@@ -177,6 +186,8 @@ hop_deliver_tick(hop_broker_t *self)
         if (sample.on)
             s_sample_queue(&sample, q, first);
         bool any = s_timers(self, q);
+        if (q->spill)
+            hop_paging_write_out(self, q);
         any |= s_revoke_overdue(self, q);
         if (q->args.expires && q->consumer_count == 0 &&
             n_unused < sizeof unused / sizeof unused[0] &&

@@ -527,10 +527,7 @@ hop_topology_queue_purge(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t 
     hop_queue_t *q = hop_topology_use_queue(self, conn, w);
     if (!q)
         return;
-    hop_durable_forget_list(self, q, &q->ready);
-    hop_durable_forget_list(self, q, &q->delayed);
-    for (uint32_t p = 0; q->levels && p < q->args.max_priority; p++)
-        hop_durable_forget_list(self, q, &q->levels[p]);
+    hop_durable_purge(self, q); // before the entries go: their records are released
     size_t n = hop_queue_purge(q);
     hop_broker_reply(self, HOP_CMD_OK, w->id);
     hop_enc_uint(&self->enc, "messages", n);

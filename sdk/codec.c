@@ -500,6 +500,7 @@ static const s_field_t s_fields[] = {
     F("max_priority", HOP_F_MAX_PRIORITY, K_UINT, max_priority),
     F("flow", HOP_F_FLOW, K_BOOL, flow),
     F("active", HOP_F_ACTIVE, K_BOOL, active),
+    F("entered", HOP_F_ENTERED, K_UINT, entered),
 };
 #undef F
 

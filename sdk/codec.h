@@ -162,6 +162,7 @@ enum {
 #define HOP_F_MAX_PRIORITY     (1ull << 52)
 #define HOP_F_FLOW             (1ull << 53)
 #define HOP_F_ACTIVE           (1ull << 54)
+#define HOP_F_ENTERED          (1ull << 55)
 
 // A decoded header. Strings and spans borrow the frame's bytes: keep the frame alive.
 typedef struct {
@@ -186,6 +187,8 @@ typedef struct {
     hop_str_t overflow, dead_letter_exchange, dead_letter_key;
     // Publisher flow control: hello's `flow` (the client pauses when asked), flow's `active`.
     bool flow, active;
+    // Message records in the store: when the message entered its queue (wall-clock ms).
+    uint64_t entered;
 } hop_wire_t;
 
 // Decodes a header frame. A syntax error (a well-formed value of the wrong type, a name too

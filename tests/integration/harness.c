@@ -276,7 +276,7 @@ static int
 s_spawn(harness_broker_t *self, const char *bind)
 {
     char heartbeat[32], max_message[32], sndhwm[32], flow[32];
-    char *argv[16];
+    char *argv[32];
     int argc = 0;
     argv[argc++] = (char *)HOPPERD_PATH;
     argv[argc++] = "--bind";
@@ -305,6 +305,10 @@ s_spawn(harness_broker_t *self, const char *bind)
                  self->opts.flow_messages < 0 ? 0 : self->opts.flow_messages);
         argv[argc++] = "--flow-messages";
         argv[argc++] = flow;
+    }
+    for (int i = 0; self->opts.args && self->opts.args[i]; i++) {
+        assert(i < 8);
+        argv[argc++] = (char *)self->opts.args[i];
     }
     argv[argc] = NULL;
 
@@ -372,7 +376,10 @@ harness_broker_start(const harness_opts_t *opts)
              self->opts.log_level ? self->opts.log_level : "info");
     self->opts.log_level = NULL;
     snprintf(self->dir, sizeof self->dir, "%s", dir);
-    snprintf(self->data_dir, sizeof self->data_dir, "%s/data", dir);
+    if (self->opts.data_dir)
+        snprintf(self->data_dir, sizeof self->data_dir, "%s", self->opts.data_dir);
+    else
+        snprintf(self->data_dir, sizeof self->data_dir, "%s/data", dir);
     snprintf(self->log_path, sizeof self->log_path, "%s/hopperd.log", dir);
     s_brokers[slot] = self;
     if (s_spawn(self, "tcp://127.0.0.1:0") < 0) {

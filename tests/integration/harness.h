@@ -23,11 +23,15 @@
 // Brokers
 
 typedef struct {
-    int heartbeat_ms;      // --heartbeat; 0 = the broker's default
-    long max_message;      // --max-message; 0 = the broker's default
-    const char *log_level; // --log-level; NULL = "info"
-    int sndhwm;            // --sndhwm; 0 = the broker's default
-    long flow_messages;    // --flow-messages; 0 = the broker's default, -1 = off
+    int heartbeat_ms;        // --heartbeat; 0 = the broker's default
+    long max_message;        // --max-message; 0 = the broker's default
+    const char *log_level;   // --log-level; NULL = "info"
+    int sndhwm;              // --sndhwm; 0 = the broker's default
+    long flow_messages;      // --flow-messages; 0 = the broker's default, -1 = off
+    const char *data_dir;    // --data-dir; NULL = data/ in the broker's temp directory (which
+                             // is removed with it; a directory given here is the test's)
+    const char *const *args; // more flags, NULL-terminated (at most 8); borrowed: they must
+                             // outlive the broker object, restarts use them too
 } harness_opts_t;
 
 typedef struct harness_broker harness_broker_t;

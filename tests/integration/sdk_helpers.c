@@ -11,10 +11,16 @@
 int
 sx_setup(void **state)
 {
+    return sx_start(state, NULL);
+}
+
+int
+sx_start(void **state, const harness_opts_t *opts)
+{
     fx_t *fx = calloc(1, sizeof *fx);
     if (!fx)
         return -1;
-    fx->broker = harness_broker_start(NULL);
+    fx->broker = harness_broker_start(opts);
     if (!fx->broker) {
         free(fx);
         return -1;

@@ -34,6 +34,8 @@ typedef struct {
 
 // Fixture: a broker started with default options.
 int sx_setup(void **state);
+// The same with options (a setup function of the test calls it).
+int sx_start(void **state, const harness_opts_t *opts);
 int sx_teardown(void **state);
 // A connected client named name (heartbeat_ms 0: the broker's), destroyed at teardown.
 hop_client_t *sx_client(fx_t *fx, const char *name, int heartbeat_ms);

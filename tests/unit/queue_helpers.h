@@ -40,7 +40,8 @@ const hop_list_t *qh_level(const hop_queue_t *queue, uint32_t p);
 // Checks list holds exactly the entries with seqs, in order, with consistent back links.
 void qh_assert_list(const hop_list_t *list, const uint64_t *seqs, size_t n);
 
-// Checks the ready counters against the expected values and against a recount of every level.
+// Checks the ready counters against the expected values and against a recount of every level
+// and of the spill.
 void qh_assert_ready(const hop_queue_t *queue, size_t count, uint64_t bytes);
 
 // cmocka group teardown: gives the record freelists back to the heap so that LSan sees no

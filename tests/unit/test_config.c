@@ -50,6 +50,7 @@ test_every_key_is_read(void **state)
                     "bind = tcp://127.0.0.1:7000\n"
                     "  data-dir=/var/lib/hopper  \n"
                     "fsync = every 20\n"
+                    "segment-size = 65536\n"
                     "heartbeat = 2000\n"
                     "max-message = 1024 # bytes\n"
                     "sndhwm = 500\n"
@@ -65,6 +66,7 @@ test_every_key_is_read(void **state)
     assert_string_equal(c->data_dir, "/var/lib/hopper");
     assert_int_equal(c->fsync, HOP_FSYNC_EVERY);
     assert_int_equal(c->fsync_ms, 20);
+    assert_int_equal(c->segment_size, 65536);
     assert_int_equal(c->heartbeat_ms, 2000);
     assert_int_equal(c->max_message, 1024);
     assert_int_equal(c->sndhwm, 500);
@@ -167,6 +169,8 @@ test_bad_enums_and_ranges_refused(void **state)
     assert_int_equal(hop_config_set(config, "heartbeat", "-1000", err, sizeof err), -1);
     assert_int_equal(hop_config_set(config, "sndhwm", "0", err, sizeof err), -1);
     assert_int_equal(hop_config_set(config, "ack-timeout", "999", err, sizeof err), -1);
+    assert_int_equal(hop_config_set(config, "segment-size", "4095", err, sizeof err), -1);
+    assert_int_equal(hop_config_set(config, "segment-size", "1073741825", err, sizeof err), -1);
     assert_int_equal(hop_config_set(config, "metrics", "example.com:80", err, sizeof err), -1);
     assert_non_null(strstr(err, "no name lookups"));
     assert_int_equal(hop_config_set(config, "metrics", "127.0.0.1:65536", err, sizeof err), -1);
