@@ -121,6 +121,23 @@ test_spilled_queue_keeps_order_and_memory_stays_small(void **state)
         fail_msg("message_records stays at %llu (want <= %llu)",
                  (unsigned long long)s_status(c, "message_records"), (unsigned long long)r.want);
     assert_true(s_status(c, "paged_out") >= N - N / 10 - 16 - 2);
+    // What an operator sees: the CLI's column of messages held on disk only.
+    char *argv[] = {(char *)harness_cli_path(),
+                    "--broker",
+                    (char *)harness_broker_endpoint(fx->broker),
+                    "list",
+                    "queues",
+                    "--columns",
+                    "name,messages_paged",
+                    NULL};
+    harness_run_t run;
+    assert_int_equal(harness_run(argv, NULL, 0, WAIT_MS, &run), 0);
+    unsigned long paged = 0;
+    const char *row = strstr(run.out, "\nbig ");
+    assert_non_null(row);
+    assert_int_equal(sscanf(row, " big %lu", &paged), 1);
+    assert_true(paged >= N - N / 10 - 16 - 2 && paged < N);
+    harness_run_fini(&run);
     s_drain_in_order(c, "big", 0, N);
     assert_int_equal(sx_queue_stat(c, "big", "messages_ready"), 0);
     assert_true(s_status(c, "paged_in") >= N - N / 10 - 16 - 2);
