@@ -1,6 +1,6 @@
 // sdk/client.c - libhopper's connection: the client object, settings, connect, argument checks
 // and the request core the other verbs share (client_topology.c, client_messages.c): requests
-// travel over the I/O thread's pipe (client_io.c).
+// go straight to the DEALER socket (client_io.c).
 //
 // Requests get increasing ids; a call waits for the reply carrying its id for the client's
 // timeout, buffering deliveries that arrive meanwhile for hop_client_receive.

@@ -5,13 +5,12 @@
 // thread, opening and closing connections), client_recv.c (sending, the receive pump, batches
 // from the broker) and delivery.c (parsing deliveries).
 //
-// Threads: the user thread owns hop_client_t and the user ends of two inproc PAIR pipes; the
-// I/O thread (client_io.c) owns the DEALER socket and the other ends. Frames from the broker
-// cross the data pipe unchanged (zmq_msg moves, no copies) and the user thread unpacks the
-// broker's batches. Messages to the broker go into an outbox under a mutex, appended to the
-// batch being built while the I/O thread is busy (PROTOCOL.md 2.1); the data pipe carries
-// only a wake-up that way, once per run of messages. The control pipe carries "TERM" to the I/O
-// thread and "LOST" (broker silent past its timeout) back.
+// Threads: the user thread owns hop_client_t and, for the length of each socket operation, the
+// DEALER socket (client_io.h says how it shares it with the I/O thread, which only sends
+// heartbeats, watches for a silent broker and sends what the outbox still holds). Frames from
+// the broker are read by the thread that asked for them, and the user thread unpacks the
+// broker's batches. Messages to the broker go to the DEALER at once when it takes them, and
+// into an outbox of batches while it does not (PROTOCOL.md 2.1).
 #ifndef HOP_CLIENT_INTERNAL_H_INCLUDED
 #define HOP_CLIENT_INTERNAL_H_INCLUDED
 
@@ -110,11 +109,9 @@ struct hop_client {
 
     // Connection
     void *ctx;            // the process-wide ZeroMQ context (reference counted)
-    hop_client_io_t *io;  // I/O thread and pipes; NULL when not connected
-    void *pipe;           // user end of the data pipe (owned by io)
-    void *ctrl;           // user end of the control pipe (owned by io)
+    hop_client_io_t *io;  // the socket and the I/O thread; NULL when not connected
     bool lost;            // the connection was lost (and not closed by the user)
-    unsigned publishes;   // publishes since connect, to pace looking at the pipes
+    unsigned publishes;   // publishes since connect, to pace looking at the socket
     uint64_t next_id;     // request id of the next request
     uint32_t opens;       // successful hellos so far
     uint64_t gen;         // connection generation, stamped into delivery tags
@@ -213,10 +210,20 @@ int hop_client_take_async(hop_client_t *self);
 int hop_client_open(hop_client_t *self);
 // Stops the I/O thread, closes the sockets, drops buffered deliveries. Safe when not open.
 void hop_client_shut(hop_client_t *self);
-// Queues a message for the broker in the I/O thread's outbox (client_recv.c's hop_client_send
-// is the caller). Never blocks. Returns 0, or -1 when the I/O thread could not be woken (errno).
-int hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size,
-                      const void *body, size_t body_size, bool has_body, bool alone);
+// Sends a message to the broker, or queues it in the outbox when the socket does not take it
+// now (client_recv.c's hop_client_send is the caller). Never blocks.
+void hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size,
+                       const void *body, size_t body_size, bool has_body, bool alone);
+// Receives one message from the broker without waiting (what the I/O thread read for us comes
+// first). Returns as hop_inmsg_recv (0, 1, -1 when nothing), or -2 when nothing is left and
+// the broker was silent past its timeout.
+int hop_client_io_recv(hop_client_io_t *self, hop_inmsg_t *msg);
+// Waits until deadline (ms, -1 = forever) for a message from the broker, doing the I/O
+// thread's duties meanwhile. Returns 1 when one is there, 0 at the deadline, -2 when the
+// broker was silent past its timeout, -3 when the poll failed (errno).
+int hop_client_io_wait(hop_client_io_t *self, int64_t deadline);
+// Sends a heartbeat if one is due and notes a silent broker (a look at the clock).
+void hop_client_io_tick(hop_client_io_t *self);
 // Shuts the connection as lost; sets the error text. Returns HOP_ECONNECT.
 int hop_client_lost(hop_client_t *self, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -237,7 +244,8 @@ bool hop_client_is_reply(hop_cmd_t cmd);
 // hello or a batch of the caller's own must reach the broker as it was written).
 int hop_client_send(hop_client_t *self, const void *header, size_t header_size, const void *body,
                     size_t body_size, bool has_body, bool alone);
-// Waits until deadline (hop_client_now() ms; -1 = forever) for one message from the broker.
+// Waits until deadline (hop_client_now() ms; -1 = forever, 0 = not at all) for one message from
+// the broker.
 // Returns 1 when it is the reply to request *awaited (awaited may be NULL): *msg then holds it
 // and the caller closes it. Returns 0 when a message was absorbed (a delivery buffered, an
 // asynchronous error remembered, a heartbeat or a stale reply dropped), HOP_ETIMEOUT at the

@@ -1,92 +1,41 @@
-// sdk/client_io.c - the client's plumbing: the I/O thread that owns the DEALER socket, and
-// opening and closing connections, and the outbox the user thread queues messages in. The user
-// thread's side of the data pipe is client_recv.c.
+// sdk/client_io.c - the client's connection: the process-wide context, errors, opening and
+// closing connections, the user thread's socket operations (receive, wait, liveness) and the
+// I/O thread that keeps a connection alive while the user thread is away. Who owns the socket
+// when, and how publishes are batched, is client_io.h's header comment; the outbox itself is
+// client_outbox.c.
 //
-// The I/O thread is deliberately thin: it moves frames from the broker to the user thread
-// without decoding them, takes what the user thread queued in the outbox to the broker, sends a
-// heartbeat whenever it has sent nothing for the negotiated interval (so a user thread busy for
-// minutes in a handler keeps the connection alive) and reports "LOST" when the broker has been
-// silent for longer than its timeout. All protocol work happens on the user thread. Messages the
-// user thread queues faster than the I/O thread takes them pile up in one chunk of the outbox and
-// go to the broker as one batch (PROTOCOL.md 2.1): one ZeroMQ message and far fewer system calls
-// instead of one per message, and on the user thread a lock and a copy instead of two ZeroMQ
-// messages (two mallocs) per message.
-#include "client_internal.h"
+// The user thread sends and receives on the DEALER itself: a publish is a zmq_send on the
+// caller's thread and a delivery is read by the thread that asked for it, with no hand-off
+// between our threads on the way (the hand-offs were most of a message's latency). The I/O
+// thread is only a watchdog: it sends a heartbeat whenever nothing was sent for the negotiated
+// interval (so a user thread busy for minutes in a handler keeps the connection alive), reads
+// what arrives while nobody else does (so broker heartbeats count as signs of life and do not
+// pile up), says the broker is lost when it was silent for longer than its timeout, and sends
+// what the outbox still holds once ZeroMQ can take it.
+#include "client_io.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
-#include <pthread.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
-// What the user thread queued for the broker, in order (the outbox): a run of records that
-// may go as one batch (count > 0), or one message that travels on its own (count 0: marked
-// alone, a large body, or an empty body frame).
-typedef struct s_chunk {
-    struct s_chunk *next;
-    msgpack_sbuffer records; // count > 0: the records, back to back (PROTOCOL.md 2.1)
-    uint32_t count;          // records in it; 0 for a message of its own
-    zmq_msg_t frame[2];      // count 0: header, body
-    int frames;              // count 0: frames in use
-} s_chunk_t;
-
-// The message (or batch) the I/O thread is sending.
-typedef struct {
-    zmq_msg_t frame[2]; // header, body
-    int frames;         // 0 = none
-} s_outmsg_t;
-
-struct hop_client_io {
-    void *dealer;     // the broker connection; owned by the I/O thread while it runs
-    void *pipe;       // user end of the data pipe
-    void *ctrl;       // user end of the control pipe
-    void *pipe_io;    // I/O thread end of the data pipe
-    void *ctrl_io;    // I/O thread end of the control pipe
-    int heartbeat_ms; // send a heartbeat after this long without sending
-    int timeout_ms;   // report LOST after this long without hearing the broker
-    pthread_t thread; // runs s_io_run
-
-    // The outbox, shared by both threads under lock. The user thread appends a message to the
-    // newest chunk while it has room (one lock, one copy: no ZeroMQ message and no malloc per
-    // message); the I/O thread takes the oldest. The pipe then only carries a wake-up (an
-    // empty frame), sent when the I/O thread said it found the outbox empty (idle).
-    pthread_mutex_t lock;
-    s_chunk_t *box_head; // oldest
-    s_chunk_t *box_tail; // newest, the one appended to
-    s_chunk_t *box_free; // chunks to reuse
-    unsigned box_spare;  // chunks in box_free
-    bool idle;           // the I/O thread waits for a wake-up before it looks again
-
-    // I/O thread, towards the broker
-    s_outmsg_t out;  // the message (or batch) not yet accepted by the DEALER
-    int out_sent;    // frames of out already sent
-    int out_count;   // user messages in out
-    bool box_more;   // the outbox may hold more: look again before waiting
-    s_chunk_t *done; // the last chunk taken, back to box_free at the next take
-};
-
-// {cmd:"heartbeat"} in msgpack, written once by hand so the I/O thread needs no encoder.
+// {cmd:"heartbeat"} in msgpack, written once by hand.
 static const uint8_t s_heartbeat[] = {0x81, 0xa3, 'c', 'm', 'd', 0xa9, 'h', 'e',
                                       'a',  'r',  't', 'b', 'e', 'a',  't'};
-// {cmd:"batch",count:N} with N as a uint16 in the last two bytes, likewise.
-static const uint8_t s_batch_header[] = {0x82, 0xa3, 'c', 'm', 'd', 0xa5, 'b', 'a',  't', 'c',
-                                         'h',  0xa5, 'c', 'o', 'u', 'n',  't', 0xcd, 0,   0};
-
-#define S_BATCH         1024       // messages moved per direction per loop turn, for fairness
-#define S_BATCH_RECORDS 256        // user messages packed into one batch, at most
-#define S_BATCH_BYTES   (64 << 10) // a batch is closed once its records reach this size
 
 // ---------------------------------------------------------------------------------------
 // Process-wide context
 
 static pthread_mutex_t s_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *s_ctx;           // shared by every client of the process
-static int s_ctx_refs;        // clients alive
-static unsigned s_pipe_count; // makes inproc endpoint names unique
+static void *s_ctx;    // shared by every client of the process
+static int s_ctx_refs; // clients alive
 
 int64_t
 hop_client_now(void)
@@ -106,8 +55,8 @@ hop_client_ctx_ref(void)
             abort(); // out of memory or file descriptors: nothing sensible to do
         // Never let a socket with unsent messages hang the last hop_client_destroy.
         zmq_ctx_set(s_ctx, ZMQ_BLOCKY, 0);
-        // Each client holds five sockets (its DEALER and two inproc pipes): let the process
-        // open as many clients as its file-descriptor limit allows, not libzmq's 1,023.
+        // Each client holds one socket and two pipe descriptors: let the process open as
+        // many clients as its file-descriptor limit allows, not libzmq's 1,023.
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1024)
             zmq_ctx_set(s_ctx, ZMQ_MAX_SOCKETS, rl.rlim_cur > 1000000 ? 1000000 : (int)rl.rlim_cur);
@@ -217,316 +166,109 @@ hop_client_take_async(hop_client_t *self)
 }
 
 // ---------------------------------------------------------------------------------------
+// Liveness, done by whichever thread holds the socket and has read the clock
+
+static void
+s_liveness(hop_client_io_t *self, int64_t now)
+{
+    if (self->rx != self->rx_seen) {
+        self->rx_seen = self->rx;
+        self->heard_at = now;
+    }
+    if (self->tx != self->tx_seen) {
+        self->tx_seen = self->tx;
+        self->sent_at = now;
+    }
+    // A message held back (no live connection, or the pipe full) goes first; a heartbeat could
+    // not be sent then either.
+    if (self->out_frames == 0 && now - self->sent_at >= self->heartbeat_ms) {
+        // Not sendable (no live connection) counts as sent: retry next interval, not in a
+        // busy loop.
+        zmq_send(self->dealer, s_heartbeat, sizeof s_heartbeat, ZMQ_DONTWAIT);
+        self->sent_at = now;
+    }
+    if (now - self->heard_at >= self->timeout_ms)
+        self->lost = true; // the user thread shuts the connection once it has read the rest
+}
+
+// Before the user thread lets go of the socket: messages left in the outbox are the I/O
+// thread's to send as soon as ZeroMQ takes them, unless the user thread comes back first.
+static void
+s_release(hop_client_io_t *self)
+{
+    if (hop_io_pending(self) && !atomic_load_explicit(&self->watching, memory_order_relaxed)) {
+        atomic_store(&self->watching, true);
+        char c = 0;
+        if (write(self->wake[1], &c, 1) < 0) {
+            // Full: the I/O thread has wake-ups waiting already.
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
+}
+
+// ---------------------------------------------------------------------------------------
 // The I/O thread
 
-// True when frame is exactly {cmd:"heartbeat"}, whatever width the map header was written in.
-// A byte comparison on tiny frames, not a decode: the I/O thread stays thin.
-static bool
-s_is_heartbeat(zmq_msg_t *frame)
-{
-    const uint8_t *p = zmq_msg_data(frame);
-    size_t size = zmq_msg_size(frame);
-    size_t tail = sizeof s_heartbeat - 1; // the key/value pair after fixmap 0x81
-    if (size <= tail || size > tail + 5 || memcmp(p + size - tail, s_heartbeat + 1, tail) != 0)
-        return false;
-    static const uint8_t map1[3][5] = {{0x81}, {0xde, 0, 1}, {0xdf, 0, 0, 0, 1}};
-    static const size_t map1_size[3] = {1, 3, 5};
-    for (int i = 0; i < 3; i++)
-        if (size - tail == map1_size[i] && memcmp(p, map1[i], map1_size[i]) == 0)
-            return true;
-    return false;
-}
-
-// Moves one broker message after another into the pipe. Broker heartbeats count as signs of
-// life but stop here, so a client that makes no call for hours does not pile them up in the
-// pipe. Returns messages heard.
+// Half a heartbeat interval: how often the watchdog looks, and the longest a user thread
+// waits in one poll while holding the socket.
 static int
-s_io_from_broker(hop_client_io_t *self)
+s_half(const hop_client_io_t *self)
 {
-    int moved = 0;
-    bool first = true; // the next frame starts a message
-    while (moved < S_BATCH || !first) {
-        zmq_msg_t frame;
-        zmq_msg_init(&frame);
-        if (zmq_msg_recv(&frame, self->dealer, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&frame);
-            break;
-        }
-        // Later frames of a multipart message are already here: ZeroMQ delivers it whole.
-        bool more = zmq_msg_more(&frame);
-        if (first && !more && s_is_heartbeat(&frame)) {
-            zmq_msg_close(&frame);
-            moved++;
-            continue;
-        }
-        if (zmq_msg_send(&frame, self->pipe_io, more ? ZMQ_SNDMORE : 0) < 0)
-            zmq_msg_close(&frame); // only when the context is ending
-        first = !more;
-        if (!more)
-            moved++;
-    }
-    return moved;
+    return self->heartbeat_ms > 1 ? self->heartbeat_ms / 2 : 1;
 }
 
-#define S_SPARE_CHUNKS 4 // chunks kept for reuse
-
-// Puts c's content into m (empty): its own message as it was written, a lone record as the
-// plain message it stands for, or a batch. Leaves c empty for reuse.
+// The I/O thread's turn with the socket.
 static void
-s_io_unpack(hop_client_io_t *self, s_chunk_t *c, s_outmsg_t *m)
+s_duties(hop_client_io_t *self)
 {
-    assert(m->frames == 0);
-    self->out_count = c->count ? (int)c->count : 1;
-    if (c->count == 0) {
-        for (int i = 0; i < c->frames; i++)
-            zmq_msg_move(&m->frame[i], &c->frame[i]);
-        m->frames = c->frames;
-        c->frames = 0;
-        return;
-    }
-    zmq_msg_close(&m->frame[0]);
-    zmq_msg_close(&m->frame[1]);
-    if (c->count == 1) {
-        // Nothing came behind it: it goes as if never batched (a record without a body is a
-        // message without a body frame; an empty body frame never becomes a record).
-        hop_batch_t at;
-        const uint8_t *head, *body;
-        uint32_t head_size, body_size;
-        hop_batch_init(&at, c->records.data, c->records.size);
-        int more = hop_batch_next(&at, &head, &head_size, &body, &body_size);
-        assert(more > 0);
-        (void)more;
-        zmq_msg_init_size(&m->frame[0], head_size);
-        memcpy(zmq_msg_data(&m->frame[0]), head, head_size);
-        m->frames = 1;
-        if (body_size) {
-            zmq_msg_init_size(&m->frame[1], body_size);
-            memcpy(zmq_msg_data(&m->frame[1]), body, body_size);
-            m->frames = 2;
-        } else
-            zmq_msg_init(&m->frame[1]);
-        void *hint; // an idle client holds no batch buffer
-        void *data = hop_batch_buf_take(&c->records, &hint);
-        hop_batch_buf_free(data, hint);
-    } else {
-        zmq_msg_init_size(&m->frame[0], sizeof s_batch_header);
-        uint8_t *header = zmq_msg_data(&m->frame[0]);
-        memcpy(header, s_batch_header, sizeof s_batch_header);
-        header[sizeof s_batch_header - 2] = (uint8_t)(c->count >> 8);
-        header[sizeof s_batch_header - 1] = (uint8_t)c->count;
-        // The buffer travels as it is; the chunk takes another from the pool when reused.
-        size_t size = c->records.size;
-        void *hint;
-        void *data = hop_batch_buf_take(&c->records, &hint);
-        if (zmq_msg_init_data(&m->frame[1], data, size, hop_batch_buf_free, hint))
-            abort(); // out of memory
-        m->frames = 2;
-    }
-    c->count = 0;
-}
-
-// Takes the oldest chunk of the outbox into out. Says idle (the user thread then wakes us
-// on its next message) when there is none. Returns whether there was one.
-static bool
-s_io_fill(hop_client_io_t *self)
-{
-    pthread_mutex_lock(&self->lock);
-    if (self->done) {
-        if (self->box_spare < S_SPARE_CHUNKS) {
-            self->done->next = self->box_free;
-            self->box_free = self->done;
-            self->box_spare++;
-            self->done = NULL;
-        }
-    }
-    s_chunk_t *c = self->box_head;
-    if (c) {
-        self->box_head = c->next;
-        if (!self->box_head)
-            self->box_tail = NULL;
-    } else
-        self->idle = true;
-    pthread_mutex_unlock(&self->lock);
-    self->box_more = c != NULL;
-    if (self->done) { // more spare chunks than we keep
-        msgpack_sbuffer_destroy(&self->done->records);
-        free(self->done);
-        self->done = NULL;
-    }
-    if (!c)
-        return false;
-    s_io_unpack(self, c, &self->out);
-    self->done = c;
-    return true;
-}
-
-// Moves user messages into the DEALER until it would block. A message the DEALER refuses
-// (ZMQ_IMMEDIATE: no live connection) stays in out, and the outbox is not looked at until it
-// goes: the outbox then buffers, and the broker-silence timeout decides. Returns messages
-// sent (a batch counts its records).
-static int
-s_io_to_broker(hop_client_io_t *self)
-{
-    int sent = 0;
-    while (sent < S_BATCH) {
-        if (self->out.frames == 0) {
-            if (!s_io_fill(self))
-                break;
-            self->out_sent = 0;
-        }
-        while (self->out_sent < self->out.frames) {
-            int i = self->out_sent;
-            int flags = ZMQ_DONTWAIT | (i + 1 < self->out.frames ? ZMQ_SNDMORE : 0);
-            if (zmq_msg_send(&self->out.frame[i], self->dealer, flags) < 0)
-                return sent; // would block: keep it for when the DEALER is writable
-            self->out_sent++;
-        }
-        self->out.frames = 0;
-        sent += self->out_count;
-    }
-    return sent;
-}
-
-// Empties the pipe of the user thread's wake-ups.
-static void
-s_io_woken(hop_client_io_t *self)
-{
-    zmq_msg_t frame;
-    zmq_msg_init(&frame);
-    while (zmq_msg_recv(&frame, self->pipe_io, ZMQ_DONTWAIT) >= 0)
-        ;
-    zmq_msg_close(&frame);
+    // Lets ZeroMQ process its commands (a drained pipe, arrived messages) now.
+    int events = 0;
+    size_t size = sizeof events;
+    zmq_getsockopt(self->dealer, ZMQ_EVENTS, &events, &size);
+    // Nobody read since the last look: the user thread is away (or only publishes). What
+    // arrived is read now, so that broker heartbeats count and nothing piles up in ZeroMQ.
+    if (self->rx == self->rx_seen && (events & ZMQ_POLLIN))
+        hop_io_stash_all(self);
+    hop_io_flush(self);
+    s_liveness(self, hop_client_now());
+    if (!hop_io_pending(self))
+        atomic_store(&self->watching, false);
 }
 
 static void *
 s_io_run(void *arg)
 {
     hop_client_io_t *self = arg;
-    int64_t now = hop_client_now();
-    int64_t last_sent = now;  // heartbeat when nothing was sent for heartbeat_ms
-    int64_t last_heard = now; // LOST when nothing was heard for timeout_ms
-    bool lost = false;
-    zmq_pollitem_t items[3] = {{self->ctrl_io, 0, ZMQ_POLLIN, 0},
-                               {self->dealer, 0, ZMQ_POLLIN, 0},
-                               {self->pipe_io, 0, ZMQ_POLLIN, 0}};
-    while (true) {
-        // A message held back in out: wait for the DEALER to become writable instead of
-        // looking at the outbox (a held message must go first); no heartbeat is due then (one
-        // could not be sent either).
-        bool pending = self->out.frames > 0;
-        items[1].events = ZMQ_POLLIN | (pending ? ZMQ_POLLOUT : 0);
-        items[2].events = pending ? 0 : ZMQ_POLLIN;
-        int64_t wake = -1;
-        if (!pending)
-            wake = self->box_more ? now : last_sent + self->heartbeat_ms;
-        if (!lost && (wake < 0 || last_heard + self->timeout_ms < wake))
-            wake = last_heard + self->timeout_ms;
-        long timeout = wake < 0 ? -1 : wake > now ? (long)(wake - now) : 0;
-        int rc = zmq_poll(items, 3, timeout);
-        if (rc < 0 && errno != EINTR)
-            break; // the context is being terminated
-        now = hop_client_now();
-        if (rc > 0) {
-            if (items[0].revents & ZMQ_POLLIN)
-                break; // TERM is the only message the user side sends here
-            if ((items[1].revents & ZMQ_POLLIN) && s_io_from_broker(self) > 0)
-                last_heard = now;
-            if (items[2].revents & ZMQ_POLLIN)
-                s_io_woken(self);
+    bool backoff = false;
+    while (!atomic_load(&self->term)) {
+        // Watching the socket's ZMQ_FD tells us when ZeroMQ has news for it (such as a drained
+        // pipe), without touching the socket.
+        struct pollfd fds[2] = {{self->wake[0], POLLIN, 0}, {self->zfd, POLLIN, 0}};
+        bool watch = !backoff && atomic_load(&self->watching);
+        int n = poll(fds, watch ? 2 : 1, backoff ? 1 : s_half(self));
+        if (atomic_load(&self->term))
+            break;
+        if (n > 0 && (fds[0].revents & POLLIN)) {
+            char buf[64];
+            while (read(self->wake[0], buf, sizeof buf) > 0)
+                ;
         }
-        if ((pending ? (rc > 0 && (items[1].revents & ZMQ_POLLOUT))
-                     : (self->box_more || (rc > 0 && (items[2].revents & ZMQ_POLLIN)))) &&
-            s_io_to_broker(self) > 0)
-            last_sent = now;
-        if (!lost && now - last_heard >= self->timeout_ms) {
-            lost = true; // said once; the user side shuts the connection when it reads it
-            zmq_send(self->ctrl_io, "LOST", 4, ZMQ_DONTWAIT);
+        if (pthread_mutex_trylock(&self->lock) != 0) {
+            // The user thread is in a call: it does the duties itself, and sends what waits
+            // when it is done. Look again in a millisecond rather than spin on ZMQ_FD.
+            backoff = watch;
+            continue;
         }
-        if (self->out.frames == 0 && now - last_sent >= self->heartbeat_ms) {
-            // Not sendable (no live connection) counts as sent: retry next interval, not in a
-            // busy loop.
-            zmq_send(self->dealer, s_heartbeat, sizeof s_heartbeat, ZMQ_DONTWAIT);
-            last_sent = now;
-        }
+        backoff = false;
+        s_duties(self);
+        pthread_mutex_unlock(&self->lock);
     }
-    zmq_close(self->dealer);
-    zmq_close(self->pipe_io);
-    zmq_close(self->ctrl_io);
     return NULL;
-}
-
-// Creates a PAIR socket with unbounded buffers (the pipes are bounded by prefetch upstream)
-// and no linger (whatever is left in a pipe at teardown is dropped on purpose).
-static void *
-s_pair(void *ctx)
-{
-    void *sock = zmq_socket(ctx, ZMQ_PAIR);
-    if (!sock)
-        return NULL;
-    int zero = 0;
-    zmq_setsockopt(sock, ZMQ_SNDHWM, &zero, sizeof zero);
-    zmq_setsockopt(sock, ZMQ_RCVHWM, &zero, sizeof zero);
-    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
-    return sock;
-}
-
-// Connects two PAIR sockets over a fresh inproc endpoint. Returns 0 or -1.
-static int
-s_pipe(void *ctx, void **a_p, void **b_p)
-{
-    pthread_mutex_lock(&s_ctx_lock);
-    unsigned n = s_pipe_count++;
-    pthread_mutex_unlock(&s_ctx_lock);
-    char endpoint[64];
-    snprintf(endpoint, sizeof endpoint, "inproc://hopper-client-%u", n);
-    void *a = s_pair(ctx), *b = s_pair(ctx);
-    if (!a || !b || zmq_bind(a, endpoint) || zmq_connect(b, endpoint)) {
-        if (a)
-            zmq_close(a);
-        if (b)
-            zmq_close(b);
-        return -1;
-    }
-    *a_p = a;
-    *b_p = b;
-    return 0;
-}
-
-static void
-s_chunk_destroy(s_chunk_t **self_p)
-{
-    s_chunk_t *self = *self_p;
-    if (!self)
-        return;
-    zmq_msg_close(&self->frame[0]);
-    zmq_msg_close(&self->frame[1]);
-    msgpack_sbuffer_destroy(&self->records);
-    free(self);
-    *self_p = NULL;
-}
-
-// Frees the messages and buffers of an I/O thread that is not running (what is still in the
-// outbox is dropped with its connection).
-static void
-s_io_free(hop_client_io_t *self)
-{
-    for (int i = 0; i < 2; i++)
-        zmq_msg_close(&self->out.frame[i]);
-    s_chunk_t *lists[2] = {self->box_head, self->box_free};
-    for (int l = 0; l < 2; l++)
-        while (lists[l]) {
-            s_chunk_t *next = lists[l]->next;
-            s_chunk_destroy(&lists[l]);
-            lists[l] = next;
-        }
-    s_chunk_destroy(&self->done);
-    pthread_mutex_destroy(&self->lock);
-    free(self);
 }
 
 // Starts the I/O thread on a connected DEALER. Takes the DEALER on success only.
 static hop_client_io_t *
-s_io_new(void *ctx, void *dealer, int heartbeat_ms, int timeout_ms)
+s_io_new(void *dealer, int heartbeat_ms, int timeout_ms)
 {
     hop_client_io_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -535,22 +277,24 @@ s_io_new(void *ctx, void *dealer, int heartbeat_ms, int timeout_ms)
     self->heartbeat_ms = heartbeat_ms;
     self->timeout_ms = timeout_ms;
     for (int i = 0; i < 2; i++)
-        zmq_msg_init(&self->out.frame[i]);
+        zmq_msg_init(&self->out[i]);
+    self->heard_at = self->sent_at = hop_client_now();
+    atomic_init(&self->term, false);
+    atomic_init(&self->watching, false);
     pthread_mutex_init(&self->lock, NULL);
-    self->idle = true; // the first message wakes the thread
-    if (s_pipe(ctx, &self->pipe, &self->pipe_io) == 0) {
-        if (s_pipe(ctx, &self->ctrl, &self->ctrl_io) == 0) {
-            // The DEALER moves to the new thread; pthread_create is the full memory barrier
-            // ZeroMQ asks for when a socket changes threads.
-            if (pthread_create(&self->thread, NULL, s_io_run, self) == 0)
-                return self;
-            zmq_close(self->ctrl);
-            zmq_close(self->ctrl_io);
-        }
-        zmq_close(self->pipe);
-        zmq_close(self->pipe_io);
+    size_t size = sizeof self->zfd;
+    if (zmq_getsockopt(dealer, ZMQ_FD, &self->zfd, &size) == 0 && pipe(self->wake) == 0) {
+        for (int i = 0; i < 2; i++)
+            fcntl(self->wake[i], F_SETFL, fcntl(self->wake[i], F_GETFL) | O_NONBLOCK);
+        // The I/O thread touches the DEALER only under the lock, whose first use is the
+        // full memory barrier ZeroMQ asks for when a socket changes threads.
+        if (pthread_create(&self->thread, NULL, s_io_run, self) == 0)
+            return self;
+        close(self->wake[0]);
+        close(self->wake[1]);
     }
-    s_io_free(self);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
     return NULL;
 }
 
@@ -560,92 +304,101 @@ s_io_destroy(hop_client_io_t **self_p)
     hop_client_io_t *self = *self_p;
     if (!self)
         return;
-    zmq_send(self->ctrl, "TERM", 4, 0);
+    atomic_store(&self->term, true);
+    char c = 0;
+    if (write(self->wake[1], &c, 1) < 0) {
+        // Full: the thread wakes anyway.
+    }
     pthread_join(self->thread, NULL);
-    zmq_close(self->pipe);
-    zmq_close(self->ctrl);
-    s_io_free(self);
+    close(self->wake[0]);
+    close(self->wake[1]);
+    // What is still in the outbox is dropped with its connection.
+    hop_io_free_queues(self);
+    zmq_close(self->dealer);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
     *self_p = NULL;
 }
 
 // ---------------------------------------------------------------------------------------
-// The user thread's side of the outbox
+// The user thread's socket operations
 
-// Whether a message goes into a batch: not marked alone, no large frame, and not an empty body
-// frame (a record's body_len 0 means "no body"; such a message keeps its frame by travelling
-// on its own).
-static bool
-s_batchable(size_t header_size, size_t body_size, bool has_body, bool alone)
-{
-    return !alone && header_size <= HOP_BATCH_BODY_MAX && body_size <= HOP_BATCH_BODY_MAX &&
-           (!has_body || body_size > 0);
-}
-
-static s_chunk_t *
-s_chunk_take(hop_client_io_t *self)
-{
-    s_chunk_t *c = self->box_free;
-    if (c) {
-        self->box_free = c->next;
-        self->box_spare--;
-    } else {
-        c = calloc(1, sizeof *c);
-        if (!c)
-            abort();
-        msgpack_sbuffer_init(&c->records);
-        zmq_msg_init(&c->frame[0]);
-        zmq_msg_init(&c->frame[1]);
-    }
-    c->next = NULL;
-    c->count = 0;
-    c->frames = 0;
-    return c;
-}
-
-int
+void
 hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size, const void *body,
                   size_t body_size, bool has_body, bool alone)
 {
-    assert(self);
-    assert(header_size > 0);
-    bool batchable = s_batchable(header_size, body_size, has_body, alone);
     pthread_mutex_lock(&self->lock);
-    s_chunk_t *c = self->box_tail;
-    if (!batchable || !c || c->count == 0 || c->count >= S_BATCH_RECORDS ||
-        c->records.size >= S_BATCH_BYTES) {
-        c = s_chunk_take(self);
-        if (self->box_tail)
-            self->box_tail->next = c;
-        else
-            self->box_head = c;
-        self->box_tail = c;
+    hop_io_put(self, header, header_size, body, body_size, has_body, alone);
+    s_release(self);
+}
+
+int
+hop_client_io_recv(hop_client_io_t *self, hop_inmsg_t *msg)
+{
+    pthread_mutex_lock(&self->lock);
+    int rc = hop_io_unstash(self, msg);
+    if (rc < 0) {
+        rc = hop_inmsg_recv(msg, self->dealer);
+        if (rc >= 0)
+            self->rx++;
+        else if (self->lost)
+            rc = -2; // everything the broker sent before going silent was read
+        else if (hop_io_pending(self))
+            hop_io_flush(self); // the receive processed ZeroMQ's commands: it may take more now
     }
-    if (batchable) {
-        if (!c->records.data)
-            hop_batch_buf_get(&c->records);
-        hop_batch_append(&c->records, header, header_size, body, has_body ? body_size : 0);
-        c->count++;
-    } else {
-        // Copied into frames now, the way zmq_send would: they travel without another copy.
-        zmq_msg_close(&c->frame[0]);
-        zmq_msg_init_size(&c->frame[0], header_size);
-        memcpy(zmq_msg_data(&c->frame[0]), header, header_size);
-        c->frames = 1;
-        if (has_body) {
-            zmq_msg_close(&c->frame[1]);
-            zmq_msg_init_size(&c->frame[1], body_size);
-            if (body_size)
-                memcpy(zmq_msg_data(&c->frame[1]), body, body_size);
-            c->frames = 2;
+    s_release(self);
+    return rc;
+}
+
+int
+hop_client_io_wait(hop_client_io_t *self, int64_t deadline)
+{
+    pthread_mutex_lock(&self->lock);
+    int rc;
+    for (;;) {
+        if (self->stash_head) {
+            rc = 1;
+            break;
+        }
+        int64_t now = hop_client_now();
+        s_liveness(self, now);
+        if (self->lost) {
+            rc = -2;
+            break;
+        }
+        long wait = s_half(self);
+        if (deadline >= 0 && deadline - now < wait)
+            wait = deadline > now ? (long)(deadline - now) : 0;
+        zmq_pollitem_t item = {self->dealer, 0,
+                               ZMQ_POLLIN | (hop_io_pending(self) ? ZMQ_POLLOUT : 0), 0};
+        int n = zmq_poll(&item, 1, wait);
+        if (n < 0) {
+            rc = -3;
+            break;
+        }
+        if (item.revents & ZMQ_POLLOUT)
+            hop_io_flush(self);
+        if (item.revents & ZMQ_POLLIN) {
+            rc = 1;
+            break;
+        }
+        if (deadline >= 0 && hop_client_now() >= deadline) {
+            rc = 0;
+            break;
         }
     }
-    bool wake = self->idle;
-    self->idle = false;
-    pthread_mutex_unlock(&self->lock);
-    // One wake-up per run of messages, not per message. The pipe has no high-water mark.
-    if (wake && zmq_send(self->pipe, "", 0, ZMQ_DONTWAIT) < 0)
-        return -1;
-    return 0;
+    int err = errno;
+    s_release(self);
+    errno = err;
+    return rc;
+}
+
+void
+hop_client_io_tick(hop_client_io_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    s_liveness(self, hop_client_now());
+    s_release(self);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -726,11 +479,12 @@ hop_client_open(hop_client_t *self)
         return hop_client_fail(self, HOP_ECONNECT, 0, "cannot create a socket: %s",
                                zmq_strerror(errno));
     // LINGER 0: by the time we close, close-ok has confirmed everything we sent, or the
-    // broker is gone. HWM 0: prefetch is the flow control. IMMEDIATE: nothing queues for a
-    // broker we are not connected to, so an unreachable broker shows as a timeout.
-    int zero = 0, one = 1;
+    // broker is gone. RCVHWM 0: prefetch is the flow control. A small SNDHWM: a refused send
+    // is our sign to batch (client_io.h). IMMEDIATE: nothing queues for a broker we are not
+    // connected to, so an unreachable broker shows as a timeout.
+    int zero = 0, one = 1, sndhwm = HOP_IO_SNDHWM;
     zmq_setsockopt(dealer, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(dealer, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt(dealer, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
     zmq_setsockopt(dealer, ZMQ_RCVHWM, &zero, sizeof zero);
     zmq_setsockopt(dealer, ZMQ_IMMEDIATE, &one, sizeof one);
     if (zmq_connect(dealer, self->endpoint)) {
@@ -761,14 +515,12 @@ hop_client_open(hop_client_t *self)
         zmq_close(dealer);
         return rc;
     }
-    self->io = s_io_new(self->ctx, dealer, self->broker_heartbeat, self->broker_timeout);
+    self->io = s_io_new(dealer, self->broker_heartbeat, self->broker_timeout);
     if (!self->io) {
         zmq_close(dealer);
         return hop_client_fail(self, HOP_ECONNECT, 0, "cannot start the I/O thread: %s",
                                zmq_strerror(errno));
     }
-    self->pipe = self->io->pipe;
-    self->ctrl = self->io->ctrl;
     self->gen = (uint64_t)(self->opens++ & 0xffff) << HOP_TAG_GEN_SHIFT;
     self->lost = false;
     self->paused = false; // a new connection starts unpaused
@@ -779,8 +531,6 @@ void
 hop_client_shut(hop_client_t *self)
 {
     s_io_destroy(&self->io);
-    self->pipe = NULL;
-    self->ctrl = NULL;
     hop_client_batch_end(self); // the rest of a batch dies with its connection
     // Buffered deliveries die with their connection: the broker returns them to their queues
     // and their tags mean nothing on the next connection.

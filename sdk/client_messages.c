@@ -82,7 +82,7 @@ s_publish(hop_client_t *self, const char *exchange, const char *routing_key, con
         return rc;
     // No id: the broker's answer to a failed publish comes back with id 0, an asynchronous
     // error (in confirm mode: its negative confirm). Each publish has a header of its own, in a
-    // batch too, so its seq travels with it. The encoder and the pipe reuse their buffers: no
+    // batch too, so its seq travels with it. The encoder and the outbox reuse their buffers: no
     // malloc of ours per publish.
     hop_enc_begin(&self->enc, HOP_CMD_PUBLISH);
     hop_enc_cstr(&self->enc, "exchange", exchange);

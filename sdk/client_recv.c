@@ -1,5 +1,5 @@
-// sdk/client_recv.c - the user thread's side of the data pipe: queueing messages for the I/O
-// thread, and the receive pump that sorts what the broker sends (replies, deliveries,
+// sdk/client_recv.c - the user thread's side of the connection: sending messages (through
+// client_io.c), and the receive pump that sorts what the broker sends (replies, deliveries,
 // asynchronous errors, confirms, returns, revocations, heartbeats), unpacking its batches
 // (PROTOCOL.md 2.1) record by record.
 #include "client_internal.h"
@@ -102,8 +102,7 @@ hop_client_send(hop_client_t *self, const void *header, size_t header_size, cons
 {
     assert(self->io);
     assert(header_size > 0);
-    if (hop_client_io_put(self->io, header, header_size, body, body_size, has_body, alone))
-        return hop_client_lost(self, 0, "cannot wake the I/O thread: %s", zmq_strerror(errno));
+    hop_client_io_put(self->io, header, header_size, body, body_size, has_body, alone);
     return HOP_OK;
 }
 
@@ -311,28 +310,27 @@ hop_client_step(hop_client_t *self, int64_t deadline, const uint64_t *awaited, h
         return hop_client_fail(self, HOP_ECLOSED, 0, "not connected");
     if (self->in_batch)
         return s_batch_run(self, awaited, msg);
-    // A message already waiting needs no poll (a system call). The control pipe is looked at
-    // once the data pipe is empty: what the broker sent before going silent comes first.
-    int frames = hop_inmsg_recv(msg, self->pipe);
-    if (frames < 0) {
-        zmq_pollitem_t items[2] = {{self->ctrl, 0, ZMQ_POLLIN, 0}, {self->pipe, 0, ZMQ_POLLIN, 0}};
-        int64_t now = hop_client_now();
-        long wait = deadline < 0 ? -1 : deadline > now ? (long)(deadline - now) : 0;
-        int rc = zmq_poll(items, 2, wait);
-        if (rc < 0)
+    // A message already waiting needs no poll (a system call). A silent broker is reported
+    // once everything it sent before going silent was read.
+    int frames = hop_client_io_recv(self->io, msg);
+    if (frames == -1 && deadline == 0)
+        return HOP_ETIMEOUT; // hop_client_drain: nothing more without waiting
+    if (frames == -1) {
+        int rc = hop_client_io_wait(self->io, deadline);
+        if (rc == -3)
             return errno == EINTR
                        ? 0
                        : hop_client_lost(self, 0, "cannot poll: %s", zmq_strerror(errno));
         if (rc == 0)
             return HOP_ETIMEOUT;
-        if (items[0].revents & ZMQ_POLLIN)
-            return hop_client_lost(self, 0,
-                                   "connection to %s lost: nothing heard from the broker for %d ms",
-                                   self->endpoint, self->broker_timeout);
-        frames = hop_inmsg_recv(msg, self->pipe);
-        if (frames < 0)
+        frames = rc == 1 ? hop_client_io_recv(self->io, msg) : -2;
+        if (frames == -1)
             return 0;
     }
+    if (frames == -2)
+        return hop_client_lost(self, 0,
+                               "connection to %s lost: nothing heard from the broker for %d ms",
+                               self->endpoint, self->broker_timeout);
     char err[128];
     if (frames > 0 || hop_inmsg_decode(msg, err, sizeof err)) {
         hop_client_async(self, HOP_EPROTO, 0, "the broker sent an undecodable message: %s",
@@ -351,27 +349,17 @@ hop_client_step(hop_client_t *self, int64_t deadline, const uint64_t *awaited, h
     return rc;
 }
 
-// ZMQ_EVENTS reads a socket's state without a system call in the common case.
-static bool
-s_readable(void *sock)
-{
-    int events = 0;
-    size_t size = sizeof events;
-    return zmq_getsockopt(sock, ZMQ_EVENTS, &events, &size) == 0 && (events & ZMQ_POLLIN);
-}
-
 void
 hop_client_drain(hop_client_t *self)
 {
+    hop_client_io_tick(self->io); // heartbeats and a silent broker, for a busy publisher too
     // With deliveries buffered, hand those out first: reading more now would let a flood grow
     // the buffer while the application sees one message per batch. Bounded too, so that a
     // fast stream of other messages cannot keep a publish from returning.
     for (int i = 0; i < S_DRAIN && self->io && !self->head; i++) {
-        if (!self->in_batch && !s_readable(self->ctrl) && !s_readable(self->pipe))
-            break;
         hop_inmsg_t msg;
         if (hop_client_step(self, 0, NULL, &msg) < 0)
-            break;
+            break; // nothing more without waiting, or the connection is gone
     }
 }
 

@@ -1,0 +1,105 @@
+// tests/unit/test_client_io.c - libhopper's socket sharing (sdk/client_io.h): the user thread
+// sends and receives on the DEALER itself, and the I/O thread keeps the connection alive and
+// reads for it while it is away.
+#include "client_io.h"
+#include "fake_broker.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+typedef struct {
+    int confirms;
+    uint64_t seq;
+    bool multiple, ok;
+} s_log_t;
+
+static void
+s_on_confirm(hop_client_t *client, uint64_t seq, bool multiple, bool ok, int code, const char *text,
+             void *arg)
+{
+    (void)client, (void)code, (void)text;
+    s_log_t *log = arg;
+    log->confirms++;
+    log->seq = seq;
+    log->multiple = multiple;
+    log->ok = ok;
+}
+
+static bool
+s_stashed(hop_client_t *client)
+{
+    pthread_mutex_lock(&client->io->lock);
+    bool any = client->io->stash_head != NULL;
+    pthread_mutex_unlock(&client->io->lock);
+    return any;
+}
+
+static void
+test_what_arrives_while_the_user_is_away_is_read_for_it_in_order(void **state)
+{
+    fb_broker_t *fake = *state;
+    hop_client_t *client = fb_connect(fake);
+    s_log_t log = {0};
+    assert_int_equal(hop_client_confirm_select(client), HOP_OK);
+    hop_client_on_confirm(client, s_on_confirm, &log);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(hop_client_publish(client, "c", "hold", "m", 1, NULL), HOP_OK);
+    assert_int_equal(hop_client_publish(client, "c", "all", "m", 1, NULL), HOP_OK);
+    // No call for several heartbeat intervals (100 ms): the I/O thread reads the confirm (and
+    // drops the broker's heartbeats) and keeps the connection alive with heartbeats of its own.
+    int heartbeats = atomic_load(&fake->heartbeats);
+    bool stashed = false;
+    for (int i = 0; i < 100 && !stashed; i++) {
+        fb_sleep_ms(20);
+        stashed = s_stashed(client);
+    }
+    assert_true(stashed);
+    assert_true(fb_wait_for(&fake->heartbeats, heartbeats + 3, 5000));
+    assert_int_equal(log.confirms, 0); // callbacks run only inside the application's calls
+    uint64_t nacked = 99;
+    assert_int_equal(hop_client_wait_confirms(client, 1000, &nacked), HOP_OK);
+    assert_int_equal(nacked, 0);
+    assert_int_equal(log.confirms, 1);
+    assert_int_equal(log.seq, 5);
+    assert_true(log.multiple && log.ok);
+    assert_false(s_stashed(client));
+    assert_int_equal(atomic_load(&fake->hellos), 1); // still the first connection
+    hop_client_destroy(&client);
+}
+
+static void
+test_a_lone_publish_is_sent_from_the_callers_thread(void **state)
+{
+    fb_broker_t *fake = *state;
+    hop_client_t *client = fb_connect(fake);
+    assert_int_equal(hop_client_confirm_select(client), HOP_OK);
+    // The I/O thread is not involved: the message is in ZeroMQ's hands when publish returns,
+    // and nothing waits in the outbox.
+    assert_int_equal(hop_client_publish(client, "c", "ok", "m", 1, NULL), HOP_OK);
+    pthread_mutex_lock(&client->io->lock);
+    assert_false(hop_io_pending(client->io));
+    pthread_mutex_unlock(&client->io->lock);
+    assert_int_equal(hop_client_wait_confirms(client, 1000, NULL), HOP_OK);
+    hop_wire_t w;
+    fb_pub(fake, 0, &w);
+    assert_int_equal(w.seq, 1);
+    assert_false(fake->pub_batched[0]);
+    hop_client_destroy(&client);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_what_arrives_while_the_user_is_away_is_read_for_it_in_order, fb_setup,
+            fb_teardown),
+        cmocka_unit_test_setup_teardown(test_a_lone_publish_is_sent_from_the_callers_thread,
+                                        fb_setup, fb_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
