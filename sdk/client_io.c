@@ -227,8 +227,12 @@ s_duties(hop_client_io_t *self)
     zmq_getsockopt(self->dealer, ZMQ_EVENTS, &events, &size);
     // Nobody read since the last look: the user thread is away (or only publishes). What
     // arrived is read now, so that broker heartbeats count and nothing piles up in ZeroMQ.
-    if (self->rx == self->rx_seen && (events & ZMQ_POLLIN))
-        hop_io_stash_all(self);
+    if (self->rx == self->rx_seen && (events & ZMQ_POLLIN)) {
+        if (self->stash_count < HOP_IO_STASH_MAX)
+            hop_io_stash_all(self);
+        else
+            self->rx++; // left unread (the stash is full), but a sign of life all the same
+    }
     hop_io_flush(self);
     s_liveness(self, hop_client_now());
     if (!hop_io_pending(self))

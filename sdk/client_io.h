@@ -28,6 +28,11 @@
 #include <stdatomic.h>
 
 #define HOP_IO_SNDHWM 16 // messages waiting for ZeroMQ's I/O thread before we batch
+// Messages the I/O thread reads ahead for a user thread that is away, at most. Past it they
+// stay in ZeroMQ, whose high-water mark pushes back to the broker (which then pauses the
+// consumer), as when nothing reads at all: a slow handler never makes the client's memory grow
+// without bound.
+#define HOP_IO_STASH_MAX 1024
 
 // What waits in the outbox, in order: a run of records that may go as one batch (count > 0),
 // or one message that travels on its own (count 0: marked alone, a large body, or an empty
@@ -72,6 +77,7 @@ struct hop_client_io {
     // Messages read by the I/O thread, oldest first
     hop_stashed_t *stash_head;
     hop_stashed_t *stash_tail;
+    size_t stash_count; // at most HOP_IO_STASH_MAX
 
     // Liveness. Counters instead of a clock read per message: whoever looks at the clock
     // (s_liveness) notes the time at which it saw them change.
@@ -91,7 +97,8 @@ void hop_io_put(hop_client_io_t *self, const void *header, size_t header_size, c
 int hop_io_flush(hop_client_io_t *self);
 // Whether messages wait in the outbox.
 bool hop_io_pending(const hop_client_io_t *self);
-// Reads every message the DEALER has into the stash (broker heartbeats are dropped).
+// Reads what the DEALER has into the stash, up to HOP_IO_STASH_MAX (broker heartbeats are
+// dropped).
 void hop_io_stash_all(hop_client_io_t *self);
 // Moves the oldest stashed message into msg (as hop_inmsg_recv). Returns 0, 1, or -1 when
 // the stash is empty.

@@ -274,7 +274,7 @@ s_is_heartbeat(zmq_msg_t *frame)
 void
 hop_io_stash_all(hop_client_io_t *self)
 {
-    for (;;) {
+    while (self->stash_count < HOP_IO_STASH_MAX) {
         hop_stashed_t *s = malloc(sizeof *s); // only while the user thread is away
         if (!s)
             abort();
@@ -317,6 +317,7 @@ hop_io_stash_all(hop_client_io_t *self)
         else
             self->stash_head = s;
         self->stash_tail = s;
+        self->stash_count++;
     }
 }
 
@@ -329,6 +330,7 @@ hop_io_unstash(hop_client_io_t *self, hop_inmsg_t *msg)
     self->stash_head = s->next;
     if (!self->stash_head)
         self->stash_tail = NULL;
+    self->stash_count--;
     zmq_msg_init(&msg->header);
     zmq_msg_init(&msg->body);
     zmq_msg_move(&msg->header, &s->frame[0]);
@@ -371,4 +373,5 @@ hop_io_free_queues(hop_client_io_t *self)
         free(s);
     }
     self->stash_tail = NULL;
+    self->stash_count = 0;
 }

@@ -252,12 +252,20 @@ s_enc_revoked(hop_enc_t *enc, uint64_t tag)
 // its seq; "all": a multiple confirm up to its seq; "nack": a negative confirm (506); "ret": a
 // return with its body, then a confirm of its seq (when it has one); "batch": one batch of a
 // negative confirm of seq - 2, a return, a revoked delivery (tag 9) and a multiple confirm up to
-// its seq. Publishes without a seq get no confirm.
+// its seq; "flood": FB_FLOOD deliveries (tags 1, 2, ...; the ROUTER drops what the client's
+// pipe cannot take). Publishes without a seq get no confirm.
 static bool
 s_fake_confirm(fb_broker_t *self, zmq_msg_t *rid, const hop_wire_t *w, const uint8_t *body,
                size_t body_size, hop_enc_t *enc)
 {
     bool has_seq = w->has & HOP_F_SEQ;
+    if (fb_wire_is(w->key, "flood")) {
+        for (uint64_t tag = 1; tag <= FB_FLOOD; tag++) {
+            s_enc_deliver(enc, tag);
+            s_fake_send(self, rid, enc, NULL);
+        }
+        return true;
+    }
     if (fb_wire_is(w->key, "batch")) {
         msgpack_sbuffer records;
         msgpack_sbuffer_init(&records);

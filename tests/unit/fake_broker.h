@@ -63,6 +63,8 @@ extern const char fb_heartbeat_bytes[];
 
 // cmocka fixtures: start a fake broker on a free port (*state becomes its fb_broker_t), and
 // stop and free it. fb_setup returns -1 when it cannot bind.
+#define FB_FLOOD 20000 // deliveries a publish to exchange "c" with key "flood" gets
+
 int fb_setup(void **state);
 int fb_teardown(void **state);
 

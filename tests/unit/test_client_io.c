@@ -71,6 +71,44 @@ test_what_arrives_while_the_user_is_away_is_read_for_it_in_order(void **state)
     hop_client_destroy(&client);
 }
 
+static size_t
+s_stash_count(hop_client_t *client)
+{
+    pthread_mutex_lock(&client->io->lock);
+    size_t n = client->io->stash_count;
+    pthread_mutex_unlock(&client->io->lock);
+    return n;
+}
+
+// A user thread away for a while (a slow handler) while deliveries pour in: the I/O thread
+// reads ahead at most HOP_IO_STASH_MAX of them, so the client's memory stays bounded and the
+// rest push back through ZeroMQ; the connection stays alive; what was read comes in order.
+static void
+test_read_ahead_for_an_absent_user_is_bounded(void **state)
+{
+    fb_broker_t *fake = *state;
+    hop_client_t *client = fb_connect(fake);
+    assert_int_equal(hop_client_publish(client, "c", "flood", "m", 1, NULL), HOP_OK);
+    int heartbeats = atomic_load(&fake->heartbeats);
+    size_t most = 0;
+    for (int i = 0; i < 25; i++) { // 500 ms: five heartbeat intervals
+        fb_sleep_ms(20);
+        size_t n = s_stash_count(client);
+        most = n > most ? n : most;
+    }
+    assert_int_equal(most, HOP_IO_STASH_MAX);
+    assert_true(fb_wait_for(&fake->heartbeats, heartbeats + 3, 5000)); // still alive
+    uint64_t last = 0;
+    for (int i = 0; i < HOP_IO_STASH_MAX + 100; i++) {
+        hop_delivery_t *d = NULL;
+        assert_int_equal(hop_client_receive(client, &d, 2000), HOP_OK);
+        assert_true(d->tag > last);
+        last = d->tag;
+        hop_delivery_destroy(&d);
+    }
+    hop_client_destroy(&client);
+}
+
 static void
 test_a_lone_publish_is_sent_from_the_callers_thread(void **state)
 {
@@ -100,6 +138,8 @@ main(void)
             fb_teardown),
         cmocka_unit_test_setup_teardown(test_a_lone_publish_is_sent_from_the_callers_thread,
                                         fb_setup, fb_teardown),
+        cmocka_unit_test_setup_teardown(test_read_ahead_for_an_absent_user_is_bounded, fb_setup,
+                                        fb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
