@@ -8,7 +8,8 @@
 // also checks that no message was lost or delivered twice.
 //
 // This file parses the command line and runs the workloads: bench_flow.c holds pubsub, queue
-// and latency, bench_connections.c holds connections; bench_common.h is what they share.
+// and latency, bench_connections.c holds connections, bench_persistent.c holds persistent;
+// bench_common.h is what they share.
 #include "bench.h"
 
 #include <errno.h>
@@ -24,8 +25,12 @@
 #include "bench_common.h"
 
 // Where an option applies.
-#define S_RUNS (HOP_BENCH_PUBSUB | HOP_BENCH_QUEUE | HOP_BENCH_LATENCY | HOP_BENCH_CONNECTIONS)
-#define S_ALL  (S_RUNS | HOP_BENCH_SMOKE)
+#define S_RUNS                                                                                     \
+    (HOP_BENCH_PUBSUB | HOP_BENCH_QUEUE | HOP_BENCH_LATENCY | HOP_BENCH_CONNECTIONS |              \
+     HOP_BENCH_PERSISTENT)
+#define S_COUNTED                                                                                  \
+    (HOP_BENCH_PUBSUB | HOP_BENCH_QUEUE | HOP_BENCH_CONNECTIONS | HOP_BENCH_PERSISTENT)
+#define S_ALL (S_RUNS | HOP_BENCH_SMOKE)
 
 // ---------------------------------------------------------------------------------------
 // Options
@@ -43,23 +48,26 @@ typedef struct {
         name, type, offsetof(hop_bench_opts_t, field), where, min, max                             \
     }
 static const s_optdef_t s_optdefs[] = {
-    S_OPT("count", 'l', count, HOP_BENCH_PUBSUB | HOP_BENCH_QUEUE | HOP_BENCH_CONNECTIONS, 1, 1e9),
-    // as in shared/peers
-    S_OPT("n", 'l', count, HOP_BENCH_PUBSUB | HOP_BENCH_QUEUE | HOP_BENCH_CONNECTIONS, 1, 1e9),
+    S_OPT("count", 'l', count, S_COUNTED, 1, 1e9),
+    S_OPT("n", 'l', count, S_COUNTED, 1, 1e9), // as in shared/peers
     S_OPT("size", 'l', size,
-          HOP_BENCH_PUBSUB | HOP_BENCH_QUEUE | HOP_BENCH_LATENCY | HOP_BENCH_SMOKE, HOP_BENCH_HEAD,
-          8 << 20),
+          HOP_BENCH_PUBSUB | HOP_BENCH_QUEUE | HOP_BENCH_LATENCY | HOP_BENCH_PERSISTENT |
+              HOP_BENCH_SMOKE,
+          HOP_BENCH_HEAD, 8 << 20),
     S_OPT("subscribers", 'l', subscribers, HOP_BENCH_PUBSUB, 1, 1024),
     S_OPT("subs", 'l', subscribers, HOP_BENCH_PUBSUB, 1, 1024),
     S_OPT("producers", 'l', producers, HOP_BENCH_QUEUE, 1, 1024),
     S_OPT("consumers", 'l', consumers, HOP_BENCH_QUEUE, 1, 1024),
-    S_OPT("prefetch", 'l', prefetch, HOP_BENCH_QUEUE, 0, 1e7),
+    S_OPT("prefetch", 'l', prefetch, HOP_BENCH_QUEUE | HOP_BENCH_PERSISTENT, 0, 1e7),
+    S_OPT("window", 'l', window, HOP_BENCH_PERSISTENT, 1, 1e6),
     S_OPT("ack-every", 'l', ack_every, HOP_BENCH_QUEUE, 1, 1e7),
     S_OPT("workers", 'l', workers, HOP_BENCH_CONNECTIONS, 1, 256),
     S_OPT("messages", 'l', messages, HOP_BENCH_CONNECTIONS, 1, 10000),
     S_OPT("rate", 'd', rate, HOP_BENCH_LATENCY, 1, 1e7),
     S_OPT("duration", 'd', duration, HOP_BENCH_LATENCY, 0.2, 86400),
     S_OPT("secs", 'd', duration, HOP_BENCH_LATENCY, 0.2, 86400),
+    S_OPT("curve", 'b', curve, HOP_BENCH_LATENCY, 0, 0),
+    S_OPT("max-rate", 'd', max_rate, HOP_BENCH_LATENCY, 10, 1e8),
     S_OPT("name", 's', name, S_RUNS, 0, 0),
     S_OPT("json", 'b', json, S_ALL, 0, 0),
     S_OPT("result-lines", 'b', result_lines, S_ALL, 0, 0),
@@ -77,6 +85,7 @@ static const char *s_help_top =
     "workloads:\n"
     "  pubsub        fanout exchange, 1 publisher -> N subscribers (W1: N=1, W2: N=4)\n"
     "  queue         work queue with manual acks, P producers -> C consumers (W3)\n"
+    "  persistent    durable queue: confirmed persistent publishing, then a drain with acks (W4)\n"
     "  latency       fixed-rate publishing, receive - send percentiles (W5)\n"
     "  connections   N subscribed connections: time for a broadcast to reach all, broker RSS\n"
     "  smoke         a few seconds of every workload with small counts (for CI)\n"
@@ -119,7 +128,7 @@ static const char *s_help_queue =
     "  --size B          payload bytes, at least 16 (default 100)\n";
 
 static const char *s_help_latency =
-    "usage: hopper bench latency [--rate R] [--duration S] [--size B]\n"
+    "usage: hopper bench latency [--rate R] [--duration S] [--size B] [--curve [--max-rate M]]\n"
     "\n"
     "W5: a publisher sends R messages/s for S seconds to amq.direct, paced by absolute\n"
     "deadlines; a consumer (its own connection, exclusive auto-delete queue, no-ack) records\n"
@@ -128,7 +137,26 @@ static const char *s_help_latency =
     "\n"
     "  --rate R          messages per second (default 5000)\n"
     "  --duration S      seconds (default 10)\n"
-    "  --size B          payload bytes, at least 16 (default 100)\n";
+    "  --size B          payload bytes, at least 16 (default 100)\n"
+    "  --curve           the latency curve instead: first the maximum throughput (a W1 pubsub\n"
+    "                    run of 2,000,000 messages), then a latency run of S seconds at 10 %,\n"
+    "                    50 % and 90 % of it; a table of the three (RESULT labels W5-10pct...)\n"
+    "  --max-rate M      with --curve: take M msgs/s as the maximum instead of measuring it\n";
+
+static const char *s_help_persistent =
+    "usage: hopper bench persistent [--count N] [--size B] [--window W] [--prefetch P]\n"
+    "\n"
+    "W4: declares the durable queue bench.durable.<pid>.<n>. Produce phase: one connection in\n"
+    "confirm mode publishes N persistent messages to it, at most W unconfirmed at a time;\n"
+    "figure: N / (last confirm - first publish). Consume phase: a new connection consumes the\n"
+    "queue (prefetch P) and acks each message; figure: N / (last consumed - consumer start).\n"
+    "Also reports the broker's fsync policy and its fsyncs per second in each phase (status\n"
+    "fsyncs). The queue is deleted afterwards.\n"
+    "\n"
+    "  --count N         messages (default 100000)\n"
+    "  --size B          payload bytes, at least 16 (default 100)\n"
+    "  --window W        unconfirmed publishes in flight, at most (default 1000)\n"
+    "  --prefetch P      unacked deliveries of the consumer, 0 = unlimited (default 1000)\n";
 
 static const char *s_help_connections =
     "usage: hopper bench connections [--count N] [--messages M] [--workers T]\n"
@@ -153,17 +181,22 @@ static const char *s_help_smoke =
     "\n"
     "A few seconds of every workload with small counts: pubsub 1 and 4 subscribers, queue\n"
     "(ack each, ack every 100, 2 producers x 2 consumers) of 20000 messages, 1 s of latency\n"
-    "at 5000/s, 200 connections. Prints the figures and asserts nothing about speed; exits\n"
-    "non-zero only when a message was lost or duplicated or something failed.\n";
+    "at 5000/s, 200 connections, persistent (W4) of 10000 messages. Prints the figures and\n"
+    "asserts nothing about speed; exits non-zero only when a message was lost or duplicated\n"
+    "or something failed.\n";
 
 static void
 s_opts_default(hop_bench_opts_t *o, int workload)
 {
     memset(o, 0, sizeof *o);
-    o->count = workload == HOP_BENCH_PUBSUB ? 1000000 : workload == HOP_BENCH_QUEUE ? 500000 : 1000;
+    o->count = workload == HOP_BENCH_PUBSUB       ? 1000000
+               : workload == HOP_BENCH_QUEUE      ? 500000
+               : workload == HOP_BENCH_PERSISTENT ? 100000
+                                                  : 1000;
     o->size = 100;
     o->subscribers = o->producers = o->consumers = o->ack_every = 1;
     o->prefetch = 1000;
+    o->window = 1000;
     o->workers = 2;
     o->messages = 1;
     o->rate = 5000;
@@ -243,8 +276,77 @@ s_run(int workload, const hop_bench_opts_t *o, const char *endpoint, int timeout
 {
     int code = workload == HOP_BENCH_CONNECTIONS
                    ? hop_bench_run_connections(o, endpoint, timeout_ms, obj)
+               : workload == HOP_BENCH_PERSISTENT
+                   ? hop_bench_run_persistent(o, endpoint, timeout_ms, obj)
                    : hop_bench_run_flow(workload, o, endpoint, timeout_ms, obj);
     hop_bench_results_flush();
+    return code;
+}
+
+// The latency curve: the maximum throughput (measured, or --max-rate), then latency runs at
+// 10, 50 and 90 % of it, and a table of the three.
+static int
+s_run_curve(const hop_bench_opts_t *o, const char *endpoint, int timeout_ms, json_t *obj)
+{
+    double max = o->max_rate;
+    int code = HOP_BENCH_EXIT_OK;
+    if (max <= 0) {
+        hop_bench_opts_t w;
+        s_opts_default(&w, HOP_BENCH_PUBSUB);
+        w.count = 2000000;
+        w.size = o->size;
+        w.json = o->json;
+        w.result_lines = o->result_lines;
+        w.name = "W5-max";
+        json_t *one = json_object();
+        code = s_run(HOP_BENCH_PUBSUB, &w, endpoint, timeout_ms, one);
+        max = json_real_value(json_object_get(one, "delivered_msgs_s"));
+        json_object_set_new(obj, "max_run", one);
+        if (code != HOP_BENCH_EXIT_OK || max <= 0)
+            return code != HOP_BENCH_EXIT_OK ? code : HOP_BENCH_EXIT_LOST;
+        if (!o->json)
+            printf("\n");
+    }
+    static const int pcts[] = {10, 50, 90};
+    json_t *points = json_array();
+    struct {
+        double rate, sent, p[5];
+    } row[3] = {{0}};
+    static const char *keys[5] = {"p50_us", "p90_us", "p99_us", "p99_9_us", "max_us"};
+    for (int i = 0; i < 3 && !hop_bench_interrupted; i++) {
+        hop_bench_opts_t w = *o;
+        char label[32];
+        snprintf(label, sizeof label, "%s-%dpct", o->name ? o->name : "W5", pcts[i]);
+        w.name = label;
+        w.rate = max * pcts[i] / 100;
+        if (w.rate * w.duration > 1e8)
+            w.duration = 1e8 / w.rate;
+        json_t *one = json_object();
+        int rc = s_run(HOP_BENCH_LATENCY, &w, endpoint, timeout_ms, one);
+        code = rc > code ? rc : code;
+        row[i].rate = w.rate;
+        row[i].sent = json_real_value(json_object_get(one, "publish_msgs_s"));
+        for (int k = 0; k < 5; k++)
+            row[i].p[k] = json_real_value(json_object_get(one, keys[k]));
+        hop_bench_jint(one, "percent_of_max", pcts[i]);
+        json_array_append_new(points, one);
+        if (!o->json)
+            printf("\n");
+    }
+    hop_bench_jstr(obj, "workload", "latency-curve");
+    hop_bench_jreal(obj, "max_msgs_s", max);
+    json_object_set_new(obj, "points", points);
+    if (!o->json) {
+        printf("latency curve: maximum %s msgs/s%s\n", hop_bench_num(max),
+               o->max_rate > 0 ? " (given)" : " (W1, measured)");
+        printf("  %-6s %12s %12s %9s %9s %9s %9s %9s\n", "load", "rate", "achieved", "p50", "p90",
+               "p99", "p99.9", "max us");
+        for (int i = 0; i < 3; i++)
+            printf("  %4d %% %12s %12s %9.1f %9.1f %9.1f %9.1f %9.1f\n", pcts[i],
+                   hop_bench_num(row[i].rate), hop_bench_num(row[i].sent), row[i].p[0], row[i].p[1],
+                   row[i].p[2], row[i].p[3], row[i].p[4]);
+    }
+    json_object_set_new(obj, "ok", json_boolean(code == HOP_BENCH_EXIT_OK));
     return code;
 }
 
@@ -259,7 +361,7 @@ s_run_smoke(const hop_bench_opts_t *o, const char *endpoint, int timeout_ms, jso
         {HOP_BENCH_PUBSUB, 20000, 1, 1, 1, 1, 0},    {HOP_BENCH_PUBSUB, 20000, 4, 1, 1, 1, 0},
         {HOP_BENCH_QUEUE, 20000, 1, 1, 1, 1, 0},     {HOP_BENCH_QUEUE, 20000, 1, 1, 1, 100, 0},
         {HOP_BENCH_QUEUE, 20000, 1, 2, 2, 10, 0},    {HOP_BENCH_LATENCY, 0, 1, 1, 1, 1, 1.0},
-        {HOP_BENCH_CONNECTIONS, 200, 1, 1, 1, 1, 0},
+        {HOP_BENCH_CONNECTIONS, 200, 1, 1, 1, 1, 0}, {HOP_BENCH_PERSISTENT, 10000, 1, 1, 1, 1, 0},
     };
     json_t *list = json_array();
     int code = HOP_BENCH_EXIT_OK;
@@ -305,6 +407,7 @@ hop_bench_main(int argc, char **argv, const char *endpoint, int timeout_ms)
         {"queue", HOP_BENCH_QUEUE, &s_help_queue},
         {"latency", HOP_BENCH_LATENCY, &s_help_latency},
         {"connections", HOP_BENCH_CONNECTIONS, &s_help_connections},
+        {"persistent", HOP_BENCH_PERSISTENT, &s_help_persistent},
         {"smoke", HOP_BENCH_SMOKE, &s_help_smoke},
     };
     const char *word = argc > 1 ? argv[1] : NULL;
@@ -360,8 +463,9 @@ hop_bench_main(int argc, char **argv, const char *endpoint, int timeout_ms)
     hop_bench_interrupted = 0;
 
     json_t *obj = json_object();
-    int code = workloads[w].workload == HOP_BENCH_SMOKE
-                   ? s_run_smoke(&o, endpoint, timeout_ms, obj)
+    int code = workloads[w].workload == HOP_BENCH_SMOKE ? s_run_smoke(&o, endpoint, timeout_ms, obj)
+               : workloads[w].workload == HOP_BENCH_LATENCY && o.curve
+                   ? s_run_curve(&o, endpoint, timeout_ms, obj)
                    : s_run(workloads[w].workload, &o, endpoint, timeout_ms, obj);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);

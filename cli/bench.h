@@ -1,7 +1,8 @@
 // cli/bench.h - `hopper bench`: the load generator and benchmark, built only on the SDK.
 //
-// Workloads pubsub (W1/W2), queue (W3), latency (W5), connections and smoke reproduce the
-// peer benchmarks of RabbitMQ and NATS so that their figures compare (docs/BENCH.md).
+// Workloads pubsub (W1/W2), queue (W3), persistent (W4), latency (W5), connections and smoke
+// reproduce the peer benchmarks of RabbitMQ and NATS so that their figures compare
+// (docs/BENCH.md).
 #ifndef HOP_BENCH_H_INCLUDED
 #define HOP_BENCH_H_INCLUDED
 

@@ -5,7 +5,8 @@
 //
 // bench.c parses the command line and runs the workloads: the flow runs (pubsub, queue,
 // latency) in bench_flow.c, connections in bench_connections.c (whose connections
-// bench_fleet.c holds), and smoke, which runs a little of each.
+// bench_fleet.c holds), persistent in bench_persistent.c, and smoke, which runs a little of
+// each.
 #ifndef HOP_BENCH_COMMON_H_INCLUDED
 #define HOP_BENCH_COMMON_H_INCLUDED
 
@@ -42,6 +43,7 @@ enum {
     HOP_BENCH_LATENCY = 1 << 2,
     HOP_BENCH_CONNECTIONS = 1 << 3,
     HOP_BENCH_SMOKE = 1 << 4,
+    HOP_BENCH_PERSISTENT = 1 << 5,
 };
 
 // The options of one run.
@@ -51,12 +53,15 @@ typedef struct {
     long subscribers;  // pubsub
     long producers;    // queue
     long consumers;    // queue
-    long prefetch;     // queue: unacked deliveries per consumer (0 = unlimited)
+    long prefetch;     // queue, persistent: unacked deliveries per consumer (0 = unlimited)
+    long window;       // persistent: unconfirmed publishes in flight, at most
     long ack_every;    // queue: 1 = ack each message, K = ack(multiple) every K
     long workers;      // connections: threads that hold the connections
     long messages;     // connections: messages broadcast
     double rate;       // latency: messages per second
     double duration;   // latency: seconds
+    bool curve;        // latency: at 10, 50 and 90 % of the maximum throughput instead
+    double max_rate;   // latency --curve: the maximum (msgs/s); 0 = measure it with a W1 run
     const char *name;  // label in RESULT lines and JSON (default W1, W2, W3-ack1, ...)
     bool json;         // one JSON object on stdout instead of the table
     bool result_lines; // also "RESULT hopper <label> <metric> <value>" lines
@@ -73,6 +78,9 @@ int hop_bench_run_flow(int workload, const hop_bench_opts_t *o, const char *endp
 // connections, in bench_connections.c.
 int hop_bench_run_connections(const hop_bench_opts_t *o, const char *endpoint, int timeout_ms,
                               json_t *obj);
+// persistent (W4), in bench_persistent.c.
+int hop_bench_run_persistent(const hop_bench_opts_t *o, const char *endpoint, int timeout_ms,
+                             json_t *obj);
 
 // ---------------------------------------------------------------------------------------
 // Small helpers: clocks, formatting, output, /proc
