@@ -250,6 +250,7 @@ hop_store_destroy(hop_store_t **self_p)
     for (uint32_t i = 0; i < self->nsegs; i++)
         hop_store_seg_destroy(&self->segs[i]);
     free(self->segs);
+    free(self->ra_buf);
     int fds[] = {self->dir_fd, self->pipe_r, self->pipe_w, self->lock_fd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
@@ -497,6 +498,47 @@ s_pread_all(int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+#define RA_SIZE (128u << 10) // read-ahead window: about a thousand 100-byte messages
+
+// Copies a small record [phys, phys + REC_HEADER + len) of seg from the read-ahead window,
+// reading the window at phys first when it does not hold it. False when the record is too
+// large for the window or the file ends before it (the caller reads it itself).
+static bool
+s_read_ahead(hop_store_t *self, const hop_store_seg_t *seg, uint64_t phys, uint8_t *hdr, void *buf,
+             uint32_t len)
+{
+    uint64_t size = (uint64_t)REC_HEADER + len;
+    if (size > RA_SIZE / 4)
+        return false;
+    bool hit = self->ra_seg == seg->id && self->ra_gen == seg->gen && phys >= self->ra_phys &&
+               phys + size <= self->ra_phys + self->ra_len;
+    if (!hit) {
+        if (!self->ra_buf)
+            self->ra_buf = hop_malloc(RA_SIZE);
+        // Only what the writer has finished: the window must not keep half a record that is
+        // being written at the end of the active segment.
+        hop_store_pos_t written = atomic_load(&self->written);
+        ssize_t n = pread(seg->fd, self->ra_buf, RA_SIZE, (off_t)phys);
+        self->ra_seg = 0;
+        if (seg->gen == 0 && HOP_STORE_POS_SEG(written) == seg->id && n > 0)
+            n = HOP_STORE_POS_OFF(written) > phys
+                    ? (ssize_t)(HOP_STORE_POS_OFF(written) - phys < (uint64_t)n
+                                    ? HOP_STORE_POS_OFF(written) - phys
+                                    : (uint64_t)n)
+                    : 0;
+        if (n < (ssize_t)size)
+            return false;
+        self->ra_seg = seg->id;
+        self->ra_gen = seg->gen;
+        self->ra_phys = phys;
+        self->ra_len = (uint32_t)n;
+    }
+    const uint8_t *at = self->ra_buf + (phys - self->ra_phys);
+    memcpy(hdr, at, REC_HEADER);
+    memcpy(buf, at + REC_HEADER, len);
+    return true;
+}
+
 int64_t
 hop_store_read(hop_store_t *self, hop_store_pos_t pos, uint32_t size, void *buf, size_t cap)
 {
@@ -522,6 +564,8 @@ hop_store_read(hop_store_t *self, hop_store_pos_t pos, uint32_t size, void *buf,
         if (seg->fd < 0)
             return HOP_STORE_EIO;
     }
+    if (s_read_ahead(self, seg, phys, hdr, buf, len))
+        return s_check(hdr, buf, off, len);
     struct iovec iov[2] = {{hdr, REC_HEADER}, {buf, len}};
     if (preadv(seg->fd, iov, 2, (off_t)phys) != (ssize_t)size) {
         // Short or interrupted: once more, piece by piece, to tell a short file from an error.

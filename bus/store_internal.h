@@ -141,6 +141,13 @@ struct hop_store {
     bool compacting;      // a compaction job is out
     uint32_t jobs_out;    // jobs handed to the janitor and not yet back
     bool warned_release;  // a bad release was logged
+    // Read-ahead for hop_store_read: one window of one segment file, as read. Spilled messages
+    // are read back in log order, so most reads are served from here (bus/paging.c).
+    uint8_t *ra_buf;  // RA_SIZE bytes, or NULL until the first read
+    uint32_t ra_seg;  // the segment id, 0: empty
+    uint32_t ra_gen;  // its generation when read (a compaction moves records)
+    uint64_t ra_phys; // file offset of ra_buf[0]
+    uint32_t ra_len;  // bytes in ra_buf
 
     // Shared, under mu.
     pthread_mutex_t mu;
