@@ -692,6 +692,8 @@ s_command(hop_broker_t *self, hop_conn_t *conn, const void *id, size_t id_len, c
                          "'%s' is sent by the broker, not to it", hop_cmd_name(w.cmd));
         break;
     }
+    // Only the request's own replies wait: confirms flushed later go as they always did.
+    hop_durable_request_begin(self, NULL, HOP_CMD_HEARTBEAT);
     return 0;
 }
 

@@ -203,7 +203,7 @@ int hop_durable_open(hop_broker_t *self, char *err, size_t err_size);
 // Before each request of conn: a reply to it that follows records it wrote is held until those
 // are durable (hop_broker_send asks hop_durable_hold_reply), so that an ok to a durable
 // declare, delete, purge, bind or move is never sent for a change a crash could still undo.
-// Heartbeats are never held.
+// Heartbeats are never held; conn NULL ends the request (nothing is held after it).
 void hop_durable_request_begin(hop_broker_t *self, hop_conn_t *conn, hop_cmd_t cmd);
 // Copies and holds a reply (header bytes) when the request being handled wrote a record; true
 // when held: hop_durable_progress sends it with hop_broker_send_held.

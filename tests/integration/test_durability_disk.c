@@ -8,6 +8,7 @@
 // with hopperd's testing-only HOPPER_TEST_DISK_LIMIT (bus/durable.c), which makes the store fail
 // its writes with ENOSPC past that many bytes of segment files, and says which path it took. A
 // second test always takes the fault-injection path, so that both stay exercised.
+#include "raw.h"
 #include "sdk_helpers.h"
 
 #include <errno.h>
@@ -353,6 +354,16 @@ s_full_disk(void **state)
             fail_msg("hopper status does not report the full disk:\n%s", text);
         free(text);
     }
+    // A reply waits for the disk too: a durable declare made now is answered only once its
+    // record is durable, after space came back (a crash meanwhile would have undone it).
+    raw_t *raw = raw_new(harness_broker_endpoint(fx->broker));
+    assert_int_equal(raw_hello(raw, 60000, "late"), 0);
+    hop_enc_t *enc = raw_begin(raw, HOP_CMD_QUEUE_DECLARE);
+    hop_enc_cstr(enc, "queue", "late");
+    hop_enc_bool(enc, "durable", true);
+    uint64_t late_id = raw_last_id(raw);
+    assert_int_equal(raw_send_enc(raw, NULL, 0), 0);
+    assert_null(raw_reply(raw, late_id, 500));
     // Transient messages need no disk: another connection still publishes them, confirmed.
     hop_client_t *t = sx_client(fx, "transient", 0);
     CHECK(t, hop_client_declare_queue(t, "scratch", 0, NULL, 0));
@@ -379,6 +390,11 @@ s_full_disk(void **state)
         fail_msg("the store still reports an error after %llu messages were acked",
                  (unsigned long long)acked);
     }
+    raw_msg_t *late = raw_reply(raw, late_id, WAIT_MS);
+    assert_non_null(late);
+    assert_int_equal(late->wire.cmd, HOP_CMD_QUEUE_OK);
+    raw_msg_destroy(&late);
+    raw_destroy(&raw);
     // Those that waited for space are confirmed now, positively.
     int rc = hop_client_wait_confirms(c, WAIT_MS, NULL); // HOP_ENACKED: the refused ones
     if (rc != HOP_OK && rc != HOP_ENACKED)
