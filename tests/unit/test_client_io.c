@@ -90,22 +90,31 @@ test_read_ahead_for_an_absent_user_is_bounded(void **state)
     hop_client_t *client = fb_connect(fake);
     assert_int_equal(hop_client_publish(client, "c", "flood", "m", 1, NULL), HOP_OK);
     int heartbeats = atomic_load(&fake->heartbeats);
+    // The read-ahead fills up (how far depends on how much the fake's ROUTER got through
+    // before the pipe was full), and never goes past its bound while the user is away.
     size_t most = 0;
-    for (int i = 0; i < 25; i++) { // 500 ms: five heartbeat intervals
+    for (int i = 0; i < 250 && most < HOP_IO_STASH_MAX / 2; i++) {
+        fb_sleep_ms(20);
+        most = s_stash_count(client);
+    }
+    assert_true(most >= HOP_IO_STASH_MAX / 2);
+    for (int i = 0; i < 25; i++) { // 500 ms more: five heartbeat intervals
         fb_sleep_ms(20);
         size_t n = s_stash_count(client);
         most = n > most ? n : most;
     }
-    assert_int_equal(most, HOP_IO_STASH_MAX);
+    assert_true(most <= HOP_IO_STASH_MAX);
     assert_true(fb_wait_for(&fake->heartbeats, heartbeats + 3, 5000)); // still alive
     uint64_t last = 0;
-    for (int i = 0; i < HOP_IO_STASH_MAX + 100; i++) {
-        hop_delivery_t *d = NULL;
-        assert_int_equal(hop_client_receive(client, &d, 2000), HOP_OK);
+    size_t got = 0;
+    hop_delivery_t *d = NULL;
+    while (hop_client_receive(client, &d, 500) == HOP_OK) {
         assert_true(d->tag > last);
         last = d->tag;
+        got++;
         hop_delivery_destroy(&d);
     }
+    assert_true(got >= most);
     hop_client_destroy(&client);
 }
 
