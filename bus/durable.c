@@ -293,15 +293,17 @@ s_drop_ready(hop_broker_t *self, hop_queue_t *q)
     s_drop_list(self, q, &q->delayed);
     for (uint32_t p = 0; q->levels && p < q->args.max_priority; p++)
         s_drop_list(self, q, &q->levels[p]);
-    for (uint64_t i = q->spill ? hop_spill_begin(q->spill) : 0;
-         q->spill && i < hop_spill_end(q->spill); i++) {
-        hop_slot_t *slot = hop_spill_at(q->spill, i);
-        if (hop_slot_hole(slot))
-            continue;
-        if (hop_slot_on_disk(slot))
-            hop_store_release(self->durable->store, slot->pos, slot->size);
-        else
-            s_drop_entry(self, q, slot->entry);
+    for (uint32_t l = 0; q->spills && l < hop_queue_nlevels(q); l++) {
+        hop_spill_t *spill = q->spills[l];
+        for (uint64_t i = hop_spill_begin(spill); i < hop_spill_end(spill); i++) {
+            hop_slot_t *slot = hop_spill_at(spill, i);
+            if (hop_slot_hole(slot))
+                continue;
+            if (hop_slot_on_disk(slot))
+                hop_store_release(self->durable->store, slot->pos, slot->size);
+            else
+                s_drop_entry(self, q, slot->entry);
+        }
     }
 }
 

@@ -60,7 +60,7 @@ hop_queue_t *hop_durable_queue_by_id(hop_broker_t *self, uint64_t id);
 // ACKs and UPDATEs of spilled messages apply to their slots (true when they found one);
 // replay_end reads back the messages that UPDATEs changed.
 bool hop_paging_replay_message(hop_broker_t *self, hop_queue_t *q, const hop_store_record_t *rec,
-                               size_t hsize);
+                               size_t hsize, uint8_t priority);
 bool hop_paging_replay_ack(hop_broker_t *self, const hop_store_record_t *rec);
 bool hop_paging_replay_update(hop_broker_t *self, const hop_store_record_t *rec,
                               const hop_wire_t *w);

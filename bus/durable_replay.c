@@ -99,7 +99,8 @@ s_replay_message(hop_broker_t *self, const hop_store_record_t *rec, hop_queue_t 
         return -1;
     *last_q = q;
     self->durable->recovered++;
-    if (hop_paging_replay_message(self, q, rec, hsize))
+    if (hop_paging_replay_message(self, q, rec, hsize,
+                                  (uint8_t)(w.priority > 255 ? 255 : w.priority)))
         return 0; // past the queue's window: stays on disk
     hop_frames_t *frames = hop_frames_new();
     zmq_msg_init_size(&frames->header, rec->len);

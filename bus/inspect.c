@@ -71,8 +71,7 @@ s_list_queues(hop_broker_t *self)
         hop_enc_uint(&self->enc, "messages", q->ready_count + q->unacked.size + q->delayed.size);
         hop_enc_uint(&self->enc, "bytes_ready", q->ready_bytes);
         // Ready messages whose bytes are on disk only (bus/paging.c).
-        hop_enc_uint(&self->enc, "messages_paged",
-                     q->spill ? hop_spill_size(q->spill) - hop_spill_in_memory(q->spill) : 0);
+        hop_enc_uint(&self->enc, "messages_paged", hop_queue_paged(q));
         hop_entry_t *oldest = hop_queue_oldest(q);
         // Age since it was published (or last delivered, or due, if it came back).
         hop_enc_uint(&self->enc, "oldest_ready_ms", oldest ? self->now - oldest->at : 0);
@@ -305,37 +304,6 @@ s_list_unacked(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 #define S_PEEK_MAX     1000
 #define S_PEEK_ITEM    192 // keys, lengths and numbers of one peek item, at most
 
-// The ready list of priority level (0: priority 0, the only level without max_priority).
-static const hop_list_t *
-s_level_list(const hop_queue_t *q, uint32_t level)
-{
-    return level ? &q->levels[level - 1] : &q->ready;
-}
-
-// The ready entry after e in delivery order (highest priority first, then oldest), e NULL:
-// the first. The same walk hop_queue_head starts.
-static hop_entry_t *
-s_peek_next(hop_queue_t *q, const hop_entry_t *e)
-{
-    if (e && e->next)
-        return e->next;
-    // The end of what is in memory of level 0: one more from the spill, if any.
-    if (q->spill && hop_queue_fill(q, q->ready.size + 1))
-        return e ? e->next : hop_queue_head(q);
-    uint32_t top = q->levels ? q->args.max_priority : 0;
-    uint32_t level = top + 1;
-    if (e) {
-        uint32_t p = e->msg->priority;
-        level = q->levels && p ? (p > top ? top : p) : 0;
-        if (level == 0)
-            return NULL;
-    }
-    while (level-- > 0)
-        if (s_level_list(q, level)->head)
-            return s_level_list(q, level)->head;
-    return NULL;
-}
-
 void
 hop_inspect_peek(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
 {
@@ -353,7 +321,8 @@ hop_inspect_peek(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     uint32_t cut_at = UINT32_MAX; // the item whose body is cut
     size_t cut_len = 0;
     bool bare = false; // the cut item is shown without props and death (they alone are too big)
-    for (hop_entry_t *e = s_peek_next(q, NULL); e && n < want; e = s_peek_next(q, e)) {
+    for (hop_entry_t *e = hop_queue_next_ready(q, NULL); e && n < want;
+         e = hop_queue_next_ready(q, e)) {
         if (e->expires_at < self->now)
             continue;
         const hop_msg_t *m = e->msg;
@@ -379,7 +348,8 @@ hop_inspect_peek(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
     hop_enc_array_begin(&self->enc, "items", n);
     msgpack_packer *pk = hop_enc_packer(&self->enc);
     uint32_t i = 0;
-    for (hop_entry_t *e = s_peek_next(q, NULL); e && i < n; e = s_peek_next(q, e)) {
+    for (hop_entry_t *e = hop_queue_next_ready(q, NULL); e && i < n;
+         e = hop_queue_next_ready(q, e)) {
         if (e->expires_at < self->now)
             continue;
         const hop_msg_t *m = e->msg;

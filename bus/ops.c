@@ -195,32 +195,6 @@ s_remake(const hop_msg_t *m, const hop_xchg_t *x, const hop_str_t *key, bool kee
     return nm;
 }
 
-// The ready entry after e in delivery order (highest priority first, then oldest); e NULL:
-// the first. As inspect.c walks it for peek.
-static hop_entry_t *
-s_next(hop_queue_t *q, const hop_entry_t *e)
-{
-    if (e && e->next)
-        return e->next;
-    // The end of what is in memory of level 0: one more from the spill, if any.
-    if (q->spill && hop_queue_fill(q, q->ready.size + 1))
-        return e ? e->next : hop_queue_head(q);
-    uint32_t top = q->levels ? q->args.max_priority : 0;
-    uint32_t level = top + 1;
-    if (e) {
-        uint32_t p = e->msg->priority;
-        level = q->levels && p ? (p > top ? top : p) : 0;
-        if (level == 0)
-            return NULL;
-    }
-    while (level-- > 0) {
-        const hop_list_t *list = level ? &q->levels[level - 1] : &q->ready;
-        if (list->head)
-            return list->head;
-    }
-    return NULL;
-}
-
 // Routes through x with key into route, leaving out queues being deleted. Returns whether at
 // least one queue will store a message of body_len bytes (a full reject-publish queue won't).
 static bool
@@ -304,8 +278,9 @@ hop_ops_move(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, const ui
     hop_route_t route;
     hop_route_init(&route);
     bool stop = false;
-    for (hop_entry_t *e = s_next(q, NULL), *next; e && moved < want && !stop; e = next) {
-        next = s_next(q, e);
+    for (hop_entry_t *e = hop_queue_next_ready(q, NULL), *next; e && moved < want && !stop;
+         e = next) {
+        next = hop_queue_next_ready(q, e);
         if (e->seq >= limit_seq || e->expires_at < self->now)
             continue; // moved in here just now, or expired and waiting for removal
         const hop_msg_t *m = e->msg;

@@ -29,6 +29,7 @@ typedef struct {
     uint32_t count;      // delivery count
     uint64_t delay;      // wall ms until which it is delayed; 0: none
     hop_store_pos_t pos; // the message record
+    hop_spill_t *spill;  // the spill of its level
     hop_slot_t *slot;    // its slot (found before any slot turns into an entry)
 } s_pending_t;
 
@@ -39,8 +40,8 @@ void
 hop_paging_enable(hop_broker_t *self, hop_queue_t *q)
 {
     uint32_t window = self->config.queue_window ? self->config.queue_window : S_DEFAULT_WINDOW;
-    if (!self->durable || q->levels || window == UINT32_MAX || q->spill)
-        return; // priority levels keep each level in memory: no spilling
+    if (!self->durable || window == UINT32_MAX || q->spills)
+        return;
     hop_queue_set_loader(s_load, self);
     hop_queue_enable_spill(q, window);
 }
@@ -142,15 +143,12 @@ s_load(void *arg, hop_queue_t *q, const hop_slot_t *slot, uint64_t *at, uint64_t
     return msg;
 }
 
-void
-hop_paging_write_out(hop_broker_t *self, hop_queue_t *q)
+// Writes out one level's spill from where the last call stopped.
+static void
+s_write_out(hop_durable_t *d, hop_queue_t *q, hop_spill_t *spill, hop_store_pos_t durable)
 {
-    hop_durable_t *d = self->durable;
-    if (!d || !q->spill || !q->stored)
-        return;
-    hop_spill_t *spill = q->spill;
-    hop_store_pos_t durable = hop_store_durable(d->store);
-    uint64_t i = q->spill_seen > hop_spill_begin(spill) ? q->spill_seen : hop_spill_begin(spill);
+    uint64_t seen = hop_spill_seen(spill);
+    uint64_t i = seen > hop_spill_begin(spill) ? seen : hop_spill_begin(spill);
     for (; i < hop_spill_end(spill); i++) {
         hop_slot_t *slot = hop_spill_at(spill, i);
         if (hop_slot_hole(slot) || hop_slot_on_disk(slot))
@@ -170,21 +168,32 @@ hop_paging_write_out(hop_broker_t *self, hop_queue_t *q)
         hop_entry_destroy(&e);
         d->written_out++;
     }
-    q->spill_seen = i;
+    hop_spill_set_seen(spill, i);
+}
+
+void
+hop_paging_write_out(hop_broker_t *self, hop_queue_t *q)
+{
+    hop_durable_t *d = self->durable;
+    if (!d || !q->spills || !q->stored)
+        return;
+    hop_store_pos_t durable = hop_store_durable(d->store);
+    for (uint32_t l = 0; l < hop_queue_nlevels(q); l++)
+        s_write_out(d, q, q->spills[l], durable);
 }
 
 void
 hop_paging_release(hop_broker_t *self, hop_queue_t *q)
 {
     hop_durable_t *d = self->durable;
-    if (!d || !q->spill)
-        return;
-    hop_spill_t *spill = q->spill;
-    for (uint64_t i = hop_spill_begin(spill); i < hop_spill_end(spill); i++) {
-        hop_slot_t *slot = hop_spill_at(spill, i);
-        if (!hop_slot_hole(slot) && hop_slot_on_disk(slot))
-            hop_store_release(d->store, slot->pos, slot->size);
-        // In-memory ones are in q->stored: hop_durable_queue releases those.
+    for (uint32_t l = 0; d && q->spills && l < hop_queue_nlevels(q); l++) {
+        hop_spill_t *spill = q->spills[l];
+        for (uint64_t i = hop_spill_begin(spill); i < hop_spill_end(spill); i++) {
+            hop_slot_t *slot = hop_spill_at(spill, i);
+            if (!hop_slot_hole(slot) && hop_slot_on_disk(slot))
+                hop_store_release(d->store, slot->pos, slot->size);
+            // In-memory ones are in q->stored: hop_durable_queue releases those.
+        }
     }
 }
 
@@ -192,12 +201,15 @@ hop_paging_release(hop_broker_t *self, hop_queue_t *q)
 
 bool
 hop_paging_replay_message(hop_broker_t *self, hop_queue_t *q, const hop_store_record_t *rec,
-                          size_t hsize)
+                          size_t hsize, uint8_t priority)
 {
-    if (!q->spill || (!hop_spill_size(q->spill) && q->ready.size < q->window))
+    (void)self;
+    uint32_t level = hop_queue_level_of(q, priority);
+    hop_spill_t *spill = hop_queue_spill(q, level);
+    if (!spill || (!hop_spill_size(spill) && hop_queue_list(q, level)->size < q->window))
         return false;
     uint32_t body_len = (uint32_t)(rec->len - hsize);
-    hop_spill_push_disk(q->spill, q->next_seq++, rec->pos, rec->size,
+    hop_spill_push_disk(spill, q->next_seq++, rec->pos, rec->size,
                         (body_len & HOP_SLOT_LEN_MASK) | HOP_SLOT_RECOVERED);
     q->ready_count++;
     q->ready_bytes += body_len;
@@ -205,23 +217,39 @@ hop_paging_replay_message(hop_broker_t *self, hop_queue_t *q, const hop_store_re
     return true;
 }
 
-// The queue of an ACK or UPDATE (keyed by queue id), and the spilled slot of the message record
-// at pos in it; NULL when it is not spilled.
+// The spilled slot of the message record at pos in q (any level), and its spill; NULL when
+// it is not spilled.
 static hop_slot_t *
-s_replayed_slot(hop_broker_t *self, uint64_t qid, hop_store_pos_t pos, hop_queue_t **q_p)
+s_find_in(hop_queue_t *q, hop_store_pos_t pos, hop_spill_t **spill_p)
+{
+    for (uint32_t l = 0; q->spills && l < hop_queue_nlevels(q); l++) {
+        hop_slot_t *slot = hop_spill_find_pos(q->spills[l], pos);
+        if (slot) {
+            *spill_p = q->spills[l];
+            return slot;
+        }
+    }
+    return NULL;
+}
+
+// The queue of an ACK or UPDATE (keyed by queue id), and the spilled slot of the message record
+// at pos in it (and its spill); NULL when it is not spilled.
+static hop_slot_t *
+s_replayed_slot(hop_broker_t *self, uint64_t qid, hop_store_pos_t pos, hop_queue_t **q_p,
+                hop_spill_t **spill_p)
 {
     hop_durable_t *d = self->durable;
     if (qid && d->last_q && d->last_q->sid == qid) {
         *q_p = d->last_q;
-        return d->last_q->spill ? hop_spill_find_pos(d->last_q->spill, pos) : NULL;
+        return s_find_in(d->last_q, pos, spill_p);
     }
     size_t cursor = 0;
     void *value;
     while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
         hop_queue_t *q = value;
-        if (!q->spill || (qid && q->sid != qid))
+        if (!q->spills || (qid && q->sid != qid))
             continue;
-        hop_slot_t *slot = hop_spill_find_pos(q->spill, pos);
+        hop_slot_t *slot = s_find_in(q, pos, spill_p);
         if (slot || qid) {
             d->last_q = q;
             *q_p = q;
@@ -236,7 +264,8 @@ hop_paging_replay_ack(hop_broker_t *self, const hop_store_record_t *rec)
 {
     hop_durable_t *d = self->durable;
     hop_queue_t *q = NULL;
-    hop_slot_t *slot = s_replayed_slot(self, rec->key, rec->kills, &q);
+    hop_spill_t *spill = NULL;
+    hop_slot_t *slot = s_replayed_slot(self, rec->key, rec->kills, &q, &spill);
     if (!slot || hop_slot_hole(slot))
         return false;
     s_pending_t *p = d->pending ? hop_map_get(d->pending, &rec->kills, sizeof rec->kills) : NULL;
@@ -247,7 +276,7 @@ hop_paging_replay_ack(hop_broker_t *self, const hop_store_record_t *rec)
     }
     q->ready_count--;
     q->ready_bytes -= hop_slot_body_len(slot);
-    hop_spill_hole(q->spill, slot);
+    hop_spill_hole(spill, slot);
     d->recovered--;
     return true;
 }
@@ -257,7 +286,8 @@ hop_paging_replay_update(hop_broker_t *self, const hop_store_record_t *rec, cons
 {
     hop_durable_t *d = self->durable;
     hop_queue_t *q = NULL;
-    hop_slot_t *slot = s_replayed_slot(self, rec->key, w->tag, &q);
+    hop_spill_t *spill = NULL;
+    hop_slot_t *slot = s_replayed_slot(self, rec->key, w->tag, &q, &spill);
     if (!slot || hop_slot_hole(slot))
         return false;
     if (!d->pending)
@@ -271,6 +301,7 @@ hop_paging_replay_update(hop_broker_t *self, const hop_store_record_t *rec, cons
         hop_map_put(d->pending, &p->pos, sizeof p->pos, p);
     }
     p->queue = q;
+    p->spill = spill;
     p->upd_pos = rec->pos;
     p->upd_size = rec->size;
     p->count = (uint32_t)(w->count > UINT32_MAX ? UINT32_MAX : w->count);
@@ -289,7 +320,7 @@ hop_paging_replay_end(hop_broker_t *self)
     void *value;
     while (hop_map_next(d->pending, &cursor, NULL, NULL, &value)) {
         s_pending_t *p = value;
-        p->slot = hop_spill_find_pos(p->queue->spill, p->pos);
+        p->slot = hop_spill_find_pos(p->spill, p->pos);
     }
     cursor = 0;
     uint64_t wall = hop_wall_ms();
@@ -304,7 +335,7 @@ hop_paging_replay_end(hop_broker_t *self)
             if (slot) {
                 q->ready_count--;
                 q->ready_bytes -= hop_slot_body_len(slot);
-                hop_spill_hole(q->spill, slot);
+                hop_spill_hole(p->spill, slot);
             }
             free(p);
             continue;
@@ -318,7 +349,7 @@ hop_paging_replay_end(hop_broker_t *self)
         e->redelivered = true;
         e->deliveries = p->count;
         e->spilled = true;
-        hop_spill_set_entry(q->spill, slot, e);
+        hop_spill_set_entry(p->spill, slot, e);
         hop_drec_t *r = hop_map_get(q->stored, &e->seq, sizeof e->seq);
         r->upd_pos = p->upd_pos;
         r->upd_size = p->upd_size;

@@ -284,7 +284,9 @@ hop_queue_destroy(hop_queue_t **self_p)
         e->queue = NULL;
         e->consumer = NULL;
     }
-    hop_spill_destroy(&self->spill);
+    for (uint32_t l = 0; self->spills && l < hop_queue_nlevels(self); l++)
+        hop_spill_destroy(&self->spills[l]);
+    free(self->spills);
     free(self->levels);
     free(self->args.dlx);
     free(self->args.dlk);
@@ -347,9 +349,10 @@ hop_queue_remove(hop_queue_t *self, hop_entry_t *entry)
 {
     assert(self && entry && !entry->unacked && !entry->delayed);
     if (entry->spilled) {
-        hop_slot_t *slot = hop_spill_find_seq(self->spill, entry->seq);
+        hop_spill_t *spill = hop_queue_spill(self, hop_queue_level_of(self, entry->msg->priority));
+        hop_slot_t *slot = hop_spill_find_seq(spill, entry->seq);
         assert(slot && !hop_slot_on_disk(slot) && slot->entry == entry);
-        hop_spill_hole(self->spill, slot);
+        hop_spill_hole(spill, slot);
         entry->spilled = false;
     } else
         hop_list_remove(s_level(self, entry), entry);
@@ -370,12 +373,14 @@ hop_queue_push(hop_queue_t *self, hop_msg_t *msg, uint64_t now, uint64_t ttl)
         entry->expires_at = now + ttl;
     if (self->args.has_ttl && now + self->args.message_ttl < entry->expires_at)
         entry->expires_at = now + self->args.message_ttl;
-    // Once some of the queue is spilled, everything after it is too, so that order holds.
-    if (self->spill && (hop_spill_size(self->spill) || self->ready.size >= self->window)) {
-        hop_spill_push_entry(self->spill, entry->seq, entry, msg->body_len);
+    // Once some of a level is spilled, everything after it is too, so that order holds.
+    hop_list_t *list = s_level(self, entry);
+    hop_spill_t *spill = hop_queue_spill(self, hop_queue_level_of(self, msg->priority));
+    if (spill && (hop_spill_size(spill) || list->size >= self->window)) {
+        hop_spill_push_entry(spill, entry->seq, entry, msg->body_len);
         entry->spilled = true;
     } else
-        hop_list_append(s_level(self, entry), entry);
+        hop_list_append(list, entry);
     self->ready_count++;
     self->ready_bytes += msg->body_len;
     self->published++;
@@ -394,23 +399,26 @@ hop_entry_t *
 hop_queue_head(hop_queue_t *self)
 {
     assert(self);
-    if (self->spill && self->ready.size <= self->window / 4)
-        hop_queue_fill(self, 0);
-    for (uint32_t p = self->args.max_priority; self->levels && p > 0; p--)
-        if (self->levels[p - 1].head)
-            return self->levels[p - 1].head;
-    return self->ready.head;
+    for (uint32_t l = hop_queue_nlevels(self); l-- > 0;) {
+        hop_list_t *list = hop_queue_list(self, l);
+        if (self->spills && list->size <= self->window / 4)
+            hop_queue_fill(self, l, 0);
+        if (list->head)
+            return list->head;
+    }
+    return NULL;
 }
 
 hop_entry_t *
 hop_queue_oldest(hop_queue_t *self)
 {
     assert(self);
-    if (self->spill && !self->ready.head)
-        hop_queue_fill(self, 0);
-    hop_entry_t *oldest = self->ready.head;
-    for (uint32_t p = 0; self->levels && p < self->args.max_priority; p++) {
-        hop_entry_t *e = self->levels[p].head;
+    hop_entry_t *oldest = NULL;
+    for (uint32_t l = 0; l < hop_queue_nlevels(self); l++) {
+        hop_list_t *list = hop_queue_list(self, l);
+        if (self->spills && !list->head)
+            hop_queue_fill(self, l, 0);
+        hop_entry_t *e = list->head;
         if (e && (!oldest || e->seq < oldest->seq))
             oldest = e;
     }
@@ -548,14 +556,17 @@ hop_queue_purge(hop_queue_t *self)
     size_t n = s_free_list(&self->ready) + s_free_list(&self->delayed);
     for (uint32_t p = 0; self->levels && p < self->args.max_priority; p++)
         n += s_free_list(&self->levels[p]);
-    for (hop_slot_t *slot; self->spill && (slot = hop_spill_front(self->spill));) {
-        if (!hop_slot_on_disk(slot)) {
-            hop_entry_t *entry = slot->entry;
-            entry->spilled = false;
-            hop_entry_destroy(&entry);
+    for (uint32_t l = 0; self->spills && l < hop_queue_nlevels(self); l++) {
+        hop_spill_t *spill = self->spills[l];
+        for (hop_slot_t *slot; (slot = hop_spill_front(spill));) {
+            if (!hop_slot_on_disk(slot)) {
+                hop_entry_t *entry = slot->entry;
+                entry->spilled = false;
+                hop_entry_destroy(&entry);
+            }
+            hop_spill_pop(spill);
+            n++;
         }
-        hop_spill_pop(self->spill);
-        n++;
     }
     self->ready_count = 0;
     self->ready_bytes = 0;
@@ -629,10 +640,71 @@ void
 hop_queue_enable_spill(hop_queue_t *self, uint32_t window)
 {
     assert(self && window > 0);
-    assert(!self->levels);
-    if (!self->spill)
-        self->spill = hop_spill_new();
+    if (!self->spills) {
+        self->spills = hop_calloc(hop_queue_nlevels(self), sizeof *self->spills);
+        for (uint32_t l = 0; l < hop_queue_nlevels(self); l++)
+            self->spills[l] = hop_spill_new();
+    }
     self->window = window;
+}
+
+uint32_t
+hop_queue_nlevels(const hop_queue_t *self)
+{
+    return self->levels ? 1 + self->args.max_priority : 1;
+}
+
+hop_list_t *
+hop_queue_list(hop_queue_t *self, uint32_t level)
+{
+    return level ? &self->levels[level - 1] : &self->ready;
+}
+
+hop_spill_t *
+hop_queue_spill(const hop_queue_t *self, uint32_t level)
+{
+    return self->spills ? self->spills[level] : NULL;
+}
+
+uint32_t
+hop_queue_level_of(const hop_queue_t *self, uint8_t priority)
+{
+    if (!self->levels)
+        return 0;
+    return priority > self->args.max_priority ? self->args.max_priority : priority;
+}
+
+hop_entry_t *
+hop_queue_next_ready(hop_queue_t *self, const hop_entry_t *e)
+{
+    assert(self);
+    if (e && e->next)
+        return e->next;
+    uint32_t level = hop_queue_nlevels(self);
+    if (e) {
+        // The end of what is in memory of e's level: one more from its spill, if any.
+        level = hop_queue_level_of(self, e->msg->priority);
+        hop_list_t *list = hop_queue_list(self, level);
+        if (self->spills && hop_queue_fill(self, level, list->size + 1) && e->next)
+            return e->next;
+    }
+    while (level-- > 0) {
+        hop_list_t *list = hop_queue_list(self, level);
+        if (!list->head && self->spills)
+            hop_queue_fill(self, level, 0);
+        if (list->head)
+            return list->head;
+    }
+    return NULL;
+}
+
+size_t
+hop_queue_paged(const hop_queue_t *self)
+{
+    size_t n = 0;
+    for (uint32_t l = 0; self->spills && l < hop_queue_nlevels(self); l++)
+        n += hop_spill_size(self->spills[l]) - hop_spill_in_memory(self->spills[l]);
+    return n;
 }
 
 void
@@ -642,12 +714,11 @@ hop_queue_set_loader(hop_queue_load_fn *fn, void *arg)
     s_loader_arg = arg;
 }
 
-// Puts an entry coming back from the spill into the ready list, by seq from the tail (it
+// Puts an entry coming back from a spill into its ready list, by seq from the tail (it
 // belongs at the tail, unless an entry made ready again by a delay is newer).
 static void
-s_fill_insert(hop_queue_t *self, hop_entry_t *entry)
+s_fill_insert(hop_list_t *list, hop_entry_t *entry)
 {
-    hop_list_t *list = &self->ready;
     hop_entry_t *at = list->tail;
     while (at && at->seq > entry->seq)
         at = at->prev;
@@ -655,14 +726,16 @@ s_fill_insert(hop_queue_t *self, hop_entry_t *entry)
 }
 
 size_t
-hop_queue_fill(hop_queue_t *self, size_t want)
+hop_queue_fill(hop_queue_t *self, uint32_t level, size_t want)
 {
     assert(self);
     size_t n = 0;
     if (want < self->window)
         want = self->window;
+    hop_list_t *list = hop_queue_list(self, level);
+    hop_spill_t *spill = hop_queue_spill(self, level);
     hop_slot_t *slot;
-    while (self->spill && self->ready.size < want && (slot = hop_spill_front(self->spill))) {
+    while (spill && list->size < want && (slot = hop_spill_front(spill))) {
         hop_entry_t *entry = NULL;
         if (!hop_slot_on_disk(slot)) {
             entry = slot->entry;
@@ -683,9 +756,9 @@ hop_queue_fill(hop_queue_t *self, size_t want)
                 self->ready_bytes -= hop_slot_body_len(slot);
             }
         }
-        hop_spill_pop(self->spill);
+        hop_spill_pop(spill);
         if (entry) {
-            s_fill_insert(self, entry);
+            s_fill_insert(list, entry);
             n++;
         }
     }

@@ -146,9 +146,10 @@ struct hop_queue {
     void *stored; // hop_map_t *: seq (8 bytes) -> position and size of its message record
     // Larger than RAM (bus/spill.h): past `window` ready entries in memory, further messages
     // go to the spill, where the durable ones are kept as positions of their records only.
-    hop_spill_t *spill;  // NULL: the queue keeps everything in memory
-    uint32_t window;     // ready entries kept in memory (level 0) before spilling
-    uint64_t spill_seen; // spill slots before this number were considered for writing out
+    // One spill per priority level (index 0: `ready`, p: levels[p - 1]), each level with its
+    // own window in memory, so that priority order holds past the windows too.
+    hop_spill_t **spills; // 1 + max_priority of them; NULL: everything stays in memory
+    uint32_t window;      // ready entries kept in memory per level before spilling
 };
 
 // Records ----------------------------------------------------------------------------------
@@ -222,26 +223,38 @@ void hop_queue_unsend(hop_queue_t *self, hop_entry_t *entry);
 // Removes an unacked entry for good and destroys it; acked says whether a consumer acked it
 // (counted in `acked`) rather than it being dropped (nack/reject) or sent with no-ack.
 void hop_queue_settle(hop_queue_t *self, hop_entry_t *entry, bool acked);
-// Drops every ready and delayed entry, the spill's included; returns how many. Durable records
-// of spilled messages are the caller's to release first (hop_durable_forget_spill).
+// Drops every ready and delayed entry, the spills' included; returns how many. Durable records
+// of spilled messages are the caller's to release first (hop_durable_purge).
 size_t hop_queue_purge(hop_queue_t *self);
 
 // Spilling (larger than RAM) -----------------------------------------------------------------
 
-// Makes the queue spill past window ready entries in memory (a durable queue without
-// priorities, with the store open).
+// Makes the queue spill past window ready entries in memory per level (a durable queue, with
+// the store open).
 void hop_queue_enable_spill(hop_queue_t *self, uint32_t window);
+// Priority levels: 1 + max_priority with priorities, else 1. Level 0 is `ready`.
+uint32_t hop_queue_nlevels(const hop_queue_t *self);
+// The ready list of a level, and its spill (NULL when the queue does not spill).
+hop_list_t *hop_queue_list(hop_queue_t *self, uint32_t level);
+hop_spill_t *hop_queue_spill(const hop_queue_t *self, uint32_t level);
+// The level of a message of this priority.
+uint32_t hop_queue_level_of(const hop_queue_t *self, uint8_t priority);
+// Ready messages whose bytes are on disk only, over every level.
+size_t hop_queue_paged(const hop_queue_t *self);
+// The ready entry after e in delivery order (highest priority first, then oldest; e NULL: the
+// first), reading spilled ones back one at a time as the walk reaches them (peek, move).
+hop_entry_t *hop_queue_next_ready(hop_queue_t *self, const hop_entry_t *e);
 // Reads a spilled message back from disk: returns a message record with no references (NULL
 // when the record cannot be read: it is lost, and the loader said so) and sets *at and
 // *expires_at (monotonic ms). Installed by the broker (bus/durable.c).
 typedef hop_msg_t *(hop_queue_load_fn)(void *arg, hop_queue_t *queue, const hop_slot_t *slot,
                                        uint64_t *at, uint64_t *expires_at);
 void hop_queue_set_loader(hop_queue_load_fn *fn, void *arg);
-// Brings spilled messages back into memory until `want` or the window (the larger) are there.
-// hop_queue_head, _oldest and _take call it when the in-memory part runs low; walks that go
-// further (peek, move) ask for one more as they reach the end of what is in memory. Returns
-// how many came in.
-size_t hop_queue_fill(hop_queue_t *self, size_t want);
+// Brings spilled messages of a level back into memory until `want` or the window (the larger)
+// are in its list. hop_queue_head, _oldest and _take call it when a level runs low; walks that
+// go further (peek, move) ask for one more as they reach the end of what is in memory.
+// Returns how many came in.
+size_t hop_queue_fill(hop_queue_t *self, uint32_t level, size_t want);
 
 void hop_queue_add_consumer(hop_queue_t *self, hop_consumer_t *consumer);
 void hop_queue_remove_consumer(hop_queue_t *self, hop_consumer_t *consumer);

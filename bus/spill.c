@@ -18,6 +18,7 @@ struct hop_spill {
     size_t live;       // slots that are not holes
     size_t in_memory;  // of them, slots holding an entry
     hop_slot_t *spare; // one free chunk kept back, so a tail at a chunk edge does not churn
+    uint64_t seen;     // bus/paging.c's cursor
 };
 
 hop_spill_t *
@@ -233,6 +234,18 @@ hop_spill_find_pos(const hop_spill_t *self, uint64_t pos)
     assert(self);
     hop_slot_t *slot = s_search(self, pos, true);
     return slot && hop_slot_on_disk(slot) ? slot : NULL;
+}
+
+uint64_t
+hop_spill_seen(const hop_spill_t *self)
+{
+    return self->seen;
+}
+
+void
+hop_spill_set_seen(hop_spill_t *self, uint64_t seen)
+{
+    self->seen = seen;
 }
 
 size_t

@@ -88,6 +88,10 @@ hop_slot_t *hop_spill_find_seq(const hop_spill_t *self, uint64_t seq);
 // slot is on disk or an on-disk hole, as during replay.
 hop_slot_t *hop_spill_find_pos(const hop_spill_t *self, uint64_t pos);
 
+// The writer-out's cursor (bus/paging.c): slots before it were looked at already.
+uint64_t hop_spill_seen(const hop_spill_t *self);
+void hop_spill_set_seen(hop_spill_t *self, uint64_t seen);
+
 // Bytes of memory the spill itself takes (its chunks).
 size_t hop_spill_memory(const hop_spill_t *self);
 

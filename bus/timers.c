@@ -77,12 +77,13 @@ s_revoke_overdue(hop_broker_t *self, hop_queue_t *queue)
     return any;
 }
 
-// The head of a ready list; level 0 reads spilled messages back when it ran dry.
+// The head of a level's ready list, reading spilled messages back when it ran dry.
 static hop_entry_t *
-s_head(hop_queue_t *queue, hop_list_t *list)
+s_head(hop_queue_t *queue, uint32_t level)
 {
-    if (!list->head && list == &queue->ready && queue->spill)
-        hop_queue_fill(queue, 0);
+    hop_list_t *list = hop_queue_list(queue, level);
+    if (!list->head && queue->spills)
+        hop_queue_fill(queue, level, 0);
     return list->head;
 }
 
@@ -97,14 +98,9 @@ s_timers(hop_broker_t *self, hop_queue_t *queue)
     }
     // Expiry at the head of each priority level (RabbitMQ expires at the head too).
     if (queue->args.has_ttl || queue->ready_count) {
-        hop_list_t *lists[1 + 255];
-        size_t n = 0;
-        lists[n++] = &queue->ready;
-        for (uint32_t p = 0; queue->levels && p < queue->args.max_priority; p++)
-            lists[n++] = &queue->levels[p];
-        for (size_t i = 0; i < n; i++) {
+        for (uint32_t l = 0; l < hop_queue_nlevels(queue); l++) {
             hop_entry_t *e;
-            while ((e = s_head(queue, lists[i])) && e->expires_at < self->now) {
+            while ((e = s_head(queue, l)) && e->expires_at < self->now) {
                 hop_queue_remove(queue, e);
                 hop_deliver_dead_letter(self, queue, e, "expired");
             }
@@ -186,7 +182,7 @@ hop_deliver_tick(hop_broker_t *self)
         if (sample.on)
             s_sample_queue(&sample, q, first);
         bool any = s_timers(self, q);
-        if (q->spill)
+        if (q->spills)
             hop_paging_write_out(self, q);
         any |= s_revoke_overdue(self, q);
         if (q->args.expires && q->consumer_count == 0 &&

@@ -432,6 +432,40 @@ test_corrupt_spilled_record_is_not_delivered(void **state)
     assert_int_equal(sx_queue_stat(c, "rot2", "messages_ready"), 0);
 }
 
+// A priority queue spills each level on its own: past the windows, after kill -9 too, the
+// highest priority still goes first, each level in publish order.
+static void
+test_priority_queue_spills_per_level(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = s_client(fx, "pub");
+    hop_queue_args_t args = {.max_priority = 2};
+    CHECK(c, hop_client_declare_queue_args(c, "prio", HOP_DURABLE, &args, NULL, 0, NULL, NULL));
+    for (long i = 0; i < 300; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "%ld", i);
+        hop_publish_opts_t opts = {.persistent = true, .priority = (uint8_t)(i % 3)};
+        CHECK(c, hop_client_publish_ex(c, "", "prio", body, strlen(body), NULL, &opts, NULL));
+    }
+    CHECK(c, hop_client_wait_confirms(c, WAIT_MS, NULL));
+    s_records_t r = {c, 3 * 16 + 2};
+    assert_true(harness_wait_until(s_records_at_most, &r, WAIT_MS));
+    assert_int_equal(harness_broker_kill(fx->broker), 0);
+    assert_int_equal(harness_broker_restart(fx->broker), 0);
+    hop_client_t *d = s_client(fx, "after");
+    assert_int_equal(sx_queue_stat(d, "prio", "messages_ready"), 300);
+    CHECK(d, hop_client_consume(d, "prio", "p", 1, 0, NULL, 0));
+    for (long k = 0; k < 300; k++) {
+        long want = (k / 100 == 0 ? 2 : k / 100 == 1 ? 1 : 0) + 3 * (k % 100);
+        hop_delivery_t *m = sx_receive(d);
+        if (sx_body_seq(m) != want)
+            fail_msg("delivery %ld: expected %ld, got %ld", k, want, sx_body_seq(m));
+        CHECK(d, hop_client_ack(d, m->tag, false));
+        hop_delivery_destroy(&m);
+    }
+    sx_expect_nothing(d);
+}
+
 // TTL expiry goes on past the window with no consumer: spilled messages are read back and
 // expired (dead-lettered) from the head.
 static void
@@ -485,6 +519,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_purge_keeps_unacked_and_bindings_across_reclaim,
                                         s_setup_small, sx_teardown),
         cmocka_unit_test_setup_teardown(test_ttl_expires_spilled_messages, s_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(test_priority_queue_spills_per_level, s_setup, sx_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_record_is_skipped_at_replay, s_setup,
                                         sx_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_spilled_record_is_not_delivered, s_setup,

@@ -109,12 +109,14 @@ qh_assert_ready(const hop_queue_t *queue, size_t count, uint64_t bytes)
             b += e->msg->body_len;
         }
     // Spilled slots count as ready too (bus/spill.h).
-    for (uint64_t i = queue->spill ? hop_spill_begin(queue->spill) : 0;
-         queue->spill && i < hop_spill_end(queue->spill); i++) {
-        const hop_slot_t *slot = hop_spill_at(queue->spill, i);
-        if (!hop_slot_hole(slot)) {
-            n++;
-            b += hop_slot_body_len(slot);
+    for (uint32_t l = 0; queue->spills && l < hop_queue_nlevels(queue); l++) {
+        const hop_spill_t *spill = queue->spills[l];
+        for (uint64_t i = hop_spill_begin(spill); i < hop_spill_end(spill); i++) {
+            const hop_slot_t *slot = hop_spill_at(spill, i);
+            if (!hop_slot_hole(slot)) {
+                n++;
+                b += hop_slot_body_len(slot);
+            }
         }
     }
     assert_int_equal(n, count);

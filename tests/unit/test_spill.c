@@ -179,7 +179,7 @@ test_queue_spills_past_its_window_and_keeps_order(void **state)
     hop_entry_t *entries[40];
     qh_push_n(q, 40, entries);
     assert_int_equal(q->ready.size, 8);
-    assert_int_equal(hop_spill_size(q->spill), 32);
+    assert_int_equal(hop_spill_size(q->spills[0]), 32);
     assert_true(entries[8]->spilled && !entries[7]->spilled);
     qh_assert_ready(q, 40, 0); // qh_push_n's messages have no body
     for (uint64_t seq = 1; seq <= 40; seq++) {
@@ -205,7 +205,7 @@ test_on_disk_slots_are_read_back_through_the_loader(void **state)
     qh_push_n(q, 4, NULL);
     // As replay makes them: seqs go on from the queue's, the bodies stay on disk.
     for (uint64_t i = 0; i < 10; i++) {
-        hop_spill_push_disk(q->spill, q->next_seq++, 100 + i, 200,
+        hop_spill_push_disk(q->spills[0], q->next_seq++, 100 + i, 200,
                             QH_BODY_SIZE | (i % 2 ? HOP_SLOT_RECOVERED : 0));
         q->ready_count++;
         q->ready_bytes += QH_BODY_SIZE;
@@ -234,7 +234,7 @@ test_unreadable_slot_is_dropped_from_the_counters(void **state)
     hop_queue_t *q = qh_queue("q");
     hop_queue_enable_spill(q, 2);
     for (uint64_t i = 0; i < 5; i++) {
-        hop_spill_push_disk(q->spill, q->next_seq++, 10 + i, 200, QH_BODY_SIZE);
+        hop_spill_push_disk(q->spills[0], q->next_seq++, 10 + i, 200, QH_BODY_SIZE);
         q->ready_count++;
         q->ready_bytes += QH_BODY_SIZE;
     }
@@ -307,7 +307,7 @@ test_purge_and_destroy_free_the_spill(void **state)
     hop_queue_t *q = qh_queue("q");
     hop_queue_enable_spill(q, 3);
     qh_push_n(q, 5, NULL);
-    hop_spill_push_disk(q->spill, q->next_seq++, 50, 200, QH_BODY_SIZE);
+    hop_spill_push_disk(q->spills[0], q->next_seq++, 50, 200, QH_BODY_SIZE);
     q->ready_count++;
     q->ready_bytes += QH_BODY_SIZE;
     qh_push_n(q, 2, NULL);
@@ -326,12 +326,44 @@ test_fill_beyond_the_window_on_request(void **state)
     hop_queue_t *q = qh_queue("q");
     hop_queue_enable_spill(q, 2);
     qh_push_n(q, 6, NULL);
-    assert_int_equal(hop_queue_fill(q, 0), 0); // the window is full
-    assert_int_equal(hop_queue_fill(q, 3), 1);
+    assert_int_equal(hop_queue_fill(q, 0, 0), 0); // the window is full
+    assert_int_equal(hop_queue_fill(q, 0, 3), 1);
     assert_int_equal(q->ready.size, 3);
-    assert_int_equal(hop_queue_fill(q, 100), 3);
-    assert_int_equal(hop_spill_size(q->spill), 0);
+    assert_int_equal(hop_queue_fill(q, 0, 100), 3);
+    assert_int_equal(hop_spill_size(q->spills[0]), 0);
     qh_assert_ready(q, 6, 0);
+    hop_queue_destroy(&q);
+}
+
+// A priority queue spills per level: a high-priority message past its level's window still
+// goes before every lower one, and each level keeps its own order.
+static void
+test_priority_levels_spill_each_in_order(void **state)
+{
+    (void)state;
+    hop_queue_t *q = qh_pqueue(3);
+    hop_queue_enable_spill(q, 2);
+    // 6 of priority 1, then 6 of priority 3, then 6 of priority 0.
+    uint8_t prio[] = {1, 3, 0};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 6; i++)
+            qh_push(q, prio[k], 10, 1);
+    assert_int_equal(hop_spill_size(q->spills[1]), 4);
+    assert_int_equal(hop_spill_size(q->spills[3]), 4);
+    assert_int_equal(hop_spill_size(q->spills[0]), 4);
+    qh_assert_ready(q, 18, 180);
+    uint64_t want[] = {7, 8, 9, 10, 11, 12, 1, 2, 3, 4, 5, 6, 13, 14, 15, 16, 17, 18};
+    // Peek's walk sees the same order as delivery, reading spilled ones back as it goes.
+    size_t i = 0;
+    for (hop_entry_t *e = hop_queue_next_ready(q, NULL); e; e = hop_queue_next_ready(q, e))
+        assert_int_equal(e->seq, want[i++]);
+    assert_int_equal(i, 18);
+    for (i = 0; i < 18; i++) {
+        hop_entry_t *e = hop_queue_take(q, 1);
+        assert_int_equal(e->seq, want[i]);
+        hop_queue_settle(q, e, true);
+    }
+    qh_assert_ready(q, 0, 0);
     hop_queue_destroy(&q);
 }
 
@@ -354,6 +386,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_requeue_goes_before_the_spill, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_purge_and_destroy_free_the_spill, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_fill_beyond_the_window_on_request, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_priority_levels_spill_each_in_order, s_setup,
                                         s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, qh_teardown_group);
