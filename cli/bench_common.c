@@ -307,6 +307,49 @@ hop_bench_client_open_or_fail(hop_bench_ctl_t *ctl, const char *name)
     return client;
 }
 
+bool
+hop_bench_key_is(const msgpack_object *key, const char *name)
+{
+    size_t len = strlen(name);
+    return key->type == MSGPACK_OBJECT_STR && key->via.str.size == len &&
+           memcmp(key->via.str.ptr, name, len) == 0;
+}
+
+bool
+hop_bench_status_each(hop_client_t *admin, hop_bench_status_fn *fn, void *arg)
+{
+    void *map = NULL;
+    size_t size = 0;
+    if (!admin || hop_client_status(admin, &map, &size) != HOP_OK)
+        return false;
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    bool ok = msgpack_unpack_next(&msg, map, size, NULL) == MSGPACK_UNPACK_SUCCESS &&
+              msg.data.type == MSGPACK_OBJECT_MAP;
+    for (uint32_t i = 0; ok && i < msg.data.via.map.size; i++)
+        fn(&msg.data.via.map.ptr[i].key, &msg.data.via.map.ptr[i].val, arg);
+    msgpack_unpacked_destroy(&msg);
+    free(map);
+    return ok;
+}
+
+typedef struct {
+    int64_t *rss_p, *connections_p;
+} s_status_t;
+
+static void
+s_status_one(const msgpack_object *k, const msgpack_object *v, void *arg)
+{
+    s_status_t *st = arg;
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return;
+    // 0 is no RSS but a broker that could not read it (out of file descriptors).
+    if (hop_bench_key_is(k, "rss_bytes") && v->via.u64 > 0)
+        *st->rss_p = (int64_t)v->via.u64;
+    if (st->connections_p && hop_bench_key_is(k, "connections"))
+        *st->connections_p = (int64_t)v->via.u64;
+}
+
 // Reads rss_bytes and connections from the broker's status; -1 when unknown.
 void
 hop_bench_broker_status(hop_client_t *admin, int64_t *rss_p, int64_t *connections_p)
@@ -314,30 +357,8 @@ hop_bench_broker_status(hop_client_t *admin, int64_t *rss_p, int64_t *connection
     *rss_p = -1;
     if (connections_p)
         *connections_p = -1;
-    void *map = NULL;
-    size_t size = 0;
-    if (!admin || hop_client_status(admin, &map, &size) != HOP_OK)
-        return;
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    if (msgpack_unpack_next(&msg, map, size, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        msg.data.type == MSGPACK_OBJECT_MAP) {
-        const msgpack_object_map *m = &msg.data.via.map;
-        for (uint32_t i = 0; i < m->size; i++) {
-            const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
-            if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-                continue;
-            // 0 is no RSS but a broker that could not read it (out of file descriptors).
-            if (k->via.str.size == 9 && memcmp(k->via.str.ptr, "rss_bytes", 9) == 0 &&
-                v->via.u64 > 0)
-                *rss_p = (int64_t)v->via.u64;
-            if (connections_p && k->via.str.size == 11 &&
-                memcmp(k->via.str.ptr, "connections", 11) == 0)
-                *connections_p = (int64_t)v->via.u64;
-        }
-    }
-    msgpack_unpacked_destroy(&msg);
-    free(map);
+    s_status_t st = {rss_p, connections_p};
+    hop_bench_status_each(admin, s_status_one, &st);
 }
 
 // ---------------------------------------------------------------------------------------

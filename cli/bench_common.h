@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <msgpack.h>
 
 #include "hopper.h"
 
@@ -173,5 +174,12 @@ hop_client_t *hop_bench_client_open_or_fail(hop_bench_ctl_t *ctl, const char *na
 // Reads rss_bytes and connections from the broker's status; -1 when unknown. admin and
 // connections_p may be NULL.
 void hop_bench_broker_status(hop_client_t *admin, int64_t *rss_p, int64_t *connections_p);
+// Calls fn with each key and value of the broker's status (msgpack objects, valid during the
+// call). False when the status could not be read (admin NULL, or the broker did not answer).
+typedef void(hop_bench_status_fn)(const msgpack_object *key, const msgpack_object *value,
+                                  void *arg);
+bool hop_bench_status_each(hop_client_t *admin, hop_bench_status_fn *fn, void *arg);
+// Whether a msgpack key is the string name.
+bool hop_bench_key_is(const msgpack_object *key, const char *name);
 
 #endif

@@ -56,12 +56,28 @@ typedef struct {
 // ---------------------------------------------------------------------------------------
 // The broker's status
 
-static bool
-s_key_is(const msgpack_object *k, const char *name)
+typedef struct {
+    s_store_t *st;
+    uint64_t fsync_ms;
+} s_store_read_t;
+
+static void
+s_store_one(const msgpack_object *k, const msgpack_object *v, void *arg)
 {
-    size_t len = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == len &&
-           memcmp(k->via.str.ptr, name, len) == 0;
+    s_store_read_t *r = arg;
+    s_store_t *st = r->st;
+    if (v->type == MSGPACK_OBJECT_STR && hop_bench_key_is(k, "fsync"))
+        snprintf(st->policy, sizeof st->policy, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+    if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return;
+    if (hop_bench_key_is(k, "fsyncs"))
+        st->fsyncs = (int64_t)v->via.u64;
+    else if (hop_bench_key_is(k, "fsync_ms"))
+        r->fsync_ms = v->via.u64;
+    else if (hop_bench_key_is(k, "disk_bytes"))
+        st->disk_bytes = (int64_t)v->via.u64;
+    else if (hop_bench_key_is(k, "rss_bytes") && v->via.u64 > 0)
+        st->rss = (int64_t)v->via.u64;
 }
 
 // Reads the store's figures from the broker's status into st (all unknown on failure).
@@ -70,37 +86,10 @@ s_store_read(hop_client_t *admin, s_store_t *st)
 {
     memset(st, 0, sizeof *st);
     st->fsyncs = st->disk_bytes = st->rss = -1;
-    void *map = NULL;
-    size_t size = 0;
-    if (!admin || hop_client_status(admin, &map, &size) != HOP_OK)
-        return;
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    uint64_t fsync_ms = 0;
-    if (msgpack_unpack_next(&msg, map, size, NULL) == MSGPACK_UNPACK_SUCCESS &&
-        msg.data.type == MSGPACK_OBJECT_MAP) {
-        const msgpack_object_map *m = &msg.data.via.map;
-        for (uint32_t i = 0; i < m->size; i++) {
-            const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
-            if (v->type == MSGPACK_OBJECT_STR && s_key_is(k, "fsync"))
-                snprintf(st->policy, sizeof st->policy, "%.*s", (int)v->via.str.size,
-                         v->via.str.ptr);
-            if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-                continue;
-            if (s_key_is(k, "fsyncs"))
-                st->fsyncs = (int64_t)v->via.u64;
-            else if (s_key_is(k, "fsync_ms"))
-                fsync_ms = v->via.u64;
-            else if (s_key_is(k, "disk_bytes"))
-                st->disk_bytes = (int64_t)v->via.u64;
-            else if (s_key_is(k, "rss_bytes") && v->via.u64 > 0)
-                st->rss = (int64_t)v->via.u64;
-        }
-    }
-    if (fsync_ms && strcmp(st->policy, "every") == 0)
-        snprintf(st->policy, sizeof st->policy, "every %llu ms", (unsigned long long)fsync_ms);
-    msgpack_unpacked_destroy(&msg);
-    free(map);
+    s_store_read_t r = {st, 0};
+    hop_bench_status_each(admin, s_store_one, &r);
+    if (r.fsync_ms && strcmp(st->policy, "every") == 0)
+        snprintf(st->policy, sizeof st->policy, "every %llu ms", (unsigned long long)r.fsync_ms);
 }
 
 // ---------------------------------------------------------------------------------------
