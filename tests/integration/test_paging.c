@@ -89,18 +89,27 @@ s_records_at_most(void *arg)
     return s_status(r->c, "message_records") <= r->want;
 }
 
+// Receives the next delivery, checks it is message `want`, acks it; returns whether it was
+// flagged redelivered.
+static bool
+s_take(hop_client_t *c, long want)
+{
+    hop_delivery_t *d = sx_receive(c);
+    if (sx_body_seq(d) != want)
+        fail_msg("expected message %ld, got %ld", want, sx_body_seq(d));
+    bool redelivered = d->redelivered;
+    CHECK(c, hop_client_ack(c, d->tag, false));
+    hop_delivery_destroy(&d);
+    return redelivered;
+}
+
 // Consumes n messages from queue and checks they are ids from, from+1, ... in order.
 static void
 s_drain_in_order(hop_client_t *c, const char *queue, long from, long n)
 {
     CHECK(c, hop_client_consume(c, queue, "drain", 50, 0, NULL, 0));
-    for (long i = 0; i < n; i++) {
-        hop_delivery_t *d = sx_receive(c);
-        if (sx_body_seq(d) != from + i)
-            fail_msg("expected message %ld, got %ld", from + i, sx_body_seq(d));
-        CHECK(c, hop_client_ack(c, d->tag, false));
-        hop_delivery_destroy(&d);
-    }
+    for (long i = 0; i < n; i++)
+        s_take(c, from + i);
     CHECK(c, hop_client_cancel(c, "drain"));
     sx_expect_nothing(c);
 }
@@ -232,12 +241,7 @@ test_restart_with_spilled_acks_requeues_and_delays(void **state)
     for (long i = 50; i < N; i++) {
         if (i == 51 || (i > 52 && i < 60))
             continue;
-        hop_delivery_t *m = sx_receive(d);
-        if (sx_body_seq(m) != i)
-            fail_msg("after the restart: expected %ld, got %ld", i, sx_body_seq(m));
-        assert_true(m->redelivered);
-        CHECK(d, hop_client_ack(d, m->tag, false));
-        hop_delivery_destroy(&m);
+        assert_true(s_take(d, i)); // recovered: flagged redelivered
     }
     sx_expect_nothing(d); // 51 is still delayed
     assert_int_equal(sx_queue_stat(d, "crashy", "messages_delayed"), 1);
@@ -318,13 +322,8 @@ test_purge_keeps_unacked_and_bindings_across_reclaim(void **state)
     CHECK(d, hop_client_wait_confirms(d, WAIT_MS, NULL));
     long want[] = {0, 1, 1000, 1001, 1002, 1003, 1004, 2000};
     CHECK(d, hop_client_consume(d, "pq", "after", 50, 0, NULL, 0));
-    for (size_t i = 0; i < 8; i++) {
-        hop_delivery_t *m = sx_receive(d);
-        if (sx_body_seq(m) != want[i])
-            fail_msg("after the restart: expected %ld, got %ld", want[i], sx_body_seq(m));
-        CHECK(d, hop_client_ack(d, m->tag, false));
-        hop_delivery_destroy(&m);
-    }
+    for (size_t i = 0; i < 8; i++)
+        s_take(d, want[i]);
     sx_expect_nothing(d);
 }
 
@@ -455,14 +454,8 @@ test_priority_queue_spills_per_level(void **state)
     hop_client_t *d = s_client(fx, "after");
     assert_int_equal(sx_queue_stat(d, "prio", "messages_ready"), 300);
     CHECK(d, hop_client_consume(d, "prio", "p", 1, 0, NULL, 0));
-    for (long k = 0; k < 300; k++) {
-        long want = (k / 100 == 0 ? 2 : k / 100 == 1 ? 1 : 0) + 3 * (k % 100);
-        hop_delivery_t *m = sx_receive(d);
-        if (sx_body_seq(m) != want)
-            fail_msg("delivery %ld: expected %ld, got %ld", k, want, sx_body_seq(m));
-        CHECK(d, hop_client_ack(d, m->tag, false));
-        hop_delivery_destroy(&m);
-    }
+    for (long k = 0; k < 300; k++) // priority 2 (ids 2, 5, ...), then 1, then 0
+        s_take(d, (k / 100 == 0 ? 2 : k / 100 == 1 ? 1 : 0) + 3 * (k % 100));
     sx_expect_nothing(d);
 }
 
