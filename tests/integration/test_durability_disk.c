@@ -336,6 +336,37 @@ s_fill(fx_t *fx, hop_client_t *c, s_pub_t *p)
     return waiting;
 }
 
+// After a restart: consumes and acks count messages of queue "disk" and checks each is one
+// that was published, not refused (with confirmed_only: positively confirmed), not acked
+// before (id > acked), and not seen twice; then that nothing more comes. Returns the ids seen
+// (the caller frees it).
+static uint8_t *
+s_drain_after(hop_client_t *after, const s_pub_t *p, uint64_t count, bool confirmed_only,
+              uint64_t acked)
+{
+    CHECK(after, hop_client_consume(after, "disk", "drain", 500, 0, NULL, 0));
+    uint8_t *seen = calloc(MAX_MSGS + 1, 1);
+    assert_non_null(seen);
+    for (uint64_t n = 0; n < count; n++) {
+        hop_delivery_t *d = sx_receive(after);
+        uint64_t id = s_body_id(d);
+        if (id == 0 || id > p->published || d->body_size != BODY)
+            fail_msg("a message that was never published came back (id %llu, %zu bytes)",
+                     (unsigned long long)id, d->body_size);
+        if (p->state[id] == S_NACK || (confirmed_only && p->state[id] != S_OK))
+            fail_msg("message %llu came back but was refused", (unsigned long long)id);
+        if (id <= acked)
+            fail_msg("message %llu came back but was acked", (unsigned long long)id);
+        if (seen[id])
+            fail_msg("message %llu came back twice", (unsigned long long)id);
+        seen[id] = 1;
+        CHECK(after, hop_client_ack(after, d->tag, false));
+        hop_delivery_destroy(&d);
+    }
+    sx_expect_nothing(after);
+    return seen;
+}
+
 static void
 s_full_disk(void **state)
 {
@@ -420,26 +451,7 @@ s_full_disk(void **state)
     assert_int_equal(harness_broker_restart(fx->broker), 0);
     hop_client_t *after = sx_client(fx, "after", 0);
     assert_int_equal(sx_queue_stat(after, "disk", "messages_ready"), expect);
-    CHECK(after, hop_client_consume(after, "disk", "drain", 500, 0, NULL, 0));
-    uint8_t *seen = calloc(MAX_MSGS + 1, 1);
-    assert_non_null(seen);
-    for (uint64_t n = 0; n < expect; n++) {
-        hop_delivery_t *d = sx_receive(after);
-        uint64_t id = s_body_id(d);
-        if (id == 0 || id > p->published || d->body_size != BODY)
-            fail_msg("a message that was never published came back (id %llu, %zu bytes)",
-                     (unsigned long long)id, d->body_size);
-        if (p->state[id] != S_OK)
-            fail_msg("message %llu came back but was refused", (unsigned long long)id);
-        if (id <= acked)
-            fail_msg("message %llu came back but was acked", (unsigned long long)id);
-        if (seen[id])
-            fail_msg("message %llu came back twice", (unsigned long long)id);
-        seen[id] = 1;
-        CHECK(after, hop_client_ack(after, d->tag, false));
-        hop_delivery_destroy(&d);
-    }
-    sx_expect_nothing(after);
+    uint8_t *seen = s_drain_after(after, p, expect, true, acked);
     s_expect_clean_replay(fx->broker);
     char *log = s_broker_log(fx->broker);
     if (!strstr(log, "failed (disk full)") || !strstr(log, "go through again"))
@@ -480,24 +492,7 @@ test_full_disk_restart_while_full(void **state)
     hop_client_t *after = sx_client(fx, "after", 0);
     uint64_t ready = sx_queue_stat(after, "disk", "messages_ready");
     assert_true(ready >= p->oks && ready <= p->oks + waiting);
-    CHECK(after, hop_client_consume(after, "disk", "drain", 500, 0, NULL, 0));
-    uint8_t *seen = calloc(MAX_MSGS + 1, 1);
-    assert_non_null(seen);
-    for (uint64_t n = 0; n < ready; n++) {
-        hop_delivery_t *d = sx_receive(after);
-        uint64_t id = s_body_id(d);
-        if (id == 0 || id > p->published || d->body_size != BODY)
-            fail_msg("a message that was never published came back (id %llu, %zu bytes)",
-                     (unsigned long long)id, d->body_size);
-        if (p->state[id] == S_NACK)
-            fail_msg("message %llu came back but was refused", (unsigned long long)id);
-        if (seen[id])
-            fail_msg("message %llu came back twice", (unsigned long long)id);
-        seen[id] = 1;
-        CHECK(after, hop_client_ack(after, d->tag, false));
-        hop_delivery_destroy(&d);
-    }
-    sx_expect_nothing(after);
+    uint8_t *seen = s_drain_after(after, p, ready, false, 0);
     CHECK(after, hop_client_cancel(after, "drain"));
     for (uint64_t s = 1; s <= p->published; s++)
         if (p->state[s] == S_OK && !seen[s])
