@@ -1,6 +1,6 @@
 // sdk/client.c - libhopper's connection: the client object, settings, connect, argument checks
 // and the request core the other verbs share (client_topology.c, client_messages.c): requests
-// go straight to the DEALER socket (client_io.c).
+// go straight to the socket (client_io.c).
 //
 // Requests get increasing ids; a call waits for the reply carrying its id for the client's
 // timeout, buffering deliveries that arrive meanwhile for hop_client_receive.
@@ -29,7 +29,7 @@
 // Reconnect. A connection is lost when the broker is silent past its timeout (the I/O thread
 // says so) or answers 505 unexpected-frame (it forgot us, e.g. it restarted). A call that finds
 // out while it waits returns HOP_ECONNECT; with reconnect on, the next call (or one that finds
-// the loss already reported when it starts) opens a new DEALER (a new routing id), says hello
+// the loss already reported when it starts) opens a new connection (a new routing id), says hello
 // and re-issues every consumer with its tag, prefetch and flags
 // (subscriptions get a new server-named queue, declared and bound again). A consumer that
 // cannot be restored is dropped and reported as an asynchronous error. Delivery tags carry
@@ -266,7 +266,7 @@ hop_client_new(void)
     self->reconnect = true;
     self->next_id = 1;
     zmq_msg_init(&self->in_records);
-    self->ctx = hop_client_ctx_ref();
+    hop_client_proc_ref();
     hop_enc_init(&self->enc);
     // Correlation ids must not collide between clients sharing a reply path; they need not be
     // unpredictable, so time, pid and address mixed through splitmix64 do.
@@ -311,7 +311,7 @@ hop_client_destroy(hop_client_t **self_p)
     hop_enc_fini(&self->enc);
     free(self->name);
     free(self->endpoint);
-    hop_client_ctx_unref();
+    hop_client_proc_unref();
     free(self);
     *self_p = NULL;
 }

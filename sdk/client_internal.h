@@ -6,11 +6,11 @@
 // from the broker) and delivery.c (parsing deliveries).
 //
 // Threads: the user thread owns hop_client_t and, for the length of each socket operation, the
-// DEALER socket (client_io.h says how it shares it with the I/O thread, which only sends
-// heartbeats, watches for a silent broker and sends what the outbox still holds). Frames from
-// the broker are read by the thread that asked for them, and the user thread unpacks the
-// broker's batches. Messages to the broker go to the DEALER at once when it takes them, and
-// into an outbox of batches while it does not (PROTOCOL.md 2.1).
+// socket, a ZMTP connection of our own (zmtp.h; client_io.h says how it shares it with the I/O
+// thread, which only sends heartbeats, watches for a silent broker and sends what the outbox
+// holds). Frames from the broker are read by the thread that asked for them, and the user
+// thread unpacks the broker's batches. Messages to the broker go to the socket at once when
+// the client is not publishing fast, and into an outbox of batches when it is (PROTOCOL.md 2.1).
 #ifndef HOP_CLIENT_INTERNAL_H_INCLUDED
 #define HOP_CLIENT_INTERNAL_H_INCLUDED
 
@@ -108,7 +108,6 @@ struct hop_client {
     char *endpoint;   // of the last connect, or NULL before
 
     // Connection
-    void *ctx;            // the process-wide ZeroMQ context (reference counted)
     hop_client_io_t *io;  // the socket and the I/O thread; NULL when not connected
     bool lost;            // the connection was lost (and not closed by the user)
     unsigned publishes;   // publishes since connect, to pace looking at the socket
@@ -189,9 +188,9 @@ struct hop_client {
 
 // Milliseconds on a monotonic clock.
 int64_t hop_client_now(void);
-// The process-wide ZeroMQ context: the first ref creates it, the last unref terminates it.
-void *hop_client_ctx_ref(void);
-void hop_client_ctx_unref(void);
+// Clients alive in the process: the last unref gives the pooled batch buffers back.
+void hop_client_proc_ref(void);
+void hop_client_proc_unref(void);
 
 // The hop_err_t for a broker error code.
 int hop_client_map_code(uint64_t code);
@@ -206,7 +205,7 @@ void hop_client_async(hop_client_t *self, int rc, int code, const char *fmt, ...
 // Returns the pending asynchronous error as the last error and clears it.
 int hop_client_take_async(hop_client_t *self);
 
-// Opens a new connection: DEALER socket, hello, I/O thread. Returns HOP_OK or an error.
+// Opens a new connection: socket (ZMTP handshake), hello, I/O thread. Returns HOP_OK or an error.
 int hop_client_open(hop_client_t *self);
 // Stops the I/O thread, closes the sockets, drops buffered deliveries. Safe when not open.
 void hop_client_shut(hop_client_t *self);
@@ -216,12 +215,15 @@ void hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_
                        const void *body, size_t body_size, bool has_body, bool alone);
 // Receives one message from the broker without waiting (what the I/O thread read for us comes
 // first). Returns as hop_inmsg_recv (0, 1, -1 when nothing), or -2 when nothing is left and
-// the broker was silent past its timeout.
+// the connection is lost: the broker was silent past its timeout, or the socket failed
+// (hop_client_io_error).
 int hop_client_io_recv(hop_client_io_t *self, hop_inmsg_t *msg);
 // Waits until deadline (ms, -1 = forever) for a message from the broker, doing the I/O
 // thread's duties meanwhile. Returns 1 when one is there, 0 at the deadline, -2 when the
-// broker was silent past its timeout, -3 when the poll failed (errno).
+// broker was silent past its timeout or the socket failed, -3 when the poll failed (errno).
 int hop_client_io_wait(hop_client_io_t *self, int64_t deadline);
+// The errno the socket failed with (the broker closed the connection: ECONNRESET), or 0.
+int hop_client_io_error(hop_client_io_t *self);
 // Sends a heartbeat if one is due and notes a silent broker (a look at the clock).
 void hop_client_io_tick(hop_client_io_t *self);
 // Shuts the connection as lost; sets the error text. Returns HOP_ECONNECT.
@@ -231,9 +233,11 @@ int hop_client_lost(hop_client_t *self, int code, const char *fmt, ...)
 // ---------------------------------------------------------------------------------------
 // client_recv.c
 
-// Receives one whole message from sock into msg (no wait). Returns 0, 1 when it had more than
-// two frames (the extra frames are dropped), or -1 when nothing was there.
-int hop_inmsg_recv(hop_inmsg_t *msg, void *sock);
+// Receives one whole message from conn into msg (no wait). Returns 0, 1 when it had more than
+// two frames (the extra frames are dropped), -1 when nothing was there, -2 when the connection
+// is closed or failed.
+struct hop_zmtp;
+int hop_inmsg_recv(hop_inmsg_t *msg, struct hop_zmtp *conn);
 // Decodes msg's header into msg->wire. Returns 0, or -1 with a reason in err (may be NULL).
 int hop_inmsg_decode(hop_inmsg_t *msg, char *err, size_t err_size);
 // Whether cmd is a reply to a request (it carries the request's id).

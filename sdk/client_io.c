@@ -1,17 +1,18 @@
-// sdk/client_io.c - the client's connection: the process-wide context, errors, opening and
-// closing connections, the user thread's socket operations (receive, wait, liveness) and the
-// I/O thread that keeps a connection alive while the user thread is away. Who owns the socket
-// when, and how publishes are batched, is client_io.h's header comment; the outbox itself is
+// sdk/client_io.c - the client's connection: the process-wide count of clients, errors,
+// opening and closing connections, the user thread's socket operations (receive, wait, liveness)
+// and the I/O thread that keeps a connection alive while the user thread is away. Who owns the
+// socket when, and how publishes are batched, is client_io.h's header comment; the outbox itself is
 // client_outbox.c.
 //
-// The user thread sends and receives on the DEALER itself: a publish is a zmq_send on the
+// The user thread sends and receives on the socket itself (zmtp.h): a publish is a write on the
 // caller's thread and a delivery is read by the thread that asked for it, with no hand-off
-// between our threads on the way (the hand-offs were most of a message's latency). The I/O
-// thread is only a watchdog: it sends a heartbeat whenever nothing was sent for the negotiated
-// interval (so a user thread busy for minutes in a handler keeps the connection alive), reads
-// what arrives while nobody else does (so broker heartbeats count as signs of life and do not
-// pile up), says the broker is lost when it was silent for longer than its timeout, and sends
-// what the outbox still holds once ZeroMQ can take it.
+// between threads on the way (the hand-offs were most of a message's latency). The I/O thread
+// is a watchdog and a flusher: it sends a heartbeat whenever nothing was sent for the
+// negotiated interval (so a user thread busy for minutes in a handler keeps the connection
+// alive), reads what arrives while nobody else does (so broker heartbeats count as signs of life
+// and do not pile up), says the broker is lost when it was silent for longer than its timeout,
+// and sends what a fast publisher left in the outbox.
+#define _GNU_SOURCE // ppoll: the flusher naps for tens of microseconds
 #include "client_io.h"
 
 #include <assert.h>
@@ -22,7 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,11 +32,18 @@ static const uint8_t s_heartbeat[] = {0x81, 0xa3, 'c', 'm', 'd', 0xa9, 'h', 'e',
                                       'a',  'r',  't', 'b', 'e', 'a',  't'};
 
 // ---------------------------------------------------------------------------------------
-// Process-wide context
+// Process-wide
 
-static pthread_mutex_t s_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *s_ctx;    // shared by every client of the process
-static int s_ctx_refs; // clients alive
+static pthread_mutex_t s_proc_lock = PTHREAD_MUTEX_INITIALIZER;
+static int s_clients; // clients alive
+
+uint64_t
+hop_io_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 int64_t
 hop_client_now(void)
@@ -45,40 +53,22 @@ hop_client_now(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void *
-hop_client_ctx_ref(void)
+void
+hop_client_proc_ref(void)
 {
-    pthread_mutex_lock(&s_ctx_lock);
-    if (s_ctx_refs++ == 0) {
-        s_ctx = zmq_ctx_new();
-        if (!s_ctx)
-            abort(); // out of memory or file descriptors: nothing sensible to do
-        // Never let a socket with unsent messages hang the last hop_client_destroy.
-        zmq_ctx_set(s_ctx, ZMQ_BLOCKY, 0);
-        // Each client holds one socket and two pipe descriptors: let the process open as
-        // many clients as its file-descriptor limit allows, not libzmq's 1,023.
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1024)
-            zmq_ctx_set(s_ctx, ZMQ_MAX_SOCKETS, rl.rlim_cur > 1000000 ? 1000000 : (int)rl.rlim_cur);
-    }
-    void *ctx = s_ctx;
-    pthread_mutex_unlock(&s_ctx_lock);
-    return ctx;
+    pthread_mutex_lock(&s_proc_lock);
+    s_clients++;
+    pthread_mutex_unlock(&s_proc_lock);
 }
 
 void
-hop_client_ctx_unref(void)
+hop_client_proc_unref(void)
 {
-    pthread_mutex_lock(&s_ctx_lock);
-    assert(s_ctx_refs > 0);
-    if (--s_ctx_refs == 0) {
-        // Terminated with the last client so that valgrind and LSan see no ZeroMQ threads or
-        // buffers left behind.
-        zmq_ctx_term(s_ctx);
-        s_ctx = NULL;
-        hop_batch_buf_trim(); // ZeroMQ gave every batch buffer back by now
-    }
-    pthread_mutex_unlock(&s_ctx_lock);
+    pthread_mutex_lock(&s_proc_lock);
+    assert(s_clients > 0);
+    if (--s_clients == 0)
+        hop_batch_buf_trim(); // an idle process keeps no batch buffers (valgrind and LSan see none)
+    pthread_mutex_unlock(&s_proc_lock);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -182,9 +172,10 @@ s_liveness(hop_client_io_t *self, int64_t now)
     // A message held back (no live connection, or the pipe full) goes first; a heartbeat could
     // not be sent then either.
     if (self->out_frames == 0 && now - self->sent_at >= self->heartbeat_ms) {
-        // Not sendable (no live connection) counts as sent: retry next interval, not in a
-        // busy loop.
-        zmq_send(self->dealer, s_heartbeat, sizeof s_heartbeat, ZMQ_DONTWAIT);
+        // Not sendable (the socket is full or failed) counts as sent: retry next interval,
+        // not in a busy loop.
+        struct iovec hb = {(void *)s_heartbeat, sizeof s_heartbeat};
+        hop_zmtp_send(self->conn, &hb, 1);
         self->sent_at = now;
     }
     if (now - self->heard_at >= self->timeout_ms)
@@ -192,7 +183,8 @@ s_liveness(hop_client_io_t *self, int64_t now)
 }
 
 // Before the user thread lets go of the socket: messages left in the outbox are the I/O
-// thread's to send as soon as ZeroMQ takes them, unless the user thread comes back first.
+// thread's to send (its wake-up is the batching window), unless the user thread comes back
+// first.
 static void
 s_release(hop_client_io_t *self)
 {
@@ -217,67 +209,82 @@ s_half(const hop_client_io_t *self)
     return self->heartbeat_ms > 1 ? self->heartbeat_ms / 2 : 1;
 }
 
-// The I/O thread's turn with the socket.
-static void
+// The I/O thread's turn with the socket. Returns whether it wrote what a user thread that went
+// away left in the outbox.
+static bool
 s_duties(hop_client_io_t *self)
 {
-    // Lets ZeroMQ process its commands (a drained pipe, arrived messages) now.
-    int events = 0;
-    size_t size = sizeof events;
-    zmq_getsockopt(self->dealer, ZMQ_EVENTS, &events, &size);
     // Nobody read since the last look: the user thread is away (or only publishes). What
-    // arrived is read now, so that broker heartbeats count and nothing piles up in ZeroMQ.
-    if (self->rx == self->rx_seen && (events & ZMQ_POLLIN)) {
+    // arrived is read now, so that broker heartbeats count and nothing piles up.
+    if (self->rx == self->rx_seen) {
         if (self->stash_count < HOP_IO_STASH_MAX)
             hop_io_stash_all(self);
         else
             self->rx++; // left unread (the stash is full), but a sign of life all the same
     }
-    hop_io_flush(self);
+    // The outbox goes once its oldest message is older than a calling user thread lets it get
+    // (so never while one is busy publishing), or when the socket could not take all of it.
+    bool wrote = false;
+    if (hop_io_pending(self) && (self->out_frames > 0 || hop_zmtp_pending(self->conn) ||
+                                 hop_io_now_ns() - self->box_since >= HOP_IO_PACE_NS))
+        wrote = hop_io_flush(self) > 0;
     s_liveness(self, hop_client_now());
-    if (!hop_io_pending(self))
-        atomic_store(&self->watching, false);
+    return wrote;
 }
 
 static void *
 s_io_run(void *arg)
 {
     hop_client_io_t *self = arg;
-    bool backoff = false;
+    // Naps of tens of microseconds mean nothing with the default 50 us timer slack.
+    prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+    uint64_t nap = HOP_IO_PACE_NS; // while watching: until the next look at the outbox
+    bool wait_out = false;         // the socket did not take everything: wait until it can
     while (!atomic_load(&self->term)) {
-        // Watching the socket's ZMQ_FD tells us when ZeroMQ has news for it (such as a drained
-        // pipe), without touching the socket.
-        struct pollfd fds[2] = {{self->wake[0], POLLIN, 0}, {self->zfd, POLLIN, 0}};
-        bool watch = !backoff && atomic_load(&self->watching);
-        int n = poll(fds, watch ? 2 : 1, backoff ? 1 : s_half(self));
+        bool watch = atomic_load(&self->watching);
+        uint64_t wait = watch ? nap : (uint64_t)s_half(self) * 1000000u;
+        struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+        struct pollfd fds[2] = {{self->wake[0], POLLIN, 0}, {self->fd, POLLOUT, 0}};
+        int n = ppoll(fds, wait_out ? 2 : 1, &ts, NULL);
         if (atomic_load(&self->term))
             break;
         if (n > 0 && (fds[0].revents & POLLIN)) {
             char buf[64];
             while (read(self->wake[0], buf, sizeof buf) > 0)
                 ;
+            if (!watch)
+                nap = HOP_IO_PACE_NS; // woken for a new outbox: first look soon
         }
+        uint64_t longer = nap * 2 < HOP_IO_NAP_MAX_NS ? nap * 2 : HOP_IO_NAP_MAX_NS;
         if (pthread_mutex_trylock(&self->lock) != 0) {
-            // The user thread is in a call: it does the duties itself, and sends what waits
-            // when it is done. Look again in a millisecond rather than spin on ZMQ_FD.
-            backoff = watch;
+            // The user thread is in a call: it does the duties and writes the outbox itself.
+            nap = longer;
             continue;
         }
-        backoff = false;
-        s_duties(self);
+        bool wrote = s_duties(self);
+        wait_out = (self->out_frames > 0 || hop_zmtp_pending(self->conn)) && !self->error;
+        if (atomic_load(&self->watching)) {
+            if (wrote || wait_out)
+                nap = HOP_IO_PACE_NS; // the user thread is away: keep looking often
+            else if (!hop_io_pending(self) && nap >= HOP_IO_NAP_MAX_NS)
+                atomic_store(&self->watching, false); // nothing for a while: sleep until woken
+            else
+                nap = longer; // the user thread writes its outbox itself
+        }
         pthread_mutex_unlock(&self->lock);
     }
     return NULL;
 }
 
-// Starts the I/O thread on a connected DEALER. Takes the DEALER on success only.
+// Starts the I/O thread on an open connection. Takes the connection on success only.
 static hop_client_io_t *
-s_io_new(void *dealer, int heartbeat_ms, int timeout_ms)
+s_io_new(hop_zmtp_t *conn, int heartbeat_ms, int timeout_ms)
 {
     hop_client_io_t *self = calloc(1, sizeof *self);
     if (!self)
         abort();
-    self->dealer = dealer;
+    self->conn = conn;
+    self->fd = hop_zmtp_fd(conn);
     self->heartbeat_ms = heartbeat_ms;
     self->timeout_ms = timeout_ms;
     for (int i = 0; i < 2; i++)
@@ -286,12 +293,9 @@ s_io_new(void *dealer, int heartbeat_ms, int timeout_ms)
     atomic_init(&self->term, false);
     atomic_init(&self->watching, false);
     pthread_mutex_init(&self->lock, NULL);
-    size_t size = sizeof self->zfd;
-    if (zmq_getsockopt(dealer, ZMQ_FD, &self->zfd, &size) == 0 && pipe(self->wake) == 0) {
+    if (pipe(self->wake) == 0) {
         for (int i = 0; i < 2; i++)
             fcntl(self->wake[i], F_SETFL, fcntl(self->wake[i], F_GETFL) | O_NONBLOCK);
-        // The I/O thread touches the DEALER only under the lock, whose first use is the
-        // full memory barrier ZeroMQ asks for when a socket changes threads.
         if (pthread_create(&self->thread, NULL, s_io_run, self) == 0)
             return self;
         close(self->wake[0]);
@@ -318,7 +322,7 @@ s_io_destroy(hop_client_io_t **self_p)
     close(self->wake[1]);
     // What is still in the outbox is dropped with its connection.
     hop_io_free_queues(self);
-    zmq_close(self->dealer);
+    hop_zmtp_destroy(&self->conn);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -341,15 +345,17 @@ hop_client_io_recv(hop_client_io_t *self, hop_inmsg_t *msg)
 {
     pthread_mutex_lock(&self->lock);
     int rc = hop_io_unstash(self, msg);
-    if (rc < 0) {
-        rc = hop_inmsg_recv(msg, self->dealer);
+    if (rc < 0 && !self->error) {
+        rc = hop_inmsg_recv(msg, self->conn);
         if (rc >= 0)
             self->rx++;
-        else if (self->lost)
-            rc = -2; // everything the broker sent before going silent was read
-        else if (hop_io_pending(self))
-            hop_io_flush(self); // the receive processed ZeroMQ's commands: it may take more now
+        else if (rc == -2) {
+            self->error = errno;
+            self->lost = true;
+        }
     }
+    if (rc == -1 && self->lost)
+        rc = -2; // everything the broker sent before going silent (or closing) was read
     s_release(self);
     return rc;
 }
@@ -364,6 +370,9 @@ hop_client_io_wait(hop_client_io_t *self, int64_t deadline)
             rc = 1;
             break;
         }
+        // About to wait: what the outbox holds goes now, nothing is gained by holding it.
+        if (hop_io_pending(self))
+            hop_io_flush(self);
         int64_t now = hop_client_now();
         s_liveness(self, now);
         if (self->lost) {
@@ -373,17 +382,16 @@ hop_client_io_wait(hop_client_io_t *self, int64_t deadline)
         long wait = s_half(self);
         if (deadline >= 0 && deadline - now < wait)
             wait = deadline > now ? (long)(deadline - now) : 0;
-        zmq_pollitem_t item = {self->dealer, 0,
-                               ZMQ_POLLIN | (hop_io_pending(self) ? ZMQ_POLLOUT : 0), 0};
-        int n = zmq_poll(&item, 1, wait);
+        struct pollfd item = {self->fd, (short)(POLLIN | (hop_io_pending(self) ? POLLOUT : 0)), 0};
+        int n = poll(&item, 1, (int)wait);
         if (n < 0) {
             rc = -3;
             break;
         }
-        if (item.revents & ZMQ_POLLOUT)
+        if (item.revents & POLLOUT)
             hop_io_flush(self);
-        if (item.revents & ZMQ_POLLIN) {
-            rc = 1;
+        if (item.revents & (POLLIN | POLLHUP | POLLERR)) {
+            rc = 1; // a message, or the news that the connection ended: the receive tells
             break;
         }
         if (deadline >= 0 && hop_client_now() >= deadline) {
@@ -397,6 +405,15 @@ hop_client_io_wait(hop_client_io_t *self, int64_t deadline)
     return rc;
 }
 
+int
+hop_client_io_error(hop_client_io_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    int error = self->error;
+    pthread_mutex_unlock(&self->lock);
+    return error;
+}
+
 void
 hop_client_io_tick(hop_client_io_t *self)
 {
@@ -408,9 +425,9 @@ hop_client_io_tick(hop_client_io_t *self)
 // ---------------------------------------------------------------------------------------
 // Opening and closing
 
-// Sends hello on a fresh DEALER and waits for hello-ok until deadline.
+// Sends hello on a fresh connection and waits for hello-ok until deadline.
 static int
-s_hello(hop_client_t *self, void *dealer, int64_t deadline)
+s_hello(hop_client_t *self, hop_zmtp_t *conn, int64_t deadline)
 {
     uint64_t id = self->next_id++;
     hop_enc_begin(&self->enc, HOP_CMD_HELLO);
@@ -424,19 +441,26 @@ s_hello(hop_client_t *self, void *dealer, int64_t deadline)
     hop_enc_bool(&self->enc, "flow", true);  // we pause publishing when asked (6.3)
     size_t size;
     const void *header = hop_enc_end(&self->enc, &size);
-    if (zmq_send(dealer, header, size, ZMQ_DONTWAIT) < 0)
+    struct iovec iov = {(void *)header, size};
+    if (hop_zmtp_send(conn, &iov, 1) < 0)
         return hop_client_fail(self, HOP_ECONNECT, 0, "cannot send hello to %s: %s", self->endpoint,
-                               zmq_strerror(errno));
-    zmq_pollitem_t item = {dealer, 0, ZMQ_POLLIN, 0};
+                               strerror(errno));
     for (;;) {
-        int64_t left = deadline - hop_client_now();
-        if (left <= 0 || zmq_poll(&item, 1, (long)left) == 0)
-            return hop_client_fail(self, HOP_ECONNECT, 0,
-                                   "broker at %s did not answer hello within %d ms", self->endpoint,
-                                   self->timeout_ms);
         hop_inmsg_t msg;
-        if (hop_inmsg_recv(&msg, dealer) < 0)
-            continue; // EINTR or a spurious wake-up
+        int got = hop_inmsg_recv(&msg, conn);
+        if (got == -2)
+            return hop_client_fail(self, HOP_ECONNECT, 0,
+                                   "broker at %s closed the connection before answering hello: %s",
+                                   self->endpoint, strerror(errno));
+        if (got == -1) {
+            int64_t left = deadline - hop_client_now();
+            struct pollfd item = {hop_zmtp_fd(conn), POLLIN, 0};
+            if (left <= 0 || (poll(&item, 1, (int)left) == 0 && hop_client_now() >= deadline))
+                return hop_client_fail(self, HOP_ECONNECT, 0,
+                                       "broker at %s did not answer hello within %d ms",
+                                       self->endpoint, self->timeout_ms);
+            continue;
+        }
         char err[128];
         if (hop_inmsg_decode(&msg, err, sizeof err)) {
             hop_inmsg_close(&msg);
@@ -478,52 +502,29 @@ hop_client_open(hop_client_t *self)
     assert(self->endpoint);
     assert(!self->io);
     int64_t deadline = hop_client_now() + self->timeout_ms;
-    void *dealer = zmq_socket(self->ctx, ZMQ_DEALER);
-    if (!dealer)
-        return hop_client_fail(self, HOP_ECONNECT, 0, "cannot create a socket: %s",
-                               zmq_strerror(errno));
-    // LINGER 0: by the time we close, close-ok has confirmed everything we sent, or the
-    // broker is gone. RCVHWM 0: prefetch is the flow control. A small SNDHWM: a refused send
-    // is our sign to batch (client_io.h). IMMEDIATE: nothing queues for a broker we are not
-    // connected to, so an unreachable broker shows as a timeout.
-    int zero = 0, one = 1, sndhwm = HOP_IO_SNDHWM;
-    zmq_setsockopt(dealer, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(dealer, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
-    zmq_setsockopt(dealer, ZMQ_RCVHWM, &zero, sizeof zero);
-    zmq_setsockopt(dealer, ZMQ_IMMEDIATE, &one, sizeof one);
-    if (zmq_connect(dealer, self->endpoint)) {
-        int err = errno;
-        zmq_close(dealer);
+    char err[256];
+    bool invalid;
+    hop_zmtp_t *conn = hop_zmtp_connect(self->endpoint, deadline, err, sizeof err, &invalid);
+    if (!conn && invalid)
         return hop_client_fail(self, HOP_EINVAL, 0, "invalid broker endpoint '%s': %s",
-                               self->endpoint, zmq_strerror(err));
-    }
-    // With ZMQ_IMMEDIATE the DEALER turns writable once the connection is up.
-    zmq_pollitem_t item = {dealer, 0, ZMQ_POLLOUT, 0};
-    int rc = 0;
-    for (;;) {
-        int64_t left = deadline - hop_client_now();
-        if (left <= 0)
-            break;
-        rc = zmq_poll(&item, 1, (long)left);
-        if (rc > 0 || (rc < 0 && errno != EINTR))
-            break;
-    }
-    if (rc <= 0) {
-        zmq_close(dealer);
+                               self->endpoint, err);
+    if (!conn && errno == ETIMEDOUT)
         return hop_client_fail(self, HOP_ECONNECT, 0,
                                "cannot reach broker at %s within %d ms (is hopperd running?)",
                                self->endpoint, self->timeout_ms);
-    }
-    rc = s_hello(self, dealer, deadline);
+    if (!conn)
+        return hop_client_fail(self, HOP_ECONNECT, 0, "cannot connect to broker at %s: %s",
+                               self->endpoint, err);
+    int rc = s_hello(self, conn, deadline);
     if (rc) {
-        zmq_close(dealer);
+        hop_zmtp_destroy(&conn);
         return rc;
     }
-    self->io = s_io_new(dealer, self->broker_heartbeat, self->broker_timeout);
+    self->io = s_io_new(conn, self->broker_heartbeat, self->broker_timeout);
     if (!self->io) {
-        zmq_close(dealer);
+        hop_zmtp_destroy(&conn);
         return hop_client_fail(self, HOP_ECONNECT, 0, "cannot start the I/O thread: %s",
-                               zmq_strerror(errno));
+                               strerror(errno));
     }
     self->gen = (uint64_t)(self->opens++ & 0xffff) << HOP_TAG_GEN_SHIFT;
     self->lost = false;

@@ -1,37 +1,46 @@
 // sdk/client_io.h - private to client_io.c and client_outbox.c: the connection's socket and
 // what travels through it.
 //
-// Who owns the DEALER. Whoever holds `lock` does; in steady state that is the user thread, for
-// the length of one socket operation (a publish is a zmq_send on the caller's thread, a
-// receive a zmq_recv), so the mutex is uncontended and costs two atomic instructions. The
-// I/O thread (client_io.c) takes it with trylock only when it has something to do: every half
-// heartbeat interval, to send a heartbeat when nothing was sent for the interval, to read the
-// socket when the user thread has not (a consumer busy in a handler), and to say the broker is
-// lost when nothing was heard for its timeout; and when the outbox still holds messages that
-// the socket could not take, as soon as ZeroMQ says it can (it polls the socket's ZMQ_FD
-// without the lock, which only reads a file descriptor). A user thread that waits inside the
-// SDK holds the socket while it polls, but never longer than half a heartbeat interval at a
-// time, and does the same duties itself. No callback of the application ever runs with the
-// lock held.
+// Who owns the socket. Whoever holds `lock` does; in steady state that is the user thread, for
+// the length of one socket operation (a publish writes to the socket on the caller's thread, a
+// receive reads from it: zmtp.h), so the mutex is uncontended and costs two atomic
+// instructions. The I/O thread (client_io.c) takes it only when it has something to do: every
+// half heartbeat interval, to send a heartbeat when nothing was sent for the interval, to read
+// the socket when the user thread has not (a consumer busy in a handler), and to say the broker
+// is lost when nothing was heard for its timeout (with trylock: a user thread in a call does
+// these itself); and, waiting for the lock, when the user thread left messages in the outbox.
+// A user thread that waits inside the SDK holds the socket while it polls, but never longer
+// than half a heartbeat interval at a time, and sends the outbox itself before it polls. No
+// callback of the application ever runs with the lock held.
 //
-// Batching (PROTOCOL.md 2.1). The DEALER has a small send high-water mark, so ZeroMQ refuses a
-// message (EAGAIN) once a few are waiting for its I/O thread: that is the sign that the caller
-// publishes faster than the socket drains. From then on messages go into the outbox, appended
-// to the newest chunk's records (one copy, no ZeroMQ message), and each chunk goes as one
-// batch as soon as the socket takes it. An idle socket takes a message at once, as it is.
+// Batching (PROTOCOL.md 2.1). A message goes to the socket at once, as it is, when nothing waits
+// before it and the previous message went at least HOP_IO_PACE_NS earlier: an idle client adds
+// no latency. A caller that publishes faster than that fills the outbox instead: messages are
+// appended to the newest chunk's records (one copy), and the user thread writes the outbox in
+// one system call when a chunk is full, when its oldest message is HOP_IO_PACE_NS old, and
+// before it waits for anything. One system call per batch instead of one per message, and a
+// batch waits at most HOP_IO_PACE_NS while the caller keeps calling. For a caller that stops
+// calling with messages in the outbox, the I/O thread is woken once (`watching`); it looks at
+// the outbox after HOP_IO_PACE_NS, then at growing intervals up to HOP_IO_NAP_MAX_NS, and writes
+// it only once its oldest message is older than the user thread would have let it get. So the
+// two threads never contend for the socket while the caller is busy.
 #ifndef HOP_CLIENT_IO_H_INCLUDED
 #define HOP_CLIENT_IO_H_INCLUDED
 
 #include "client_internal.h"
+#include "zmtp.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define HOP_IO_SNDHWM 16 // messages waiting for ZeroMQ's I/O thread before we batch
+#define HOP_IO_PACE_NS                                                                             \
+    40000                        // a message closer than this to the previous one is batched,
+                                 // and a batch is written once its oldest message is this old
+#define HOP_IO_NAP_MAX_NS 200000 // the I/O thread looks at a non-empty outbox at least this often
 // Messages the I/O thread reads ahead for a user thread that is away, at most. Past it they
-// stay in ZeroMQ, whose high-water mark pushes back to the broker (which then pauses the
-// consumer), as when nothing reads at all: a slow handler never makes the client's memory grow
-// without bound.
+// stay in the kernel's socket buffers, which push back to the broker (whose pipe to us fills, so
+// it pauses the consumer), as when nothing reads at all: a slow handler never makes the
+// client's memory grow without bound.
 #define HOP_IO_STASH_MAX 1024
 
 // What waits in the outbox, in order: a run of records that may go as one batch (count > 0),
@@ -54,13 +63,13 @@ typedef struct hop_stashed {
 } hop_stashed_t;
 
 struct hop_client_io {
-    pthread_mutex_t lock; // its holder owns the DEALER and every field below but term/watching
-    void *dealer;         // the broker connection
-    int zfd;              // the DEALER's ZMQ_FD, polled by the I/O thread without the lock
+    pthread_mutex_t lock; // its holder owns the socket and every field below but term/watching
+    hop_zmtp_t *conn;     // the broker connection
+    int fd;               // its descriptor, polled by the I/O thread without the lock
     int wake[2];          // pipe: the user thread wakes the I/O thread (term, outbox pending)
     pthread_t thread;     // runs s_io_run (client_io.c)
     atomic_bool term;     // the I/O thread ends
-    atomic_bool watching; // the outbox holds messages the socket refused: watch zfd for them
+    atomic_bool watching; // the outbox holds messages: the I/O thread sends them
     int heartbeat_ms;     // send a heartbeat after this long without sending
     int timeout_ms;       // the broker is lost after this long without hearing it
 
@@ -70,9 +79,10 @@ struct hop_client_io {
     hop_chunk_t *box_free; // chunks to reuse
     unsigned box_spare;    // chunks in box_free
     hop_chunk_t *done;     // the last chunk taken, back to box_free at the next take
-    zmq_msg_t out[2];      // the message (or batch) the DEALER has not accepted yet
+    zmq_msg_t out[2];      // the message (or batch) the socket has not taken yet
     int out_frames;        // frames of out in use; 0 = none
-    int out_sent;          // frames of out already sent
+    uint64_t put_at;       // ns, CLOCK_MONOTONIC: when the last message was put (pacing)
+    uint64_t box_since;    // ns: when the outbox last stopped being empty
 
     // Messages read by the I/O thread, oldest first
     hop_stashed_t *stash_head;
@@ -85,19 +95,24 @@ struct hop_client_io {
     uint64_t rx_seen, tx_seen; // their values at the last look
     int64_t heard_at;          // ms: when rx was last seen to change
     int64_t sent_at;           // ms: when tx was last seen to change
-    bool lost;                 // nothing heard for timeout_ms
+    bool lost;                 // nothing heard for timeout_ms, or the socket failed
+    int error;                 // errno the socket failed with (0: it did not)
 };
+
+// Nanoseconds on CLOCK_MONOTONIC.
+uint64_t hop_io_now_ns(void);
 
 // client_outbox.c (the caller holds the lock)
 
-// Sends a message now if the socket takes it and nothing waits before it, else queues it.
+// Sends a message now if nothing waits before it and the client is not publishing fast (the
+// pacing above), else queues it.
 void hop_io_put(hop_client_io_t *self, const void *header, size_t header_size, const void *body,
                 size_t body_size, bool has_body, bool alone);
-// Sends queued messages until the DEALER would block. Returns messages sent.
+// Sends queued messages until the socket would block. Returns messages sent.
 int hop_io_flush(hop_client_io_t *self);
 // Whether messages wait in the outbox.
 bool hop_io_pending(const hop_client_io_t *self);
-// Reads what the DEALER has into the stash, up to HOP_IO_STASH_MAX (broker heartbeats are
+// Reads what the socket has into the stash, up to HOP_IO_STASH_MAX (broker heartbeats are
 // dropped).
 void hop_io_stash_all(hop_client_io_t *self);
 // Moves the oldest stashed message into msg (as hop_inmsg_recv). Returns 0, 1, or -1 when

@@ -2,17 +2,20 @@
 // thread read for the user thread (the stash). Every function here runs with the socket lock
 // held (client_io.h), on whichever thread holds it.
 //
-// A message is sent at once, as it is, when nothing waits before it and the DEALER takes it.
-// Once the DEALER refuses one (its small send high-water mark is reached: the caller publishes
-// faster than ZeroMQ's I/O thread drains), messages are appended to the newest chunk of the
-// outbox while it has room (up to 256 records / 64 KiB, bodies up to 4 KiB), and each chunk
-// goes as one batch whose buffer ZeroMQ sends without a copy as soon as the DEALER takes it: one
-// ZeroMQ message and far fewer system calls instead of one per message.
+// A message is sent at once, as it is, when nothing waits before it and the previous one went
+// at least HOP_IO_PACE_NS earlier. A caller that publishes faster than that fills the outbox:
+// messages are appended to the newest chunk while it has room (up to 256 records / 64 KiB,
+// bodies up to 4 KiB), and each chunk goes as one batch, written from its buffer without a
+// copy: one message on the wire and one system call instead of one per message. A full chunk
+// is written by the thread that filled it; the rest by the I/O thread once it is woken
+// (client_io.h), or by the user thread before it waits.
 #include "client_io.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 // {cmd:"heartbeat"} in msgpack, to recognise the broker's heartbeats without a decode.
 static const uint8_t s_heartbeat[] = {0x81, 0xa3, 'c', 'm', 'd', 0xa9, 'h', 'e',
@@ -53,7 +56,6 @@ static void
 s_unpack(hop_client_io_t *self, hop_chunk_t *c)
 {
     assert(self->out_frames == 0);
-    self->out_sent = 0;
     if (c->count == 0) {
         for (int i = 0; i < c->frames; i++)
             zmq_msg_move(&self->out[i], &c->frame[i]);
@@ -140,15 +142,33 @@ int
 hop_io_flush(hop_client_io_t *self)
 {
     int sent = 0;
+    // Bytes of a message the kernel did not take all of go first.
+    int rc = hop_zmtp_pending(self->conn) ? hop_zmtp_flush(self->conn) : 0;
+    if (rc != 0) {
+        if (rc < 0 && !self->error) {
+            self->error = errno;
+            self->lost = true;
+        }
+        return 0;
+    }
     for (;;) {
         if (self->out_frames == 0 && !s_fill(self))
             break;
-        while (self->out_sent < self->out_frames) {
-            int i = self->out_sent;
-            int flags = ZMQ_DONTWAIT | (i + 1 < self->out_frames ? ZMQ_SNDMORE : 0);
-            if (zmq_msg_send(&self->out[i], self->dealer, flags) < 0)
-                return sent; // would block (or no live connection): keep it for later
-            self->out_sent++;
+        struct iovec iov[2];
+        for (int i = 0; i < self->out_frames; i++)
+            iov[i] = (struct iovec){zmq_msg_data(&self->out[i]), zmq_msg_size(&self->out[i])};
+        if (hop_zmtp_send(self->conn, iov, self->out_frames) < 0) {
+            if (errno != EAGAIN && !self->error) {
+                // The connection broke: the user thread reports it once it has read the rest.
+                self->error = errno;
+                self->lost = true;
+            }
+            return sent; // would block, or no live connection: keep it for later
+        }
+        // Sent (or copied for the kernel): a batch's buffer goes back to its pool now.
+        for (int i = 0; i < self->out_frames; i++) {
+            zmq_msg_close(&self->out[i]);
+            zmq_msg_init(&self->out[i]);
         }
         self->out_frames = 0;
         self->tx++;
@@ -160,7 +180,7 @@ hop_io_flush(hop_client_io_t *self)
 bool
 hop_io_pending(const hop_client_io_t *self)
 {
-    return self->out_frames > 0 || self->box_head;
+    return self->out_frames > 0 || self->box_head || hop_zmtp_pending(self->conn);
 }
 
 static hop_chunk_t *
@@ -184,8 +204,8 @@ s_chunk_take(hop_client_io_t *self)
     return c;
 }
 
-// The fast path: nothing waits, so the message goes straight to the DEALER, copied into frames
-// the way zmq_send would. A refused first frame leaves the message in out for later.
+// The fast path: nothing waits, so the message goes straight to the socket. A message the
+// socket cannot take now stays in out for later.
 static void
 s_send_now(hop_client_io_t *self, const void *header, size_t header_size, const void *body,
            size_t body_size, bool has_body)
@@ -196,7 +216,6 @@ s_send_now(hop_client_io_t *self, const void *header, size_t header_size, const 
         s_frame_set(&self->out[1], body, body_size);
         self->out_frames = 2;
     }
-    self->out_sent = 0;
     hop_io_flush(self);
 }
 
@@ -206,27 +225,20 @@ hop_io_put(hop_client_io_t *self, const void *header, size_t header_size, const 
 {
     assert(self);
     assert(header_size > 0);
-    if (!hop_io_pending(self)) {
+    uint64_t now = hop_io_now_ns();
+    bool paced = now - self->put_at >= HOP_IO_PACE_NS;
+    self->put_at = now;
+    if (paced && !hop_io_pending(self)) {
         s_send_now(self, header, header_size, body, body_size, has_body);
         return;
     }
+    if (!self->box_head)
+        self->box_since = now;
     bool batchable = s_batchable(header_size, body_size, has_body, alone);
     hop_chunk_t *c = self->box_tail;
     bool full =
         c && c->count > 0 && (c->count >= S_BATCH_RECORDS || c->records.size >= S_BATCH_BYTES);
     if (!batchable || !c || c->count == 0 || full) {
-        if (full) {
-            // Sends only look at ZeroMQ's commands once a millisecond: make it see now
-            // whether its I/O thread drained the pipe, before a second chunk builds up.
-            int events;
-            size_t size = sizeof events;
-            zmq_getsockopt(self->dealer, ZMQ_EVENTS, &events, &size);
-            hop_io_flush(self);
-            if (!hop_io_pending(self)) {
-                s_send_now(self, header, header_size, body, body_size, has_body);
-                return;
-            }
-        }
         c = s_chunk_take(self);
         if (self->box_tail)
             self->box_tail->next = c;
@@ -240,7 +252,7 @@ hop_io_put(hop_client_io_t *self, const void *header, size_t header_size, const 
         hop_batch_append(&c->records, header, header_size, body, has_body ? body_size : 0);
         c->count++;
     } else {
-        // Copied into frames now, the way zmq_send would: they travel without another copy.
+        // Copied into frames now: they travel without another copy.
         s_frame_set(&c->frame[0], header, header_size);
         c->frames = 1;
         if (has_body) {
@@ -248,7 +260,12 @@ hop_io_put(hop_client_io_t *self, const void *header, size_t header_size, const 
             c->frames = 2;
         }
     }
-    hop_io_flush(self);
+    // A full chunk goes now (one system call for all of it), and so does an outbox whose oldest
+    // message waited long enough; a message that travels on its own (a request, a large body)
+    // takes what is queued before it along at once.
+    if (!batchable || c->count >= S_BATCH_RECORDS || c->records.size >= S_BATCH_BYTES ||
+        now - self->box_since >= HOP_IO_PACE_NS)
+        hop_io_flush(self);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -274,44 +291,33 @@ s_is_heartbeat(zmq_msg_t *frame)
 void
 hop_io_stash_all(hop_client_io_t *self)
 {
-    while (self->stash_count < HOP_IO_STASH_MAX) {
+    while (self->stash_count < HOP_IO_STASH_MAX && !self->error) {
         hop_stashed_t *s = malloc(sizeof *s); // only while the user thread is away
         if (!s)
             abort();
         s->next = NULL;
-        s->frames = 0;
-        s->extra = false;
-        zmq_msg_init(&s->frame[0]);
-        zmq_msg_init(&s->frame[1]);
-        if (zmq_msg_recv(&s->frame[0], self->dealer, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&s->frame[0]);
-            zmq_msg_close(&s->frame[1]);
+        int extra = 0;
+        int n = hop_zmtp_recv(self->conn, s->frame, 2, &extra);
+        if (n <= 0) {
+            if (n < 0) {
+                self->error = errno;
+                self->lost = true;
+            }
             free(s);
             return;
         }
         self->rx++;
-        s->frames = 1;
-        // Later frames of a multipart message are already here: ZeroMQ delivers it whole.
-        if (zmq_msg_more(&s->frame[0])) {
-            zmq_msg_recv(&s->frame[1], self->dealer, 0);
-            s->frames = 2;
-            while (zmq_msg_more(&s->frame[1])) {
-                zmq_msg_t extra;
-                zmq_msg_init(&extra);
-                zmq_msg_recv(&extra, self->dealer, 0);
-                s->extra = true;
-                bool more = zmq_msg_more(&extra);
-                zmq_msg_close(&extra);
-                if (!more)
-                    break;
-            }
-        } else if (s_is_heartbeat(&s->frame[0])) {
+        s->frames = n;
+        s->extra = extra > 0;
+        if (n == 1 && !s->extra && s_is_heartbeat(&s->frame[0])) {
             // A sign of life and nothing more: a client that makes no call for hours does not
             // pile them up.
             zmq_msg_close(&s->frame[0]);
             free(s);
             continue;
         }
+        if (n == 1)
+            zmq_msg_init(&s->frame[1]);
         if (self->stash_tail)
             self->stash_tail->next = s;
         else

@@ -3,6 +3,7 @@
 // asynchronous errors, confirms, returns, revocations, heartbeats), unpacking its batches
 // (PROTOCOL.md 2.1) record by record.
 #include "client_internal.h"
+#include "zmtp.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -22,40 +23,33 @@ hop_inmsg_close(hop_inmsg_t *self)
     zmq_msg_close(&self->body);
 }
 
-// Receives one whole message from sock into msg (no wait). Returns 0, 1 when it had more
-// than two frames (the extra frames are dropped), or -1 when nothing was there.
+// Receives one whole message from conn into msg (no wait). Returns 0, 1 when it had more
+// than two frames (the extra frames are dropped), -1 when no whole message was there, or -2
+// when the connection is closed or failed (errno says why).
 int
-hop_inmsg_recv(hop_inmsg_t *msg, void *sock)
+hop_inmsg_recv(hop_inmsg_t *msg, struct hop_zmtp *conn)
 {
+    msg->records = NULL;
+    int extra = 0;
+    zmq_msg_t frames[2];
+    int n = hop_zmtp_recv(conn, frames, 2, &extra);
+    if (n <= 0)
+        return n < 0 ? -2 : -1;
     zmq_msg_init(&msg->header);
     zmq_msg_init(&msg->body);
-    msg->has_body = false;
-    msg->records = NULL;
-    msg->data = NULL;
-    msg->data_size = 0;
-    if (zmq_msg_recv(&msg->header, sock, ZMQ_DONTWAIT) < 0) {
-        hop_inmsg_close(msg);
-        return -1;
+    zmq_msg_move(&msg->header, &frames[0]);
+    zmq_msg_close(&frames[0]);
+    msg->has_body = n > 1;
+    if (msg->has_body) {
+        zmq_msg_move(&msg->body, &frames[1]);
+        zmq_msg_close(&frames[1]);
     }
+    // After the moves: a small frame's bytes live inside the zmq_msg_t.
     msg->head = zmq_msg_data(&msg->header);
     msg->head_size = zmq_msg_size(&msg->header);
-    if (!zmq_msg_more(&msg->header))
-        return 0;
-    zmq_msg_recv(&msg->body, sock, 0);
-    msg->has_body = true;
-    msg->data = zmq_msg_data(&msg->body);
-    msg->data_size = zmq_msg_size(&msg->body);
-    if (!zmq_msg_more(&msg->body))
-        return 0;
-    bool more = true;
-    while (more) {
-        zmq_msg_t frame;
-        zmq_msg_init(&frame);
-        zmq_msg_recv(&frame, sock, 0);
-        more = zmq_msg_more(&frame);
-        zmq_msg_close(&frame);
-    }
-    return 1;
+    msg->data = msg->has_body ? zmq_msg_data(&msg->body) : NULL;
+    msg->data_size = msg->has_body ? zmq_msg_size(&msg->body) : 0;
+    return extra ? 1 : 0;
 }
 
 // Decodes msg's header. Returns 0 or -1 with a reason in err. A reply with a wrongly typed
@@ -318,19 +312,23 @@ hop_client_step(hop_client_t *self, int64_t deadline, const uint64_t *awaited, h
     if (frames == -1) {
         int rc = hop_client_io_wait(self->io, deadline);
         if (rc == -3)
-            return errno == EINTR
-                       ? 0
-                       : hop_client_lost(self, 0, "cannot poll: %s", zmq_strerror(errno));
+            return errno == EINTR ? 0
+                                  : hop_client_lost(self, 0, "cannot poll: %s", strerror(errno));
         if (rc == 0)
             return HOP_ETIMEOUT;
         frames = rc == 1 ? hop_client_io_recv(self->io, msg) : -2;
         if (frames == -1)
             return 0;
     }
-    if (frames == -2)
+    if (frames == -2) {
+        int error = hop_client_io_error(self->io);
+        if (error)
+            return hop_client_lost(self, 0, "connection to %s lost: %s", self->endpoint,
+                                   error == ECONNRESET ? "the broker closed it" : strerror(error));
         return hop_client_lost(self, 0,
                                "connection to %s lost: nothing heard from the broker for %d ms",
                                self->endpoint, self->broker_timeout);
+    }
     char err[128];
     if (frames > 0 || hop_inmsg_decode(msg, err, sizeof err)) {
         hop_client_async(self, HOP_EPROTO, 0, "the broker sent an undecodable message: %s",

@@ -1,6 +1,7 @@
 // sdk/hopper.h - libhopper, the C client of the Hopper message bus.
 //
-// One hop_client_t is one connection to hopperd (one ZeroMQ DEALER socket). Typical use:
+// One hop_client_t is one connection to hopperd (one TCP connection speaking ZMTP, as a ZeroMQ
+// DEALER would). Typical use:
 //
 //     hop_client_t *client = hop_client_new();
 //     if (hop_client_connect(client, "tcp://127.0.0.1:5680") != HOP_OK)

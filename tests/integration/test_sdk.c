@@ -15,6 +15,7 @@
 #include "sdk_helpers.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -796,6 +797,38 @@ test_calls_fail_instead_of_hanging_when_the_broker_dies(void **state)
     hop_delivery_destroy(&d);
 }
 
+// The SDK reads its socket itself (sdk/zmtp.h): a broker killed outright is noticed at once,
+// from the closed connection, not after the heartbeat timeout (here 50 s); a broker that is
+// alive but silent is noticed after the timeout. Each says which it was.
+static void
+test_a_killed_broker_is_noticed_at_once_and_a_frozen_one_after_the_timeout(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = sx_client(fx, "watcher", 10000);
+    CHECK(c, hop_client_declare_queue(c, "kq", 0, NULL, 0));
+    CHECK(c, hop_client_consume(c, "kq", "kc", 10, 0, NULL, 0));
+    assert_int_equal(harness_broker_kill(fx->broker), 0);
+    uint64_t start = harness_now_ms();
+    hop_delivery_t *d = NULL;
+    int rc = hop_client_receive(c, &d, 30000);
+    assert_int_equal(rc, HOP_ECONNECT);
+    assert_true(harness_now_ms() - start < 10000);
+    if (!strstr(hop_client_error(c), "the broker closed it"))
+        fail_msg("error after kill -9: %s", hop_client_error(c));
+
+    assert_int_equal(harness_broker_restart(fx->broker), 0);
+    hop_client_t *f = sx_client(fx, "frozen", 200); // silent for 1 s: lost
+    CHECK(f, hop_client_declare_queue(f, "fq", 0, NULL, 0));
+    CHECK(f, hop_client_consume(f, "fq", "fc", 10, 0, NULL, 0));
+    int pid = harness_broker_pid(fx->broker);
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    rc = hop_client_receive(f, &d, 30000);
+    kill(pid, SIGCONT);
+    assert_int_equal(rc, HOP_ECONNECT);
+    if (!strstr(hop_client_error(f), "nothing heard from the broker"))
+        fail_msg("error with the broker stopped: %s", hop_client_error(f));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -820,6 +853,9 @@ main(int argc, char **argv)
                                         sx_teardown),
         cmocka_unit_test_setup_teardown(test_calls_fail_instead_of_hanging_when_the_broker_dies,
                                         sx_setup, sx_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_killed_broker_is_noticed_at_once_and_a_frozen_one_after_the_timeout, sx_setup,
+            sx_teardown),
     };
     return cmocka_run_group_tests_name("integration.sdk", tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
 // tests/unit/test_client_io.c - libhopper's socket sharing (sdk/client_io.h): the user thread
-// sends and receives on the DEALER itself, and the I/O thread keeps the connection alive and
-// reads for it while it is away.
+// sends and receives on the socket itself, the I/O thread keeps the connection alive and reads
+// for it while it is away, and publishes are batched only when they come fast.
 #include "client_io.h"
 #include "fake_broker.h"
 
@@ -124,8 +124,8 @@ test_a_lone_publish_is_sent_from_the_callers_thread(void **state)
     fb_broker_t *fake = *state;
     hop_client_t *client = fb_connect(fake);
     assert_int_equal(hop_client_confirm_select(client), HOP_OK);
-    // The I/O thread is not involved: the message is in ZeroMQ's hands when publish returns,
-    // and nothing waits in the outbox.
+    // The I/O thread is not involved: the message is written to the socket when publish
+    // returns, and nothing waits in the outbox.
     assert_int_equal(hop_client_publish(client, "c", "ok", "m", 1, NULL), HOP_OK);
     pthread_mutex_lock(&client->io->lock);
     assert_false(hop_io_pending(client->io));
@@ -138,6 +138,47 @@ test_a_lone_publish_is_sent_from_the_callers_thread(void **state)
     hop_client_destroy(&client);
 }
 
+// Publishes burst message seq with a 4-byte body (the sequence number, big-endian).
+static void
+s_publish_seq(hop_client_t *client, uint32_t seq)
+{
+    uint8_t be[4] = {(uint8_t)(seq >> 24), (uint8_t)(seq >> 16), (uint8_t)(seq >> 8), (uint8_t)seq};
+    assert_int_equal(hop_client_publish(client, "burst", "k", be, sizeof be, NULL), HOP_OK);
+}
+
+// Publishes spaced wider than HOP_IO_PACE_NS each go at once, as they are: an idle client adds
+// no latency and no batching.
+static void
+test_spaced_publishes_go_alone(void **state)
+{
+    fb_broker_t *fake = *state;
+    hop_client_t *client = fb_connect(fake);
+    for (uint32_t seq = 0; seq < 20; seq++) {
+        s_publish_seq(client, seq);
+        fb_sleep_ms(2);
+    }
+    assert_true(fb_wait_for(&fake->seen, 20, 5000));
+    for (uint32_t seq = 0; seq < 20; seq++)
+        assert_int_equal(fake->how[seq], 1);
+    assert_int_equal(atomic_load(&fake->batches), 0);
+    hop_client_destroy(&client);
+}
+
+// A burst fills the outbox; the caller then makes no call at all. The I/O thread sends what
+// is left, in order, as batches.
+static void
+test_a_burst_left_behind_is_sent_by_the_io_thread(void **state)
+{
+    fb_broker_t *fake = *state;
+    hop_client_t *client = fb_connect(fake);
+    for (uint32_t seq = 0; seq < FB_BURST; seq++)
+        s_publish_seq(client, seq);
+    assert_true(fb_wait_for(&fake->seen, FB_BURST, 10000));
+    assert_int_equal(atomic_load(&fake->out_of_order), 0);
+    assert_true(atomic_load(&fake->batches) > 0);
+    hop_client_destroy(&client);
+}
+
 int
 main(void)
 {
@@ -145,6 +186,9 @@ main(void)
         cmocka_unit_test_setup_teardown(
             test_what_arrives_while_the_user_is_away_is_read_for_it_in_order, fb_setup,
             fb_teardown),
+        cmocka_unit_test_setup_teardown(test_spaced_publishes_go_alone, fb_setup, fb_teardown),
+        cmocka_unit_test_setup_teardown(test_a_burst_left_behind_is_sent_by_the_io_thread, fb_setup,
+                                        fb_teardown),
         cmocka_unit_test_setup_teardown(test_a_lone_publish_is_sent_from_the_callers_thread,
                                         fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_for_an_absent_user_is_bounded, fb_setup,
