@@ -487,6 +487,24 @@ hop_zmtp_buffered(const hop_zmtp_t *self)
     return self->in_at < self->in_end;
 }
 
+// Reads up to size bytes into dst. Returns the bytes read, 0 when none were there, -1 when the
+// connection is closed or failed.
+static ssize_t
+s_recv(hop_zmtp_t *self, void *dst, size_t size)
+{
+    for (;;) {
+        ssize_t n = recv(self->fd, dst, size, MSG_DONTWAIT);
+        if (n > 0)
+            return n;
+        if (n == 0)
+            return s_fail(self, ECONNRESET);
+        if (errno == EAGAIN)
+            return 0;
+        if (errno != EINTR)
+            return s_fail(self, errno);
+    }
+}
+
 // Reads what the kernel has into the buffer. Returns 1 when bytes came, 0 when none were there,
 // -1 when the connection is closed or failed.
 static int
@@ -499,19 +517,11 @@ s_read(hop_zmtp_t *self)
         self->in_end -= self->in_at;
         self->in_at = 0;
     }
-    for (;;) {
-        ssize_t n = recv(self->fd, self->in + self->in_end, S_IN_CAP - self->in_end, MSG_DONTWAIT);
-        if (n > 0) {
-            self->in_end += (size_t)n;
-            return 1;
-        }
-        if (n == 0)
-            return s_fail(self, ECONNRESET);
-        if (errno == EAGAIN)
-            return 0;
-        if (errno != EINTR)
-            return s_fail(self, errno);
-    }
+    ssize_t n = s_recv(self, self->in + self->in_end, S_IN_CAP - self->in_end);
+    if (n <= 0)
+        return (int)n;
+    self->in_end += (size_t)n;
+    return 1;
 }
 
 // A whole command frame arrived: PING is answered, ERROR ends the connection, the rest is
@@ -565,18 +575,11 @@ hop_zmtp_recv(hop_zmtp_t *self, zmq_msg_t *frames, int max, int *extra)
                     return 0;
                 if (self->dst && self->left >= S_DIRECT_MIN) {
                     // A large body goes straight into its frame.
-                    ssize_t n = recv(self->fd, self->dst, (size_t)self->left, MSG_DONTWAIT);
-                    if (n > 0) {
-                        self->dst += n;
-                        self->left -= (uint64_t)n;
-                        continue;
-                    }
-                    if (n == 0)
-                        return s_fail(self, ECONNRESET);
-                    if (errno == EAGAIN)
-                        return 0;
-                    if (errno != EINTR)
-                        return s_fail(self, errno);
+                    ssize_t n = s_recv(self, self->dst, (size_t)self->left);
+                    if (n <= 0)
+                        return (int)n;
+                    self->dst += n;
+                    self->left -= (uint64_t)n;
                     continue;
                 }
                 int r = s_read(self);

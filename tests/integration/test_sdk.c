@@ -720,13 +720,21 @@ test_list_queues_counts(void **state)
 // ---------------------------------------------------------------------------------------
 // Broker restarts
 
+// A client (heartbeat_ms) consuming from queue (declared here) with consumer tag.
+static hop_client_t *
+s_consuming(fx_t *fx, const char *name, int heartbeat_ms, const char *queue, const char *tag)
+{
+    hop_client_t *c = sx_client(fx, name, heartbeat_ms);
+    CHECK(c, hop_client_declare_queue(c, queue, 0, NULL, 0));
+    CHECK(c, hop_client_consume(c, queue, tag, 10, 0, NULL, 0));
+    return c;
+}
+
 static void
 test_client_reconnects_after_broker_restart(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = sx_client(fx, "survivor", 200);
-    CHECK(c, hop_client_declare_queue(c, "rq", 0, NULL, 0));
-    CHECK(c, hop_client_consume(c, "rq", "rc", 10, 0, NULL, 0));
+    hop_client_t *c = s_consuming(fx, "survivor", 200, "rq", "rc");
     sx_publish_text(c, "", "rq", "before restart");
     hop_delivery_t *old = sx_receive(c);
     uint64_t old_tag = old->tag;
@@ -804,9 +812,7 @@ static void
 test_a_killed_broker_is_noticed_at_once_and_a_frozen_one_after_the_timeout(void **state)
 {
     fx_t *fx = *state;
-    hop_client_t *c = sx_client(fx, "watcher", 10000);
-    CHECK(c, hop_client_declare_queue(c, "kq", 0, NULL, 0));
-    CHECK(c, hop_client_consume(c, "kq", "kc", 10, 0, NULL, 0));
+    hop_client_t *c = s_consuming(fx, "watcher", 10000, "kq", "kc");
     assert_int_equal(harness_broker_kill(fx->broker), 0);
     uint64_t start = harness_now_ms();
     hop_delivery_t *d = NULL;
@@ -817,9 +823,7 @@ test_a_killed_broker_is_noticed_at_once_and_a_frozen_one_after_the_timeout(void 
         fail_msg("error after kill -9: %s", hop_client_error(c));
 
     assert_int_equal(harness_broker_restart(fx->broker), 0);
-    hop_client_t *f = sx_client(fx, "frozen", 200); // silent for 1 s: lost
-    CHECK(f, hop_client_declare_queue(f, "fq", 0, NULL, 0));
-    CHECK(f, hop_client_consume(f, "fq", "fc", 10, 0, NULL, 0));
+    hop_client_t *f = s_consuming(fx, "frozen", 200, "fq", "fc"); // silent for 1 s: lost
     int pid = harness_broker_pid(fx->broker);
     assert_int_equal(kill(pid, SIGSTOP), 0);
     rc = hop_client_receive(f, &d, 30000);

@@ -42,16 +42,25 @@ s_sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+// A ROUTER bound to bind, with n integer options {option, value} set first.
 static void
-s_router(s_peer_t *p, const char *bind)
+s_router_with(s_peer_t *p, const char *bind, const int (*opts)[2], int n)
 {
     p->ctx = zmq_ctx_new();
     p->router = zmq_socket(p->ctx, ZMQ_ROUTER);
     int zero = 0;
     zmq_setsockopt(p->router, ZMQ_LINGER, &zero, sizeof zero);
+    for (int i = 0; i < n; i++)
+        zmq_setsockopt(p->router, opts[i][0], &opts[i][1], sizeof opts[i][1]);
     assert_int_equal(zmq_bind(p->router, bind), 0);
     size_t size = sizeof p->endpoint;
     zmq_getsockopt(p->router, ZMQ_LAST_ENDPOINT, p->endpoint, &size);
+}
+
+static void
+s_router(s_peer_t *p, const char *bind)
+{
+    s_router_with(p, bind, NULL, 0);
 }
 
 static void
@@ -233,15 +242,8 @@ test_ping_is_answered(void **state)
 {
     (void)state;
     s_peer_t p;
-    p.ctx = zmq_ctx_new();
-    p.router = zmq_socket(p.ctx, ZMQ_ROUTER);
-    int ivl = 20, timeout = 100, zero = 0;
-    zmq_setsockopt(p.router, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(p.router, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
-    zmq_setsockopt(p.router, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout);
-    assert_int_equal(zmq_bind(p.router, "tcp://127.0.0.1:*"), 0);
-    size_t size = sizeof p.endpoint;
-    zmq_getsockopt(p.router, ZMQ_LAST_ENDPOINT, p.endpoint, &size);
+    const int opts[][2] = {{ZMQ_HEARTBEAT_IVL, 20}, {ZMQ_HEARTBEAT_TIMEOUT, 100}};
+    s_router_with(&p, "tcp://127.0.0.1:*", opts, 2);
     hop_zmtp_t *conn = s_connect(p.endpoint);
     s_send(conn, "hi", NULL);
     zmq_msg_t id, f[2];
@@ -436,15 +438,8 @@ test_full_socket_refuses_then_delivers_in_order(void **state)
 {
     (void)state;
     s_peer_t p;
-    p.ctx = zmq_ctx_new();
-    p.router = zmq_socket(p.ctx, ZMQ_ROUTER);
-    int hwm = 1, zero = 0, small = 4096;
-    zmq_setsockopt(p.router, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(p.router, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt(p.router, ZMQ_RCVBUF, &small, sizeof small);
-    assert_int_equal(zmq_bind(p.router, "tcp://127.0.0.1:*"), 0);
-    size_t size = sizeof p.endpoint;
-    zmq_getsockopt(p.router, ZMQ_LAST_ENDPOINT, p.endpoint, &size);
+    const int opts[][2] = {{ZMQ_RCVHWM, 1}, {ZMQ_RCVBUF, 4096}};
+    s_router_with(&p, "tcp://127.0.0.1:*", opts, 2);
     hop_zmtp_t *conn = s_connect(p.endpoint);
     enum { S_BODY = 16 << 10 };
     char *body = calloc(1, S_BODY);
