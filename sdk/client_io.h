@@ -33,10 +33,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define HOP_IO_PACE_NS                                                                             \
-    40000                        // a message closer than this to the previous one is batched,
-                                 // and a batch is written once its oldest message is this old
-#define HOP_IO_NAP_MAX_NS 200000 // the I/O thread looks at a non-empty outbox at least this often
+// A message closer than this to the previous one is batched, and a batch is written once its
+// oldest message is this old.
+#define HOP_IO_PACE_NS 40000
+// The I/O thread looks at a non-empty outbox at least this often.
+#define HOP_IO_NAP_MAX_NS 200000
 // Messages the I/O thread reads ahead for a user thread that is away, at most. Past it they
 // stay in the kernel's socket buffers, which push back to the broker (whose pipe to us fills, so
 // it pauses the consumer), as when nothing reads at all: a slow handler never makes the
