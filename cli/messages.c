@@ -587,10 +587,14 @@ hop_cli_consume(hop_cli_t *cli, int argc, char **argv)
     if (isatty(STDERR_FILENO))
         fprintf(stderr, "hopper: consuming from queue '%s' as %s (Ctrl-C to stop)\n", queue, tag);
     exit_code = s_consume_loop(&consumer);
-    // Cancelling waits for the broker, so it also reports a refused ack sent before it.
-    rc = hop_client_cancel(consumer.client, tag);
-    if (rc != HOP_OK && exit_code == HOP_EXIT_OK)
-        exit_code = hop_cli_fail(cli, consumer.client, rc, NULL, "cancel consumer %s", tag);
+    // Cancelling waits for the broker, so it also reports a refused ack sent before it. Not
+    // after the connection was lost (already reported): the call would connect again first,
+    // and a broker that is gone would keep us waiting for the whole --timeout.
+    if (hop_client_connected(consumer.client)) {
+        rc = hop_client_cancel(consumer.client, tag);
+        if (rc != HOP_OK && exit_code == HOP_EXIT_OK)
+            exit_code = hop_cli_fail(cli, consumer.client, rc, NULL, "cancel consumer %s", tag);
+    }
     hop_client_destroy(&consumer.client);
     return exit_code;
 }

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 // ---------------------------------------------------------------------------------------
 // Help, usage, exit codes
@@ -153,6 +154,35 @@ test_unreachable_broker_exits_3(void **state)
         print_message("hopper %s %s: exit 3 after %ld ms\n", c[0], c[1] ? c[1] : "",
                       fx->last.elapsed_ms);
     }
+}
+
+// A broker killed under a running `hopper consume`: it says the connection was lost and exits
+// 3 at once, without trying to reach the dead broker again for its --timeout (10 s here).
+static void
+test_consume_exits_3_when_the_broker_is_killed(void **state)
+{
+    fx_t *fx = *state;
+    hop_client_t *c = cx_client(fx, "watch");
+    CX_CHECK(c, hop_client_declare_queue(c, "kq", 0, NULL, 0));
+    char *argv[] = {(char *)harness_cli_path(),
+                    "--broker",
+                    (char *)harness_broker_endpoint(fx->broker),
+                    "--timeout",
+                    TIMEOUT,
+                    "consume",
+                    "kq",
+                    NULL};
+    int pid = harness_spawn(argv);
+    assert_true(pid > 0);
+    uint64_t deadline = harness_now_ms() + RUN_MS;
+    while (cx_queue_field(fx, "kq", "consumers") < 1 && harness_now_ms() < deadline)
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    assert_int_equal(cx_queue_field(fx, "kq", "consumers"), 1);
+    assert_int_equal(harness_broker_kill(fx->broker), 0);
+    int status = harness_reap(pid, 5000); // well under the 10 s a reconnect attempt would take
+    if (status == -2)
+        harness_kill9(pid);
+    assert_int_equal(status, 3);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -515,6 +545,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_usage_errors_exit_2, cx_setup, cx_teardown),
         cmocka_unit_test_setup_teardown(test_broker_refusals_exit_1, cx_setup, cx_teardown),
         cmocka_unit_test_setup_teardown(test_unreachable_broker_exits_3, cx_setup, cx_teardown),
+        cmocka_unit_test_setup_teardown(test_consume_exits_3_when_the_broker_is_killed, cx_setup,
+                                        cx_teardown),
         cmocka_unit_test_setup_teardown(test_body_over_max_message_exits_1, cx_setup_small,
                                         cx_teardown),
         cmocka_unit_test_setup_teardown(test_queue_lifecycle, cx_setup, cx_teardown),
