@@ -288,6 +288,20 @@ test_peer_closing_fails_the_connection(void **state)
     s_router_close(&p);
 }
 
+// A TCP socket bound to a free loopback port, which goes into a.
+static int
+s_loopback(struct sockaddr_in *a)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(a, 0, sizeof *a);
+    a->sin_family = AF_INET;
+    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof *a;
+    assert_int_equal(bind(fd, (struct sockaddr *)a, sizeof *a), 0);
+    getsockname(fd, (struct sockaddr *)a, &len);
+    return fd;
+}
+
 // A listener that answers like an HTTP server.
 static void *
 s_http(void *arg)
@@ -311,14 +325,9 @@ static void
 test_a_peer_that_is_not_zmtp_is_refused(void **state)
 {
     (void)state;
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    struct sockaddr_in a;
+    int lfd = s_loopback(&a);
     assert_int_equal(listen(lfd, 4), 0);
-    getsockname(lfd, (struct sockaddr *)&a, &len);
     pthread_t t;
     pthread_create(&t, NULL, s_http, &lfd);
     char endpoint[64], err[256];
@@ -386,14 +395,8 @@ test_a_broker_that_starts_late_is_found(void **state)
 {
     (void)state;
     // A free port: bound and released.
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
+    struct sockaddr_in a;
+    close(s_loopback(&a));
     s_late_t late;
     snprintf(late.bind, sizeof late.bind, "tcp://127.0.0.1:%d", ntohs(a.sin_port));
     pthread_t t;
