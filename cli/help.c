@@ -53,7 +53,8 @@ static const char s_exit_codes[] =
     "  0  success\n"
     "  1  the broker refused the request (the message says why and what to do)\n"
     "  2  usage error: bad arguments or options, or a body that is not valid JSON under --json\n"
-    "  3  the broker could not be reached, or did not answer, within --timeout\n";
+    "  3  the broker could not be reached, or did not answer, within --timeout, or the\n"
+    "     connection to it was lost (consume and subscribe exit at once)\n";
 
 static const char s_globals_note[] =
     "Global options --broker, --timeout and --json work with every command (hopper --help).\n";
