@@ -370,9 +370,13 @@ hop_client_io_wait(hop_client_io_t *self, int64_t deadline)
             rc = 1;
             break;
         }
-        // About to wait: what the outbox holds goes now, nothing is gained by holding it.
+        // About to wait: what the outbox holds goes now, nothing is gained by holding it. With
+        // nothing left, the I/O thread stops looking at the outbox (it would wake every few
+        // hundred microseconds for as long as we wait, finding the socket taken).
         if (hop_io_pending(self))
             hop_io_flush(self);
+        if (!hop_io_pending(self))
+            atomic_store(&self->watching, false);
         int64_t now = hop_client_now();
         s_liveness(self, now);
         if (self->lost) {

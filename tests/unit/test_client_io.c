@@ -179,6 +179,26 @@ test_a_burst_left_behind_is_sent_by_the_io_thread(void **state)
     hop_client_destroy(&client);
 }
 
+// A burst and then a wait: the wait sends the outbox itself and tells the I/O thread to stop
+// looking at it (else it would wake every few hundred microseconds while the wait holds the
+// socket).
+static void
+test_a_wait_after_a_burst_stops_the_io_thread_watching(void **state)
+{
+    fb_broker_t *fake = *state;
+    hop_client_t *client = fb_connect(fake);
+    for (uint32_t seq = 0; seq < FB_BURST; seq++)
+        s_publish_seq(client, seq);
+    hop_delivery_t *d = NULL;
+    assert_int_equal(hop_client_receive(client, &d, 50), HOP_ETIMEOUT);
+    pthread_mutex_lock(&client->io->lock);
+    assert_false(hop_io_pending(client->io));
+    assert_false(atomic_load(&client->io->watching));
+    pthread_mutex_unlock(&client->io->lock);
+    assert_true(fb_wait_for(&fake->seen, FB_BURST, 10000));
+    hop_client_destroy(&client);
+}
+
 int
 main(void)
 {
@@ -189,6 +209,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_spaced_publishes_go_alone, fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(test_a_burst_left_behind_is_sent_by_the_io_thread, fb_setup,
                                         fb_teardown),
+        cmocka_unit_test_setup_teardown(test_a_wait_after_a_burst_stops_the_io_thread_watching,
+                                        fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(test_a_lone_publish_is_sent_from_the_callers_thread,
                                         fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_for_an_absent_user_is_bounded, fb_setup,
