@@ -48,9 +48,15 @@ hop_io_now_ns(void)
 int64_t
 hop_client_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)(hop_io_now_ns() / 1000000u);
+}
+
+void
+hop_io_failed(hop_client_io_t *self)
+{
+    if (!self->error)
+        self->error = errno;
+    self->lost = true;
 }
 
 void
@@ -349,10 +355,8 @@ hop_client_io_recv(hop_client_io_t *self, hop_inmsg_t *msg)
         rc = hop_inmsg_recv(msg, self->conn);
         if (rc >= 0)
             self->rx++;
-        else if (rc == -2) {
-            self->error = errno;
-            self->lost = true;
-        }
+        else if (rc == -2)
+            hop_io_failed(self);
     }
     if (rc == -1 && self->lost)
         rc = -2; // everything the broker sent before going silent (or closing) was read

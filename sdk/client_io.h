@@ -103,6 +103,10 @@ struct hop_client_io {
 // Nanoseconds on CLOCK_MONOTONIC.
 uint64_t hop_io_now_ns(void);
 
+// The socket failed with errno: the connection is lost, and the user thread reports it once it
+// has read what came before. The first failure is kept (the caller holds the lock).
+void hop_io_failed(hop_client_io_t *self);
+
 // client_outbox.c (the caller holds the lock)
 
 // Sends a message now if nothing waits before it and the client is not publishing fast (the

@@ -145,10 +145,8 @@ hop_io_flush(hop_client_io_t *self)
     // Bytes of a message the kernel did not take all of go first.
     int rc = hop_zmtp_pending(self->conn) ? hop_zmtp_flush(self->conn) : 0;
     if (rc != 0) {
-        if (rc < 0 && !self->error) {
-            self->error = errno;
-            self->lost = true;
-        }
+        if (rc < 0)
+            hop_io_failed(self);
         return 0;
     }
     for (;;) {
@@ -158,11 +156,8 @@ hop_io_flush(hop_client_io_t *self)
         for (int i = 0; i < self->out_frames; i++)
             iov[i] = (struct iovec){zmq_msg_data(&self->out[i]), zmq_msg_size(&self->out[i])};
         if (hop_zmtp_send(self->conn, iov, self->out_frames) < 0) {
-            if (errno != EAGAIN && !self->error) {
-                // The connection broke: the user thread reports it once it has read the rest.
-                self->error = errno;
-                self->lost = true;
-            }
+            if (errno != EAGAIN)
+                hop_io_failed(self);
             return sent; // would block, or no live connection: keep it for later
         }
         // Sent (or copied for the kernel): a batch's buffer goes back to its pool now.
@@ -299,10 +294,8 @@ hop_io_stash_all(hop_client_io_t *self)
         int extra = 0;
         int n = hop_zmtp_recv(self->conn, s->frame, 2, &extra);
         if (n <= 0) {
-            if (n < 0) {
-                self->error = errno;
-                self->lost = true;
-            }
+            if (n < 0)
+                hop_io_failed(self);
             free(s);
             return;
         }
