@@ -172,11 +172,7 @@ s_dead_letter(const hop_msg_t *msg, const hop_queue_t *queue, const char *reason
     dl->body_len = msg->body_len;
     dl->priority = msg->priority; // the expiration is removed: it would only expire again
     dl->persistent = msg->persistent;
-    dl->own = (uint8_t *)msgpack_sbuffer_release(&buf);
-    dl->exchange = (const char *)dl->own + sizeof death_len;
-    dl->exchange_len = (uint32_t)x_len;
-    dl->key = dl->exchange + x_len;
-    dl->key_len = (uint32_t)key_len;
+    hop_msg_own(dl, (uint8_t *)msgpack_sbuffer_release(&buf), x_len, key_len);
     return dl;
 }
 

@@ -330,10 +330,8 @@ hop_deliver_publish(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w, h
         msg->body = body_len ? zmq_msg_data(&frames->body) : NULL;
     }
     msg->body_len = (uint32_t)body_len;
-    msg->exchange = s_rebase(xname.ptr, old_base, base);
-    msg->exchange_len = xname.len;
-    msg->key = s_rebase(w->key.ptr, old_base, base);
-    msg->key_len = w->key.len;
+    hop_msg_names(msg, s_rebase(xname.ptr, old_base, base), xname.len,
+                  s_rebase(w->key.ptr, old_base, base), w->key.len);
     msg->props = s_rebase(w->props.ptr, old_base, base);
     msg->props_len = w->props.len;
     msg->priority = (uint8_t)w->priority;

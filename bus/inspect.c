@@ -336,7 +336,7 @@ hop_inspect_peek(hop_broker_t *self, hop_conn_t *conn, const hop_wire_t *w)
         }
         if (meta <= left || n == 0) {
             bare = meta > left;
-            meta = bare ? S_PEEK_ITEM + m->exchange_len + m->key_len : meta;
+            meta = bare ? S_PEEK_ITEM + (size_t)m->exchange_len + m->key_len : meta;
             cut_at = n++;
             cut_len = left > meta ? left - meta : 0;
         }

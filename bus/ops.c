@@ -187,11 +187,7 @@ s_remake(const hop_msg_t *m, const hop_xchg_t *x, const hop_str_t *key, bool kee
     nm->body_len = m->body_len;
     nm->priority = m->priority;
     nm->persistent = m->persistent;
-    nm->own = own;
-    nm->exchange = (const char *)own + sizeof death_len;
-    nm->exchange_len = (uint32_t)x->name_len;
-    nm->key = nm->exchange + x->name_len;
-    nm->key_len = key->len;
+    hop_msg_own(nm, own, x->name_len, key->len);
     return nm;
 }
 

@@ -65,10 +65,8 @@ hop_paging_build(hop_broker_t *self, hop_frames_t *frames, const hop_wire_t *w, 
     hop_msg_t *msg = hop_msg_new();
     hop_msg_attach(msg, frames);
     // w borrows the same bytes: its spans point into base.
-    msg->exchange = w->exchange.ptr ? w->exchange.ptr : "";
-    msg->exchange_len = w->exchange.len;
-    msg->key = w->key.ptr ? w->key.ptr : "";
-    msg->key_len = w->key.len;
+    hop_msg_names(msg, w->exchange.ptr ? w->exchange.ptr : "", w->exchange.len,
+                  w->key.ptr ? w->key.ptr : "", w->key.len);
     if (w->props.ptr) {
         msg->props = w->props.ptr;
         msg->props_len = w->props.len;
@@ -86,9 +84,7 @@ hop_paging_build(hop_broker_t *self, hop_frames_t *frames, const hop_wire_t *w, 
         memcpy(own + sizeof dl, msg->exchange, msg->exchange_len);
         memcpy(own + sizeof dl + msg->exchange_len, msg->key, msg->key_len);
         memcpy(own + sizeof dl + msg->exchange_len + msg->key_len, w->death.ptr, dl);
-        msg->own = own;
-        msg->exchange = (const char *)own + sizeof dl;
-        msg->key = msg->exchange + msg->exchange_len;
+        hop_msg_own(msg, own, msg->exchange_len, msg->key_len);
     }
     uint64_t wall = hop_wall_ms();
     *at = (w->has & HOP_F_ENTERED) ? s_mono(self, w->entered, wall) : self->now;

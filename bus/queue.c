@@ -90,6 +90,26 @@ hop_msg_attach(hop_msg_t *msg, hop_frames_t *frames)
     frames->refs++;
 }
 
+void
+hop_msg_names(hop_msg_t *msg, const char *exchange, size_t exchange_len, const char *key,
+              size_t key_len)
+{
+    assert(exchange_len <= UINT8_MAX && key_len <= UINT8_MAX);
+    msg->exchange = exchange;
+    msg->exchange_len = (uint8_t)exchange_len;
+    msg->key = key;
+    msg->key_len = (uint8_t)key_len;
+}
+
+void
+hop_msg_own(hop_msg_t *msg, uint8_t *own, size_t exchange_len, size_t key_len)
+{
+    assert(!msg->own);
+    const char *exchange = (const char *)own + sizeof(uint32_t);
+    hop_msg_names(msg, exchange, exchange_len, exchange + exchange_len, key_len);
+    msg->own = true;
+}
+
 zmq_msg_t *
 hop_msg_body_frame(hop_msg_t *msg)
 {
@@ -107,7 +127,8 @@ hop_msg_release(hop_msg_t *msg)
     }
     if (msg->frames)
         hop_frames_release(msg->frames);
-    free(msg->own);
+    if (msg->own)
+        free((char *)msg->exchange - sizeof(uint32_t));
     s_live_msgs--;
     if (msg->held)
         s_held_bytes -= msg->body_len;
@@ -127,10 +148,11 @@ hop_msg_death(const hop_msg_t *msg, uint32_t *len)
         *len = 0;
         return NULL;
     }
-    memcpy(len, msg->own, sizeof *len);
+    const uint8_t *own = (const uint8_t *)msg->exchange - sizeof *len;
+    memcpy(len, own, sizeof *len);
     if (*len == 0)
         return NULL; // bytes of its own but no deaths (a replayed message)
-    return msg->own + sizeof *len + msg->exchange_len + msg->key_len;
+    return own + sizeof *len + msg->exchange_len + msg->key_len;
 }
 
 hop_entry_t *

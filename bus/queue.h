@@ -56,26 +56,34 @@ typedef struct hop_frames {
     struct hop_frames *next; // freelist link
 } hop_frames_t;
 
-// A published message. Strings and the body point into its frames. Most messages go to one
-// queue, so the record carries that queue's entry inside it: one record per message.
+// A published message. Strings and the body point into its frames (or, for a dead letter,
+// into bytes of its own). Most messages go to one queue, so the record carries that queue's
+// entry inside it: one record per message. Every byte counts: 136 bytes is a 144-byte malloc
+// chunk, the smallest that holds it (1M ready messages, PERFORMANCE.md "Memory").
 struct hop_msg {
     union {
         hop_frames_t *frames; // where the bytes live (shared); NULL until attached
         struct hop_msg *next; // freelist link, while the record is free
     };
-    const char *exchange; // exchange name as published
+    const char *exchange; // exchange name as published (hop_msg_names)
     const char *key;      // routing key
     const uint8_t *props; // raw msgpack props map, or NULL
     const uint8_t *body;  // body bytes, or NULL when empty
-    uint32_t exchange_len, key_len, props_len, body_len;
-    uint32_t refs;     // entries (queues) still holding the message
-    uint8_t priority;  // 0..255
-    bool entry_used;   // the embedded entry is in use
-    bool persistent;   // kept on disk in durable queues
-    bool held;         // counted in hop_msg_held_bytes (once a queue took it)
-    uint8_t *own;      // a dead letter's own bytes: [u32 death_len][exchange][key][death]
+    uint32_t props_len, body_len;
+    uint32_t refs;        // entries (queues) still holding the message
+    uint8_t exchange_len; // names and keys are at most 255 bytes (PROTOCOL.md 1)
+    uint8_t key_len;      //
+    uint8_t priority;     // 0..255
+    bool entry_used : 1;  // the embedded entry is in use
+    bool persistent : 1;  // kept on disk in durable queues
+    bool held : 1;        // counted in hop_msg_held_bytes (once a queue took it)
+    // A dead letter's own bytes, [u32 death_len][exchange][key][death], start 4 bytes before
+    // `exchange` (hop_msg_own).
+    bool own : 1;
     hop_entry_t entry; // embedded entry for the first queue
 };
+_Static_assert(sizeof(void *) != 8 || sizeof(hop_msg_t) <= 136,
+               "hop_msg_t outgrew its 144-byte malloc chunk");
 
 typedef struct {
     hop_entry_t *head, *tail;
@@ -168,6 +176,13 @@ size_t hop_msg_live(void);
 uint64_t hop_msg_held_bytes(void);
 // Makes msg hold frames (one reference).
 void hop_msg_attach(hop_msg_t *msg, hop_frames_t *frames);
+// Sets the message's exchange name and routing key (each at most 255 bytes: the codec refuses
+// longer names, PROTOCOL.md 1).
+void hop_msg_names(hop_msg_t *msg, const char *exchange, size_t exchange_len, const char *key,
+                   size_t key_len);
+// Gives msg bytes of its own, laid out [u32 death_len][exchange][key][death] (taken over;
+// freed with the message), and points its exchange and key into them.
+void hop_msg_own(hop_msg_t *msg, uint8_t *own, size_t exchange_len, size_t key_len);
 // Gives msg a frames holder of its own and returns its (empty) body frame to fill.
 zmq_msg_t *hop_msg_body_frame(hop_msg_t *msg);
 // Drops one reference; frees the record (and its frames) at zero.

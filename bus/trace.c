@@ -266,10 +266,7 @@ s_emit(hop_broker_t *self, const s_event_t *ev)
     memcpy(base + S_EXCHANGE_LEN + rkey_len, s_props, S_PROPS_LEN);
     memcpy(base + S_EXCHANGE_LEN + rkey_len + S_PROPS_LEN, body.data, body.size);
     hop_msg_attach(msg, frames);
-    msg->exchange = base;
-    msg->exchange_len = (uint32_t)S_EXCHANGE_LEN;
-    msg->key = base + S_EXCHANGE_LEN;
-    msg->key_len = (uint32_t)rkey_len;
+    hop_msg_names(msg, base, S_EXCHANGE_LEN, base + S_EXCHANGE_LEN, rkey_len);
     msg->props = (const uint8_t *)msg->key + rkey_len;
     msg->props_len = (uint32_t)S_PROPS_LEN;
     msg->body = msg->props + S_PROPS_LEN;
