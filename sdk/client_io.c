@@ -264,7 +264,10 @@ s_io_run(void *arg)
         uint64_t longer = nap * 2 < HOP_IO_NAP_MAX_NS ? nap * 2 : HOP_IO_NAP_MAX_NS;
         if (pthread_mutex_trylock(&self->lock) != 0) {
             // The user thread is in a call: it does the duties and writes the outbox itself.
+            // Nor is the socket ours to wait on: a writable socket would end every nap at
+            // once, and this thread would spin against a busy publisher (half a core).
             nap = longer;
+            wait_out = false;
             continue;
         }
         bool wrote = s_duties(self);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -199,6 +200,51 @@ test_a_wait_after_a_burst_stops_the_io_thread_watching(void **state)
     hop_client_destroy(&client);
 }
 
+// CPU time the client's I/O thread has used, in ms.
+static double
+s_io_cpu_ms(hop_client_t *client)
+{
+    clockid_t clock;
+    assert_int_equal(pthread_getcpuclockid(client->io->thread, &clock), 0);
+    struct timespec ts;
+    assert_int_equal(clock_gettime(clock, &ts), 0);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+// The socket full, the user thread away: the I/O thread waits for the socket to be writable.
+// Then a user thread takes the socket (a call) and the socket drains. The I/O thread must nap
+// while the user thread holds the socket, not wait on it: a writable socket ended every nap at
+// once, and the I/O thread spun against a busy publisher, taking half a core from it.
+static void
+test_the_io_thread_naps_while_a_caller_holds_a_writable_socket(void **state)
+{
+    fb_broker_t *fake = *state;
+    hop_client_t *client = fb_connect(fake);
+    static char body[100];
+    memset(body, 'x', sizeof body);
+    atomic_store(&fake->paused, true);
+    bool full = false;
+    for (int round = 0; round < 2000 && !full; round++) {
+        for (int i = 0; i < 256; i++)
+            assert_int_equal(hop_client_publish(client, "flat", "k", body, sizeof body, NULL),
+                             HOP_OK);
+        pthread_mutex_lock(&client->io->lock);
+        full = hop_zmtp_pending(client->io->conn) || client->io->out_frames > 0;
+        pthread_mutex_unlock(&client->io->lock);
+    }
+    assert_true(full);
+    fb_sleep_ms(20); // the I/O thread finds the outbox and waits for the socket
+    pthread_mutex_lock(&client->io->lock);
+    atomic_store(&fake->paused, false); // the socket drains while "the user thread" holds it
+    double before = s_io_cpu_ms(client);
+    fb_sleep_ms(300);
+    double used = s_io_cpu_ms(client) - before;
+    pthread_mutex_unlock(&client->io->lock);
+    // Napping, it wakes a few thousand times a second at most: a few percent of a core.
+    assert_true(used < 100);
+    hop_client_destroy(&client);
+}
+
 int
 main(void)
 {
@@ -215,6 +261,8 @@ main(void)
                                         fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_for_an_absent_user_is_bounded, fb_setup,
                                         fb_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_the_io_thread_naps_while_a_caller_holds_a_writable_socket, fb_setup, fb_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
