@@ -308,6 +308,7 @@ hop_client_destroy(hop_client_t **self_p)
     hop_client_forget_all(self);
     hop_client_confirm_fini(self);
     zmq_msg_close(&self->in_records);
+    free(self->spare);
     hop_enc_fini(&self->enc);
     free(self->name);
     free(self->endpoint);

@@ -356,7 +356,7 @@ hop_client_take_return(hop_client_t *self, hop_inmsg_t *msg)
     hop_event_t *ev = s_event(self, HOP_EVENT_RETURN);
     ev->code = msg->wire.code > 999 ? 999 : (int)msg->wire.code;
     s_event_text(ev, msg->wire.text);
-    ev->returned = hop_inmsg_delivery(msg);
+    ev->returned = hop_inmsg_delivery(msg, NULL);
     ev->returned->tag = 0; // nothing to settle
 }
 

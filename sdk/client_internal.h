@@ -53,20 +53,28 @@ typedef struct hop_delivery_node {
     hop_delivery_t pub;
     zmq_msg_t body;
     struct hop_delivery_node *next; // FIFO of buffered deliveries
+    size_t cap;                     // bytes allocated, for reuse as a spare
 } hop_delivery_node_t;
 
 // Parses a deliver / get-ok header (wire) into an owned delivery; moves *body (may be NULL: an
 // empty body) into it. Props that are not well formed are ignored (props_raw stays NULL).
-// Never returns NULL (aborts on out of memory).
-hop_delivery_t *hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body);
+// The allocation is *spare when spare is not NULL and *spare is large enough (then *spare
+// becomes NULL; hop_delivery_recycle made it). Never returns NULL (aborts on out of memory).
+hop_delivery_t *hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body,
+                                   hop_delivery_node_t **spare);
 // The same for a record of a batch whose body (body_size bytes) lies inside frame, which stays
 // the caller's: a body up to HOP_BATCH_BODY_MAX is copied into the delivery's allocation (the
 // batch frame can go at once), a larger one shares frame (zmq_msg_copy, no byte copied).
 hop_delivery_t *hop_delivery_parse_record(const hop_wire_t *wire, zmq_msg_t *frame,
-                                          const void *body, size_t body_size);
+                                          const void *body, size_t body_size,
+                                          hop_delivery_node_t **spare);
 // Parses msg (a deliver / get-ok, on its own or a record) with the call above that fits; a body
 // frame of its own moves into the delivery.
-hop_delivery_t *hop_inmsg_delivery(hop_inmsg_t *msg);
+hop_delivery_t *hop_inmsg_delivery(hop_inmsg_t *msg, hop_delivery_node_t **spare);
+// Done with a delivery the SDK lent out (hop_client_dispatch): keeps the larger of it and
+// *spare in *spare for the next parse, and frees the other. A consumer loop then allocates
+// nothing per message.
+void hop_delivery_recycle(hop_delivery_t **self_p, hop_delivery_node_t **spare);
 
 // A consumer this client started, re-created on reconnect.
 typedef struct hop_consumer_rec {
@@ -131,6 +139,7 @@ struct hop_client {
     // Deliveries buffered for hop_client_receive, oldest first
     hop_delivery_node_t *head;
     hop_delivery_node_t *tail;
+    hop_delivery_node_t *spare; // a delivery's allocation kept for the next (dispatch)
 
     // A batch from the broker being handed out record by record (client_recv.c)
     zmq_msg_t in_records; // its records frame (empty when none)

@@ -412,7 +412,7 @@ hop_client_receive(hop_client_t *self, hop_delivery_t **delivery_p, int timeout_
             return HOP_OK;
         if (self->async_rc)
             return hop_client_take_async(self);
-        if (!timed) {
+        if (!timed && !self->in_batch) { // a batch's next record needs no deadline
             deadline = timeout_ms < 0 ? -1 : hop_client_now() + timeout_ms;
             timed = true;
         }
@@ -437,7 +437,7 @@ hop_client_dispatch(hop_client_t *self, hop_handler_fn *handler, void *arg, int 
         if (rc)
             return rc;
         int stop = handler(self, delivery, arg);
-        hop_delivery_destroy(&delivery);
+        hop_delivery_recycle(&delivery, &self->spare);
         if (stop)
             return HOP_OK;
     }
@@ -526,7 +526,7 @@ hop_client_get(hop_client_t *self, const char *queue, int flags, hop_delivery_t 
     if (rc)
         return rc;
     if (reply.wire.cmd == HOP_CMD_GET_OK) {
-        hop_delivery_t *d = hop_inmsg_delivery(&reply);
+        hop_delivery_t *d = hop_inmsg_delivery(&reply, NULL);
         d->tag = (d->tag & HOP_TAG_MASK) | self->gen;
         *delivery_p = d;
     } else if (reply.wire.cmd == HOP_CMD_GET_EMPTY)

@@ -115,7 +115,7 @@ s_absorb(hop_client_t *self, hop_inmsg_t *msg)
     const hop_wire_t *w = &msg->wire;
     switch (w->cmd) {
     case HOP_CMD_DELIVER: {
-        hop_delivery_t *d = hop_inmsg_delivery(msg);
+        hop_delivery_t *d = hop_inmsg_delivery(msg, &self->spare);
         d->tag = s_tag(self, d->tag);
         if (self->reply_tag[0] && strcmp(d->consumer, self->reply_tag) == 0) {
             // A reply: the one hop_client_request waits for, or a late one it gave up on.
@@ -293,6 +293,11 @@ s_batch_run(hop_client_t *self, const uint64_t *awaited, hop_inmsg_t *msg)
         int rc = s_absorb(self, msg);
         if (rc)
             return rc;
+        // One delivery at a time: the rest of the batch is read as the application takes
+        // them, so a delivery's allocation is freed (or recycled) before the next is made,
+        // and what follows it in the batch is heard of after it, not before.
+        if (msg->wire.cmd == HOP_CMD_DELIVER)
+            return 0;
     }
     return 0;
 }

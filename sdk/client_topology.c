@@ -574,7 +574,7 @@ hop_client_peek(hop_client_t *self, const char *queue, size_t count, hop_deliver
             abort();
         if (body_len)
             memcpy(zmq_msg_data(&frame), body, body_len);
-        hop_delivery_t *d = hop_delivery_parse(&iw, &frame);
+        hop_delivery_t *d = hop_delivery_parse(&iw, &frame, NULL);
         zmq_msg_close(&frame);
         d->message_count = reply.wire.messages;
         d->body_whole_size = (size_t)whole;

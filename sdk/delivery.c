@@ -282,7 +282,7 @@ s_deaths_walk(s_arena_t *arena, const uint8_t *raw, size_t size, hop_death_t *de
 // Parses wire into one allocation with tail_size more bytes at its end (*tail, for a copied
 // body). The body is left empty.
 static hop_delivery_node_t *
-s_parse(const hop_wire_t *wire, size_t tail_size, char **tail)
+s_parse(const hop_wire_t *wire, size_t tail_size, char **tail, hop_delivery_node_t **spare)
 {
     assert(wire);
     const uint8_t *props = wire->props.ptr;
@@ -329,10 +329,16 @@ s_parse(const hop_wire_t *wire, size_t tail_size, char **tail)
     size_t strings_off = deaths_off + (size_t)deaths * sizeof(hop_death_t);
     size_t raw_off = strings_off + arena.used;
     size_t tail_off = raw_off + props_size;
-    hop_delivery_node_t *node = malloc(tail_off + tail_size);
-    if (!node)
+    size_t need = tail_off + tail_size;
+    hop_delivery_node_t *node;
+    if (spare && *spare && (*spare)->cap >= need) {
+        node = *spare;
+        *spare = NULL;
+        need = node->cap;
+    } else if (!(node = malloc(need)))
         abort();
     memset(node, 0, sizeof *node);
+    node->cap = need;
     char *base = (char *)node;
 
     // Pass 2: fill.
@@ -373,9 +379,9 @@ s_parse(const hop_wire_t *wire, size_t tail_size, char **tail)
 }
 
 hop_delivery_t *
-hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body)
+hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body, hop_delivery_node_t **spare)
 {
-    hop_delivery_node_t *node = s_parse(wire, 0, NULL);
+    hop_delivery_node_t *node = s_parse(wire, 0, NULL, spare);
     hop_delivery_t *d = &node->pub;
     // Zero copy: the body frame moves in; body points into its final place (a small frame's
     // bytes live inside the zmq_msg_t, so only after the move is the address stable).
@@ -388,7 +394,7 @@ hop_delivery_parse(const hop_wire_t *wire, zmq_msg_t *body)
 
 hop_delivery_t *
 hop_delivery_parse_record(const hop_wire_t *wire, zmq_msg_t *frame, const void *body,
-                          size_t body_size)
+                          size_t body_size, hop_delivery_node_t **spare)
 {
     assert(frame);
     assert(body || !body_size);
@@ -398,7 +404,7 @@ hop_delivery_parse_record(const hop_wire_t *wire, zmq_msg_t *frame, const void *
     // when the application frees its last delivery.
     bool copy = body_size <= HOP_BATCH_BODY_MAX;
     char *tail;
-    hop_delivery_node_t *node = s_parse(wire, copy ? body_size : 0, &tail);
+    hop_delivery_node_t *node = s_parse(wire, copy ? body_size : 0, &tail, spare);
     hop_delivery_t *d = &node->pub;
     if (copy) {
         if (body_size)
@@ -415,11 +421,29 @@ hop_delivery_parse_record(const hop_wire_t *wire, zmq_msg_t *frame, const void *
 }
 
 hop_delivery_t *
-hop_inmsg_delivery(hop_inmsg_t *msg)
+hop_inmsg_delivery(hop_inmsg_t *msg, hop_delivery_node_t **spare)
 {
     if (msg->records)
-        return hop_delivery_parse_record(&msg->wire, msg->records, msg->data, msg->data_size);
-    return hop_delivery_parse(&msg->wire, msg->has_body ? &msg->body : NULL);
+        return hop_delivery_parse_record(&msg->wire, msg->records, msg->data, msg->data_size,
+                                         spare);
+    return hop_delivery_parse(&msg->wire, msg->has_body ? &msg->body : NULL, spare);
+}
+
+void
+hop_delivery_recycle(hop_delivery_t **self_p, hop_delivery_node_t **spare)
+{
+    assert(self_p && spare);
+    hop_delivery_node_t *node = (hop_delivery_node_t *)*self_p;
+    *self_p = NULL;
+    if (!node)
+        return;
+    zmq_msg_close(&node->body);
+    if (*spare && (*spare)->cap >= node->cap) {
+        free(node);
+        return;
+    }
+    free(*spare);
+    *spare = node;
 }
 
 void

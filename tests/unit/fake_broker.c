@@ -294,7 +294,7 @@ s_fake_confirm(fb_broker_t *self, zmq_msg_t *rid, const hop_wire_t *w, const uin
 }
 
 // consume: consume-ok with the tag asked for, else "ctag-r". Queue "rq" then gets delivery 1
-// ("work"); queue "rq2" a batch of deliveries 2 and 3 and the revocation of 2.
+// ("work").
 static void
 s_fake_consume(fb_broker_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *enc)
 {
@@ -308,19 +308,29 @@ s_fake_consume(fb_broker_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t
     if (fb_wire_is(w->queue, "rq")) {
         s_enc_deliver(enc, 1);
         s_fake_send(self, rid, enc, "work");
-    } else if (fb_wire_is(w->queue, "rq2")) {
-        msgpack_sbuffer records;
-        msgpack_sbuffer_init(&records);
-        uint32_t count = 0;
-        s_enc_deliver(enc, 2);
-        s_record(&records, &count, enc, "two", 3);
-        s_enc_deliver(enc, 3);
-        s_record(&records, &count, enc, "three", 5);
-        s_enc_revoked(enc, 2);
-        s_record(&records, &count, enc, NULL, 0);
-        s_fake_send_batch(self, rid, enc, &records, count);
-        msgpack_sbuffer_destroy(&records);
     }
+}
+
+// Answers queue.declare "rq2" with one batch: deliveries 2 and 3, the revocation of 2, then
+// the reply (deliveries that arrive while the application waits for a reply are buffered).
+static void
+s_fake_revoke_batch_reply(fb_broker_t *self, zmq_msg_t *rid, const hop_wire_t *w, hop_enc_t *enc)
+{
+    msgpack_sbuffer records;
+    msgpack_sbuffer_init(&records);
+    uint32_t count = 0;
+    s_enc_deliver(enc, 2);
+    s_record(&records, &count, enc, "two", 3);
+    s_enc_deliver(enc, 3);
+    s_record(&records, &count, enc, "three", 5);
+    s_enc_revoked(enc, 2);
+    s_record(&records, &count, enc, NULL, 0);
+    hop_enc_begin(enc, HOP_CMD_QUEUE_OK);
+    hop_enc_uint(enc, "id", w->id);
+    hop_enc_cstr(enc, "queue", "rq2");
+    s_record(&records, &count, enc, NULL, 0);
+    s_fake_send_batch(self, rid, enc, &records, count);
+    msgpack_sbuffer_destroy(&records);
 }
 
 // Encodes the death array of the "dead" get and of the parsing tests: two records, newest first,
@@ -373,6 +383,10 @@ s_fake_answer(fb_broker_t *self, zmq_msg_t *rid, const hop_wire_t *w, const uint
     case HOP_CMD_QUEUE_DECLARE: {
         if (fb_wire_is(w->queue, "batch")) {
             s_fake_batch_reply(self, rid, w, enc);
+            return true;
+        }
+        if (fb_wire_is(w->queue, "rq2")) {
+            s_fake_revoke_batch_reply(self, rid, w, enc);
             return true;
         }
         if (fb_wire_is(w->queue, "badbatch")) {

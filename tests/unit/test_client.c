@@ -242,7 +242,7 @@ test_delivery_parse_reads_every_field(void **state)
     zmq_msg_t body;
     zmq_msg_init_size(&body, 100);
     memset(zmq_msg_data(&body), 'x', 100);
-    hop_delivery_t *d = hop_delivery_parse(&wire, &body);
+    hop_delivery_t *d = hop_delivery_parse(&wire, &body, NULL);
     hop_enc_fini(&enc); // the delivery must own everything it points to
     zmq_msg_close(&body);
 
@@ -307,7 +307,7 @@ test_delivery_parse_without_props_or_body(void **state)
     const void *header = hop_enc_end(&enc, &size);
     hop_wire_t wire;
     assert_int_equal(hop_wire_decode(&wire, header, size, NULL, 0), 0);
-    hop_delivery_t *d = hop_delivery_parse(&wire, NULL);
+    hop_delivery_t *d = hop_delivery_parse(&wire, NULL, NULL);
     assert_string_equal(d->consumer, "");
     assert_string_equal(d->exchange, "");
     assert_string_equal(d->routing_key, "");
@@ -340,7 +340,7 @@ test_delivery_parse_ignores_mistyped_props(void **state)
     const void *header = hop_enc_end(&enc, &size);
     hop_wire_t wire;
     assert_int_equal(hop_wire_decode(&wire, header, size, NULL, 0), 0);
-    hop_delivery_t *d = hop_delivery_parse(&wire, NULL);
+    hop_delivery_t *d = hop_delivery_parse(&wire, NULL, NULL);
     assert_null(d->props.content_type);
     assert_int_equal(d->props.timestamp, 0);
     assert_int_equal(d->props.header_count, 0);

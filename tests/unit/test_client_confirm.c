@@ -438,8 +438,10 @@ test_revoked_delivery_still_buffered_is_dropped(void **state)
     fb_broker_t *fake = *state;
     s_log_t log;
     hop_client_t *client = s_connect_logged(fake, &log);
-    // One batch: deliveries 2 and 3, then 2 revoked before the application received it.
+    // While the application waits for a reply, one batch: deliveries 2 and 3 (buffered), then
+    // 2 revoked before the application received it, then the reply.
     assert_int_equal(hop_client_consume(client, "rq2", NULL, 0, 0, NULL, 0), HOP_OK);
+    assert_int_equal(hop_client_declare_queue(client, "rq2", 0, NULL, 0), HOP_OK);
     hop_delivery_t *d;
     assert_int_equal(hop_client_receive(client, &d, 1000), HOP_OK);
     assert_int_equal(d->tag, 3);
@@ -606,10 +608,11 @@ test_delivery_parse_reads_priority_and_deaths(void **state)
     hop_wire_t wire;
     assert_int_equal(hop_wire_decode(&wire, header, size, NULL, 0), 0);
     // On its own, and as a record of a batch (body copied into the same allocation).
-    hop_delivery_t *d = hop_delivery_parse(&wire, NULL);
+    hop_delivery_t *d = hop_delivery_parse(&wire, NULL, NULL);
     zmq_msg_t frame;
     zmq_msg_init_data(&frame, "xxbodyxx", 8, NULL, NULL);
-    hop_delivery_t *r = hop_delivery_parse_record(&wire, &frame, (const char *)"xxbodyxx" + 2, 4);
+    hop_delivery_t *r =
+        hop_delivery_parse_record(&wire, &frame, (const char *)"xxbodyxx" + 2, 4, NULL);
     zmq_msg_close(&frame);
     hop_enc_fini(&enc); // both must own everything they point to
     s_check_deaths(d);
@@ -628,7 +631,7 @@ test_delivery_parse_reads_priority_and_deaths(void **state)
     hop_enc_array_begin(&enc, "death", 0);
     header = hop_enc_end(&enc, &size);
     assert_int_equal(hop_wire_decode(&wire, header, size, NULL, 0), 0);
-    d = hop_delivery_parse(&wire, NULL);
+    d = hop_delivery_parse(&wire, NULL, NULL);
     assert_int_equal(d->priority, 255);
     assert_int_equal(d->death_count, 0);
     assert_null(d->deaths);

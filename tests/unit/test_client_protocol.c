@@ -198,6 +198,51 @@ test_hello_says_batch(void **state)
     hop_client_destroy(&client);
 }
 
+typedef struct {
+    int seen;
+    bool ok[3];
+} s_dispatched_t;
+
+static int
+s_check_batch_delivery(hop_client_t *client, const hop_delivery_t *d, void *arg)
+{
+    (void)client;
+    s_dispatched_t *log = arg;
+    static const char *const bodies[] = {"one", NULL, "three"};
+    int i = log->seen++;
+    if (i >= 3 || d->tag != (uint64_t)i + 1 || strcmp(d->consumer, "ctag-b") != 0 ||
+        strcmp(d->routing_key, "k") != 0)
+        return 1;
+    if (bodies[i])
+        log->ok[i] =
+            d->body_size == strlen(bodies[i]) && memcmp(d->body, bodies[i], d->body_size) == 0;
+    else {
+        log->ok[i] = d->body_size == HOP_BATCH_BODY_MAX + 1000;
+        for (size_t at = 0; log->ok[i] && at < d->body_size; at++)
+            log->ok[i] = ((const char *)d->body)[at] == 'b';
+    }
+    return 0;
+}
+
+// Dispatch lends each delivery to the handler and reuses its allocation for the next: bodies of
+// every size (copied small ones, a shared large one) and strings stay right, in order, and the
+// error after the last delivery is reported after it.
+static void
+test_dispatch_reuses_deliveries_of_any_size(void **state)
+{
+    fb_broker_t *fake = *state;
+    hop_client_t *client = fb_connect(fake);
+    assert_int_equal(hop_client_declare_queue(client, "batch", 0, NULL, 0), HOP_OK);
+    s_dispatched_t log = {0};
+    assert_int_equal(hop_client_dispatch(client, s_check_batch_delivery, &log, 1000),
+                     HOP_ENOTFOUND);
+    assert_int_equal(log.seen, 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(log.ok[i]);
+    assert_non_null(client->spare);
+    hop_client_destroy(&client); // and the spare with it (LSan)
+}
+
 static void
 test_batch_from_broker_is_handled_record_by_record(void **state)
 {
@@ -359,6 +404,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_reply_with_mistyped_field_still_answers_its_request,
                                         fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(test_hello_says_batch, fb_setup, fb_teardown),
+        cmocka_unit_test_setup_teardown(test_dispatch_reuses_deliveries_of_any_size, fb_setup,
+                                        fb_teardown),
         cmocka_unit_test_setup_teardown(test_batch_from_broker_is_handled_record_by_record,
                                         fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(
