@@ -218,10 +218,19 @@ int hop_client_take_async(hop_client_t *self);
 int hop_client_open(hop_client_t *self);
 // Stops the I/O thread, closes the sockets, drops buffered deliveries. Safe when not open.
 void hop_client_shut(hop_client_t *self);
+// Bytes the outbox holds at most. A message that finds it fuller waits for the socket to take
+// some (the broker reads slower than the caller publishes, or not at all), for up to the
+// client's timeout: a caller is slowed to the broker's pace, as with a blocking ZeroMQ send
+// at its high-water mark, and the client's memory stays bounded.
+#define HOP_IO_BOX_MAX (4u << 20)
 // Sends a message to the broker, or queues it in the outbox when the socket does not take it
-// now (client_recv.c's hop_client_send is the caller). Never blocks.
-void hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size,
-                       const void *body, size_t body_size, bool has_body, bool alone);
+// now (client_recv.c's hop_client_send is the caller). Blocks only while the outbox holds
+// HOP_IO_BOX_MAX bytes: then it waits for the socket to take some, for up to timeout_ms.
+// Returns 0 (sent or queued), or, the message dropped: -1 after timeout_ms, -2 when the
+// connection is lost (as hop_client_io_recv), -3 when the poll failed (errno).
+int hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size,
+                      const void *body, size_t body_size, bool has_body, bool alone,
+                      int timeout_ms);
 // Receives one message from the broker without waiting (what the I/O thread read for us comes
 // first). Returns as hop_inmsg_recv (0, 1, -1 when nothing), or -2 when nothing is left and
 // the connection is lost: the broker was silent past its timeout, or the socket failed

@@ -222,12 +222,8 @@ s_duties(hop_client_io_t *self)
 {
     // Nobody read since the last look: the user thread is away (or only publishes). What
     // arrived is read now, so that broker heartbeats count and nothing piles up.
-    if (self->rx == self->rx_seen) {
-        if (self->stash_count < HOP_IO_STASH_MAX)
-            hop_io_stash_all(self);
-        else
-            self->rx++; // left unread (the stash is full), but a sign of life all the same
-    }
+    if (self->rx == self->rx_seen)
+        hop_io_read_ahead(self);
     // The outbox goes once its oldest message is older than a calling user thread lets it get
     // (so never while one is busy publishing), or when the socket could not take all of it.
     bool wrote = false;
@@ -340,13 +336,46 @@ s_io_destroy(hop_client_io_t **self_p)
 // ---------------------------------------------------------------------------------------
 // The user thread's socket operations
 
-void
+// The outbox is full: writes what the socket takes until it is not, waiting for the socket in
+// slices of half a heartbeat interval, and reading ahead meanwhile so that the broker's
+// heartbeats count. Returns as hop_client_io_put.
+static int
+s_wait_room(hop_client_io_t *self, int timeout_ms)
+{
+    int64_t deadline = hop_client_now() + timeout_ms;
+    for (;;) {
+        hop_io_flush(self);
+        if (self->box_bytes < HOP_IO_BOX_MAX)
+            return 0;
+        int64_t now = hop_client_now();
+        s_liveness(self, now);
+        if (self->lost)
+            return -2;
+        if (now >= deadline)
+            return -1;
+        long wait = s_half(self);
+        if (deadline - now < wait)
+            wait = (long)(deadline - now);
+        struct pollfd item = {self->fd, POLLOUT | POLLIN, 0};
+        if (poll(&item, 1, (int)wait) < 0 && errno != EINTR)
+            return -3;
+        if (item.revents & POLLIN)
+            hop_io_read_ahead(self);
+    }
+}
+
+int
 hop_client_io_put(hop_client_io_t *self, const void *header, size_t header_size, const void *body,
-                  size_t body_size, bool has_body, bool alone)
+                  size_t body_size, bool has_body, bool alone, int timeout_ms)
 {
     pthread_mutex_lock(&self->lock);
-    hop_io_put(self, header, header_size, body, body_size, has_body, alone);
+    int rc = self->box_bytes < HOP_IO_BOX_MAX ? 0 : s_wait_room(self, timeout_ms);
+    if (rc == 0)
+        hop_io_put(self, header, header_size, body, body_size, has_body, alone);
+    int err = errno;
     s_release(self);
+    errno = err;
+    return rc;
 }
 
 int

@@ -53,6 +53,7 @@ typedef struct hop_chunk {
     uint32_t count;          // records in it; 0 for a message of its own
     zmq_msg_t frame[2];      // count 0: header, body
     int frames;              // count 0: frames in use
+    size_t bytes;            // of its messages, headers and bodies (for box_bytes)
 } hop_chunk_t;
 
 // A message the I/O thread read while the user thread was away, kept for it in order.
@@ -80,6 +81,7 @@ struct hop_client_io {
     hop_chunk_t *box_free; // chunks to reuse
     unsigned box_spare;    // chunks in box_free
     hop_chunk_t *done;     // the last chunk taken, back to box_free at the next take
+    size_t box_bytes;      // of the messages in the outbox's chunks (at most HOP_IO_BOX_MAX)
     zmq_msg_t out[2];      // the message (or batch) the socket has not taken yet
     int out_frames;        // frames of out in use; 0 = none
     uint64_t put_at;       // ns, CLOCK_MONOTONIC: when the last message was put (pacing)
@@ -120,6 +122,9 @@ bool hop_io_pending(const hop_client_io_t *self);
 // Reads what the socket has into the stash, up to HOP_IO_STASH_MAX (broker heartbeats are
 // dropped).
 void hop_io_stash_all(hop_client_io_t *self);
+// For a user thread that does not read: what arrived goes into the stash, so that broker
+// heartbeats count; with the stash full, it stays in the socket but counts as a sign of life.
+void hop_io_read_ahead(hop_client_io_t *self);
 // Moves the oldest stashed message into msg (as hop_inmsg_recv). Returns 0, 1, or -1 when
 // the stash is empty.
 int hop_io_unstash(hop_client_io_t *self, hop_inmsg_t *msg);

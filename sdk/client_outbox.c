@@ -133,6 +133,8 @@ s_fill(hop_client_io_t *self)
     self->box_head = c->next;
     if (!self->box_head)
         self->box_tail = NULL;
+    self->box_bytes -= c->bytes;
+    c->bytes = 0;
     s_unpack(self, c);
     self->done = c;
     return true;
@@ -241,6 +243,8 @@ hop_io_put(hop_client_io_t *self, const void *header, size_t header_size, const 
             self->box_head = c;
         self->box_tail = c;
     }
+    c->bytes += header_size + body_size + 8;
+    self->box_bytes += header_size + body_size + 8;
     if (batchable) {
         if (!c->records.data)
             hop_batch_buf_get(&c->records);
@@ -281,6 +285,15 @@ s_is_heartbeat(zmq_msg_t *frame)
         if (size - tail == map1_size[i] && memcmp(p, map1[i], map1_size[i]) == 0)
             return true;
     return false;
+}
+
+void
+hop_io_read_ahead(hop_client_io_t *self)
+{
+    if (self->stash_count < HOP_IO_STASH_MAX)
+        hop_io_stash_all(self);
+    else
+        self->rx++; // left unread (the stash is full), but a sign of life all the same
 }
 
 void
@@ -363,6 +376,7 @@ hop_io_free_queues(hop_client_io_t *self)
             lists[l] = next;
         }
     self->box_head = self->box_tail = self->box_free = NULL;
+    self->box_bytes = 0;
     s_chunk_destroy(&self->done);
     while (self->stash_head) {
         hop_stashed_t *s = self->stash_head;

@@ -90,13 +90,36 @@ hop_client_is_reply(hop_cmd_t cmd)
 // ---------------------------------------------------------------------------------------
 // Sending and receiving on the user thread
 
+// The socket failed or the broker was silent past its timeout: says which, and shuts.
+static int
+s_lost(hop_client_t *self)
+{
+    int error = hop_client_io_error(self->io);
+    if (error)
+        return hop_client_lost(self, 0, "connection to %s lost: %s", self->endpoint,
+                               error == ECONNRESET ? "the broker closed it" : strerror(error));
+    return hop_client_lost(self, 0,
+                           "connection to %s lost: nothing heard from the broker for %d ms",
+                           self->endpoint, self->broker_timeout);
+}
+
 int
 hop_client_send(hop_client_t *self, const void *header, size_t header_size, const void *body,
                 size_t body_size, bool has_body, bool alone)
 {
     assert(self->io);
     assert(header_size > 0);
-    hop_client_io_put(self->io, header, header_size, body, body_size, has_body, alone);
+    int rc = hop_client_io_put(self->io, header, header_size, body, body_size, has_body, alone,
+                               self->timeout_ms);
+    if (rc == -1)
+        return hop_client_fail(self, HOP_ETIMEOUT, 0,
+                               "not sent: the broker at %s read nothing more for %d ms while %u "
+                               "MiB waited to be sent to it (is it overloaded or stopped?)",
+                               self->endpoint, self->timeout_ms, HOP_IO_BOX_MAX >> 20);
+    if (rc == -2)
+        return s_lost(self);
+    if (rc == -3)
+        return hop_client_lost(self, 0, "cannot poll: %s", strerror(errno));
     return HOP_OK;
 }
 
@@ -325,15 +348,8 @@ hop_client_step(hop_client_t *self, int64_t deadline, const uint64_t *awaited, h
         if (frames == -1)
             return 0;
     }
-    if (frames == -2) {
-        int error = hop_client_io_error(self->io);
-        if (error)
-            return hop_client_lost(self, 0, "connection to %s lost: %s", self->endpoint,
-                                   error == ECONNRESET ? "the broker closed it" : strerror(error));
-        return hop_client_lost(self, 0,
-                               "connection to %s lost: nothing heard from the broker for %d ms",
-                               self->endpoint, self->broker_timeout);
-    }
+    if (frames == -2)
+        return s_lost(self);
     char err[128];
     if (frames > 0 || hop_inmsg_decode(msg, err, sizeof err)) {
         hop_client_async(self, HOP_EPROTO, 0, "the broker sent an undecodable message: %s",

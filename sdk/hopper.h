@@ -223,7 +223,10 @@ int hop_client_purge_queue(hop_client_t *self, const char *name, uint64_t *messa
 int hop_client_bind(hop_client_t *self, const char *queue, const char *exchange, const char *key);
 int hop_client_unbind(hop_client_t *self, const char *queue, const char *exchange, const char *key);
 
-// Publishes asynchronously (returns once queued for sending). props may be NULL. A body over
+// Publishes asynchronously (returns once queued for sending). props may be NULL. The client
+// queues at most 4 MiB that the socket has not taken: past that, a publish waits for the
+// broker to read, and after the client's timeout fails with HOP_ETIMEOUT, the message not
+// sent (a stopped broker that no longer heartbeats gives HOP_ECONNECT instead). A body over
 // the broker's max_message (from hello-ok) is refused at once with HOP_EBROKER and
 // hop_client_error_code() 311 (content-too-large), as the broker itself would refuse it.
 // An unknown exchange is reported by the broker asynchronously: the next call that waits for

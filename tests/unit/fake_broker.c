@@ -533,6 +533,15 @@ s_fake_run(void *arg)
             last_sent = hop_client_now();
             continue;
         }
+        if (atomic_load(&self->deaf)) {
+            fb_sleep_ms(2);
+            if (known && hop_client_now() - last_sent >= 100) {
+                hop_enc_begin(&enc, HOP_CMD_HEARTBEAT);
+                s_fake_send(self, &rid, &enc, NULL);
+                last_sent = hop_client_now();
+            }
+            continue;
+        }
         zmq_poll(&item, 1, 20);
         bool silent = atomic_load(&self->silent);
         while (true) {

@@ -9,7 +9,7 @@
 //
 // Use fb_setup and fb_teardown as a cmocka test's setup and teardown: the test's state is then
 // the fb_broker_t. The struct is open: tests read its counters and kept headers, and set
-// silent, paused and max_message to change how it behaves.
+// silent, paused, deaf and max_message to change how it behaves.
 #ifndef HOP_TESTS_FAKE_BROKER_H
 #define HOP_TESTS_FAKE_BROKER_H
 
@@ -33,6 +33,7 @@ typedef struct {
     atomic_bool stop;
     atomic_bool silent; // answer nothing, send nothing
     atomic_bool paused; // read nothing, send nothing
+    atomic_bool deaf;   // read nothing, send heartbeats (a broker too busy to read)
     atomic_int hellos;
     atomic_int heartbeats;
     atomic_int closes;

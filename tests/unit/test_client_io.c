@@ -245,6 +245,39 @@ test_the_io_thread_naps_while_a_caller_holds_a_writable_socket(void **state)
     hop_client_destroy(&client);
 }
 
+// A broker that reads nothing but is alive (it heartbeats): the outbox fills to its bound, and then
+// a publish waits for the client's timeout and fails, the message not sent, instead of the client's
+// memory growing without end. Once the broker reads again, everything accepted before arrives, and
+// publishing goes on.
+static void
+test_the_outbox_is_bounded_when_the_broker_reads_nothing(void **state)
+{
+    fb_broker_t *fake = *state;
+    fake->max_message = 8000;
+    hop_client_t *client = fb_connect(fake);
+    int before = atomic_load(&fake->count[HOP_CMD_PUBLISH]);
+    atomic_store(&fake->deaf, true);
+    static char body[4000];
+    memset(body, 'x', sizeof body);
+    int accepted = 0, rc = HOP_OK;
+    while (accepted < 50000 &&
+           (rc = hop_client_publish(client, "flat", "k", body, sizeof body, NULL)) == HOP_OK) {
+        accepted++;
+        pthread_mutex_lock(&client->io->lock);
+        size_t held = client->io->box_bytes;
+        pthread_mutex_unlock(&client->io->lock);
+        assert_true(held <= HOP_IO_BOX_MAX + sizeof body + 64);
+    }
+    assert_int_equal(rc, HOP_ETIMEOUT);
+    assert_non_null(strstr(hop_client_error(client), "read nothing more for 1000 ms"));
+    atomic_store(&fake->deaf, false);
+    assert_int_equal(hop_client_publish(client, "flat", "k", body, sizeof body, NULL), HOP_OK);
+    assert_true(fb_wait_for(&fake->count[HOP_CMD_PUBLISH], before + accepted + 1, 10000));
+    fb_sleep_ms(50);
+    assert_int_equal(atomic_load(&fake->count[HOP_CMD_PUBLISH]), before + accepted + 1);
+    hop_client_destroy(&client);
+}
+
 int
 main(void)
 {
@@ -261,6 +294,8 @@ main(void)
                                         fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(test_read_ahead_for_an_absent_user_is_bounded, fb_setup,
                                         fb_teardown),
+        cmocka_unit_test_setup_teardown(test_the_outbox_is_bounded_when_the_broker_reads_nothing,
+                                        fb_setup, fb_teardown),
         cmocka_unit_test_setup_teardown(
             test_the_io_thread_naps_while_a_caller_holds_a_writable_socket, fb_setup, fb_teardown),
     };
