@@ -26,6 +26,14 @@
 #define HB_MIN      100
 #define HB_MAX      60000
 #define HB_MISSES   5 // a peer silent for this many intervals is dead
+// Messages kept for a peer whose pipe is full, at most: a client that stops reading while it
+// keeps asking (a publisher with confirms that never reads them) is closed beyond it, as a
+// slow consumer is in NATS, instead of growing the broker without end.
+#define BACKLOG_MAX 100000
+// While a consumer is stalled on a full pipe or a backlog waits, the loop looks again this
+// often (ms): ZeroMQ says nothing when a peer's pipe drains, and a tick (100 ms) is long
+// enough for a fast consumer to sit idle.
+#define RETRY_MS 2
 
 static volatile sig_atomic_t s_interrupted;
 
@@ -210,7 +218,7 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
     self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
     // Mandatory routing: a send to a full or vanished peer fails instead of being dropped
     // silently, so a delivery is never lost in the socket.
-    int one = 1, zero = 0, sndhwm = self->config.sndhwm, rcvhwm = 10000;
+    int one = 1, zero = 0, sndhwm = self->config.sndhwm, rcvhwm = 1000;
     zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->router, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
@@ -336,24 +344,96 @@ s_send_to(hop_broker_t *self, const void *peer, size_t peer_len, const hop_msg_t
     return hop_broker_send_raw(self, peer, peer_len, header, size, msg, err);
 }
 
-// Sends header (and msg's body) to conn, after what was batched for it.
+// Keeps header (and msg's body) at the end of conn's backlog.
+static void
+s_backlog_add(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size,
+              const hop_msg_t *msg)
+{
+    if (conn->backlog_count >= BACKLOG_MAX) {
+        hop_log(HOP_WARN, "conn",
+                "peer not reading conn=%s name=%s backlog=%zu: closing, its unacked messages "
+                "return to their queues",
+                conn->label, conn->name ? conn->name : "", conn->backlog_count);
+        hop_broker_mark_dead(self, conn);
+        return;
+    }
+    hop_backlog_t *b = hop_malloc(sizeof *b);
+    b->next = NULL;
+    zmq_msg_init_size(&b->header, size);
+    memcpy(zmq_msg_data(&b->header), header, size);
+    zmq_msg_init(&b->body);
+    b->has_body = msg && msg->body_len;
+    const zmq_msg_t *own = msg && msg->frames ? &msg->frames->body : NULL;
+    if (b->has_body && own && zmq_msg_size((zmq_msg_t *)own))
+        zmq_msg_copy(&b->body, (zmq_msg_t *)own); // shares the body's buffer
+    else if (b->has_body) {
+        zmq_msg_init_size(&b->body, msg->body_len);
+        memcpy(zmq_msg_data(&b->body), msg->body, msg->body_len);
+    }
+    if (conn->backlog_tail)
+        conn->backlog_tail->next = b;
+    else
+        conn->backlog_head = b;
+    conn->backlog_tail = b;
+    conn->backlog_count++;
+    self->retry_soon = true;
+}
+
+int
+hop_broker_drain_backlog(hop_broker_t *self, hop_conn_t *conn)
+{
+    while (conn->backlog_head && !conn->dead) {
+        hop_backlog_t *b = conn->backlog_head;
+        if (zmq_send(self->router, conn->id, conn->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            if (zmq_errno() != EAGAIN)
+                hop_broker_mark_dead(self, conn); // EHOSTUNREACH: the peer's socket is gone
+            return -1;
+        }
+        // Once the first frame is accepted the rest of the message always is.
+        if (zmq_msg_send(&b->header, self->router, (b->has_body ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT) <
+            0)
+            zmq_msg_close(&b->header);
+        if (!b->has_body || zmq_msg_send(&b->body, self->router, ZMQ_DONTWAIT) < 0)
+            zmq_msg_close(&b->body); // a sent frame is left empty: nothing to close
+        conn->backlog_head = b->next;
+        if (!conn->backlog_head)
+            conn->backlog_tail = NULL;
+        conn->backlog_count--;
+        free(b);
+        conn->last_send = self->now;
+    }
+    return conn->dead ? -1 : 0;
+}
+
+// Sends header (and msg's body) to conn, after what was batched for it and what waits in its
+// backlog. A delivery the peer's pipe refuses fails (its entry goes back to its queue); any
+// other message is kept in the backlog and sent once the pipe drains: a reply, a confirm or
+// an error is never dropped.
 static int
 s_send_conn(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size,
-            const hop_msg_t *msg)
+            const hop_msg_t *msg, bool delivery)
 {
     if (conn->dead)
         return -1;
     // Whatever was batched for conn goes first, so the peer sees everything in order.
     if (conn->out_count && hop_deliver_flush(self, conn) < 0 && conn->dead)
         return -1;
-    int err = 0;
-    if (hop_broker_send_raw(self, conn->id, conn->id_len, header, size, msg, &err) < 0) {
-        if (err != EAGAIN)
-            hop_broker_mark_dead(self, conn); // EHOSTUNREACH: the peer's socket is gone
+    int err = EAGAIN;
+    if ((!conn->backlog_head || hop_broker_drain_backlog(self, conn) == 0) &&
+        hop_broker_send_raw(self, conn->id, conn->id_len, header, size, msg, &err) == 0) {
+        conn->last_send = self->now;
+        return 0;
+    }
+    if (conn->dead)
+        return -1;
+    if (err != EAGAIN) {
+        hop_broker_mark_dead(self, conn); // EHOSTUNREACH: the peer's socket is gone
         return -1;
     }
-    conn->last_send = self->now;
-    return 0;
+    if (delivery)
+        return -1;
+    s_backlog_add(self, conn, header, size, msg);
+    return conn->dead ? -1 : 0;
 }
 
 int
@@ -364,13 +444,21 @@ hop_broker_send(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg)
     // The reply to a request that wrote records waits until they are durable (bus/durable.c).
     if (!msg && !conn->dead && hop_durable_hold_reply(self, conn, header, size))
         return 0;
-    return s_send_conn(self, conn, header, size, msg);
+    return s_send_conn(self, conn, header, size, msg, false);
+}
+
+int
+hop_broker_send_delivery(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg)
+{
+    size_t size;
+    const void *header = hop_enc_end(&self->enc, &size);
+    return s_send_conn(self, conn, header, size, msg, true);
 }
 
 void
 hop_broker_send_held(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size)
 {
-    s_send_conn(self, conn, header, size, NULL);
+    s_send_conn(self, conn, header, size, NULL, false);
 }
 
 static void
@@ -412,6 +500,13 @@ s_error_peer(hop_broker_t *self, const void *peer, size_t peer_len, uint64_t id,
     va_start(ap, fmt);
     s_error_v(self, peer, peer_len, NULL, id, code, fmt, ap);
     va_end(ap);
+}
+
+void
+hop_broker_stall(hop_broker_t *self, hop_consumer_t *c)
+{
+    c->stalled = true;
+    self->retry_soon = true;
 }
 
 void
@@ -745,6 +840,27 @@ s_drain(hop_broker_t *self)
     }
 }
 
+// Between ticks: backlogs sent and stalled consumers retried, every RETRY_MS while any is left.
+static void
+s_retry(hop_broker_t *self)
+{
+    self->retry_soon = false; // set again by whatever stalls again
+    self->retry_at = self->now + RETRY_MS;
+    size_t cursor = 0;
+    void *value;
+    while (hop_map_next(self->conns, &cursor, NULL, NULL, &value)) {
+        hop_conn_t *conn = value;
+        if (conn->backlog_head && !conn->dead && hop_broker_drain_backlog(self, conn) < 0)
+            self->retry_soon = !conn->dead;
+    }
+    cursor = 0;
+    while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
+        hop_queue_t *q = value;
+        if (!q->deleting && hop_deliver_unstall(self, q))
+            hop_deliver_dispatch(self, q);
+    }
+}
+
 // Liveness: close silent peers, keep quiet ones informed that we are alive.
 static void
 s_tick(hop_broker_t *self)
@@ -755,6 +871,8 @@ s_tick(hop_broker_t *self)
         hop_conn_t *conn = value;
         if (conn->dead)
             continue;
+        if (conn->backlog_head && hop_broker_drain_backlog(self, conn) < 0)
+            self->retry_soon = !conn->dead; // its pipe is still full: look again soon
         if (self->now - conn->last_recv > conn->timeout) {
             hop_log(HOP_WARN, "conn",
                     "peer silent conn=%s name=%s silent_ms=%llu unacked=%zu: closing, its "
@@ -810,6 +928,8 @@ hop_broker_run(hop_broker_t *self)
     while (!s_interrupted) {
         self->now = hop_now_ms();
         long wait = self->next_tick > self->now ? (long)(self->next_tick - self->now) : 0;
+        if (self->retry_soon && wait > RETRY_MS)
+            wait = RETRY_MS;
         if (self->metrics)
             wait = hop_metrics_wait(self->metrics, wait);
         int rc = zmq_poll(items, n_items, wait);
@@ -833,9 +953,12 @@ hop_broker_run(hop_broker_t *self)
             self->busy = true;
         }
         if (self->now >= self->next_tick) {
+            self->retry_soon = false; // the tick retries everything
+            self->retry_at = self->now + RETRY_MS;
             s_tick(self);
             self->next_tick = self->now + TICK_MS;
-        }
+        } else if (self->retry_soon && self->now >= self->retry_at)
+            s_retry(self);
         // Deliveries batched during this turn go out now: batching never waits for more.
         hop_deliver_flush_all(self);
         hop_durable_progress(self); // commits this turn's records; confirms what is on disk

@@ -26,7 +26,7 @@ typedef struct {
 #define HOP_DEFAULT_DATA_DIR      "./var/hopper"
 #define HOP_DEFAULT_HEARTBEAT     1000
 #define HOP_DEFAULT_MAX_MESSAGE   (8u * 1024 * 1024)
-#define HOP_DEFAULT_SNDHWM        100000
+#define HOP_DEFAULT_SNDHWM        1000
 #define HOP_DEFAULT_ACK_TIMEOUT   (30u * 60 * 1000) // 30 minutes, as RabbitMQ
 #define HOP_DEFAULT_FLOW_MESSAGES 50000
 #define HOP_DEFAULT_FLOW_BYTES    (64u * 1024 * 1024)

@@ -64,12 +64,16 @@ struct hop_broker {
     uint64_t started_at;       // monotonic ms
     uint64_t now;              // monotonic ms, refreshed once per loop turn
     uint64_t next_tick;        // when the liveness tick runs next
-    bool has_dead;             // some connection is marked dead and waits to be closed
-    bool busy;                 // messages arrived since the last tick
-    bool trimmed;              // the heap was trimmed since the broker was last busy
-    size_t live_peak;          // most message records alive since the last trim
-    uint64_t trimmed_at;       // monotonic ms of the last trim
-    uint64_t trim_not_before;  // no idle trim before this (connections just closed)
+    // A consumer stalled on a full pipe, or a connection has a backlog: retried every RETRY_MS
+    // (broker.c) instead of waiting for the next tick.
+    bool retry_soon;
+    uint64_t retry_at;
+    bool has_dead;            // some connection is marked dead and waits to be closed
+    bool busy;                // messages arrived since the last tick
+    bool trimmed;             // the heap was trimmed since the broker was last busy
+    size_t live_peak;         // most message records alive since the last trim
+    uint64_t trimmed_at;      // monotonic ms of the last trim
+    uint64_t trim_not_before; // no idle trim before this (connections just closed)
     uint64_t published, delivered, acked, unroutable; // totals for status
     uint64_t returned, confirmed, rejected_publishes, dead_lettered, dropped, expired, revoked;
     // Smoothed rates per second of published, delivered and acked (bus/timers.c), the totals
@@ -83,10 +87,20 @@ struct hop_broker {
 
 // broker.c ---------------------------------------------------------------------------------
 // Sends the header in self->enc (and msg's body, if msg is not NULL: shared, not copied, when
-// it has a frame of its own) to conn, after any batch waiting for conn. Returns 0, or -1 when
-// the peer's pipe is full (EAGAIN) or the peer is gone (then conn is marked dead and closed at
-// the end of the loop turn).
+// it has a frame of its own) to conn, after any batch and any backlog waiting for conn. When
+// the peer's pipe is full the message is kept in conn's backlog, in order, and sent once the
+// pipe drains (on the next send to conn or the next tick): never dropped. Returns 0, or -1
+// when the peer is gone (then conn is marked dead and closed at the end of the loop turn).
 int hop_broker_send(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg);
+// The same for a delivery, which is not kept: returns -1 when the peer's pipe is full (or its
+// backlog not empty), and the caller puts the entry back in its queue.
+int hop_broker_send_delivery(hop_broker_t *self, hop_conn_t *conn, const hop_msg_t *msg);
+// Sends what waits in conn's backlog, oldest first, until the pipe is full. Returns 0 when
+// nothing is left, -1 when some is (or the peer is gone).
+int hop_broker_drain_backlog(hop_broker_t *self, hop_conn_t *conn);
+// Marks consumer c stalled on its connection's full pipe: skipped by dispatch until the next
+// retry (a few milliseconds).
+void hop_broker_stall(hop_broker_t *self, hop_consumer_t *c);
 // Sends a reply that waited for the store (header bytes only).
 void hop_broker_send_held(hop_broker_t *self, hop_conn_t *conn, const void *header, size_t size);
 // Sends raw frames to a peer: header, then body (NULL: none). Returns 0 or -1 with *err set.
@@ -160,6 +174,9 @@ void hop_deliver_requeue_conn(hop_broker_t *self, hop_conn_t *conn);
 // ready, expires messages, revokes deliveries past their ack deadline, deletes queues unused
 // past their `expires`.
 void hop_deliver_tick(hop_broker_t *self);
+// Between ticks, while something is stalled: gives stalled consumers another chance (the
+// queues with ready messages are walked). Returns whether q had any.
+bool hop_deliver_unstall(hop_broker_t *self, hop_queue_t *q);
 // Stores msg in every queue of route, applying each queue's overflow policy. A queue that
 // refuses it (reject-publish, full) is set to NULL in route and *rejected (may be NULL) is set.
 // Returns how many queues stored it. Does not dispatch. ttl: the message's own TTL in ms, or

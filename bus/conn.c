@@ -35,6 +35,13 @@ hop_conn_destroy(hop_conn_t **self_p)
     msgpack_sbuffer_destroy(&self->out);
     free(self->out_entries);
     free(self->revoked);
+    while (self->backlog_head) {
+        hop_backlog_t *b = self->backlog_head;
+        self->backlog_head = b->next;
+        zmq_msg_close(&b->header);
+        zmq_msg_close(&b->body);
+        free(b);
+    }
     free(self);
     *self_p = NULL;
 }

@@ -10,9 +10,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <zmq.h>
 
 #define HOP_ID_MAX      255  // ZeroMQ routing ids are at most 255 bytes
 #define HOP_REVOKED_MAX 1024 // revoked tags remembered per connection (a power of two)
+
+// A message other than a delivery that ZeroMQ refused because the peer's pipe was full: kept,
+// in order, until the pipe drains (hop_broker_send).
+typedef struct hop_backlog {
+    struct hop_backlog *next;
+    zmq_msg_t header;
+    zmq_msg_t body; // empty when the message has no body frame
+    bool has_body;
+} hop_backlog_t;
 
 struct hop_conn {
     uint8_t id[HOP_ID_MAX]; // ROUTER routing id
@@ -62,6 +72,10 @@ struct hop_conn {
     // ack says why it fails. Allocated at the first revocation (most connections never have one).
     uint64_t *revoked;
     uint32_t revoked_next;
+    // Replies, confirms, errors and notices the peer's full pipe refused, oldest first. While
+    // any wait, everything else to the peer waits behind them (deliveries stay in their queues).
+    hop_backlog_t *backlog_head, *backlog_tail;
+    size_t backlog_count;
 };
 
 hop_conn_t *hop_conn_new(const void *id, size_t id_len, uint64_t seq, uint64_t now);

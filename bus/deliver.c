@@ -486,10 +486,10 @@ hop_deliver_dispatch(hop_broker_t *self, hop_queue_t *queue)
             s_batch_add(self, conn, e);
             continue;
         }
-        if (hop_broker_send(self, conn, e->msg) < 0) {
+        if (hop_broker_send_delivery(self, conn, e->msg) < 0) {
             // The peer's pipe is full (retry on the next tick) or the peer is gone.
             hop_queue_untake(queue, e);
-            c->stalled = true;
+            hop_broker_stall(self, c);
             continue;
         }
         c->delivered++;
@@ -526,7 +526,10 @@ hop_deliver_flush(hop_broker_t *self, hop_conn_t *conn)
     if (n == 0)
         return 0;
     int rc, err = 0;
-    if (n == 1 || conn->dead) {
+    if (conn->backlog_head && hop_broker_drain_backlog(self, conn) < 0) {
+        rc = -1; // what waits before the batch could not all go: the batch waits too
+        err = EAGAIN;
+    } else if (n == 1 || conn->dead) {
         // One delivery goes as a plain message: clients that batch nothing see nothing new.
         hop_batch_t it;
         hop_batch_init(&it, conn->out.data, conn->out.size);
@@ -582,7 +585,7 @@ hop_deliver_flush(hop_broker_t *self, hop_conn_t *conn)
                 if (!e->noack)
                     e->consumer->unacked--;
                 e->consumer->delivered--;
-                e->consumer->stalled = true;
+                hop_broker_stall(self, e->consumer);
             }
             e->noack = false;
             self->delivered--;

@@ -159,6 +159,24 @@ s_sample_queue(const s_sample_t *sample, hop_queue_t *q, bool first)
     q->ack_rate = s_rate(sample, q->ack_rate, q->acked, &q->rate_acked, first);
 }
 
+bool
+hop_deliver_unstall(hop_broker_t *self, hop_queue_t *q)
+{
+    (void)self;
+    if (!q->ready_count || !q->consumers)
+        return false;
+    bool any = false;
+    hop_consumer_t *c = q->consumers;
+    do {
+        if (c->stalled && !c->conn->dead) {
+            c->stalled = false;
+            any = true;
+        }
+        c = c->next;
+    } while (c != q->consumers);
+    return any;
+}
+
 void
 hop_deliver_tick(hop_broker_t *self)
 {
@@ -189,18 +207,9 @@ hop_deliver_tick(hop_broker_t *self)
             n_unused < sizeof unused / sizeof unused[0] &&
             self->now - q->last_used >= q->args.expires)
             unused[n_unused++] = q;
-        if (!q->ready_count || !q->consumers)
-            continue;
         // Consumers whose pipes were full get another chance every tick.
-        hop_consumer_t *c = q->consumers;
-        do {
-            if (c->stalled && !c->conn->dead) {
-                c->stalled = false;
-                any = true;
-            }
-            c = c->next;
-        } while (c != q->consumers);
-        if (any)
+        any |= hop_deliver_unstall(self, q);
+        if (any && q->ready_count && q->consumers)
             hop_deliver_dispatch(self, q);
     }
     for (size_t i = 0; i < n_unused; i++) {
