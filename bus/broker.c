@@ -218,7 +218,7 @@ hop_broker_new(const hop_broker_config_t *config, char *err, size_t err_size)
     self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
     // Mandatory routing: a send to a full or vanished peer fails instead of being dropped
     // silently, so a delivery is never lost in the socket.
-    int one = 1, zero = 0, sndhwm = self->config.sndhwm, rcvhwm = 1000;
+    int one = 1, zero = 0, sndhwm = self->config.sndhwm, rcvhwm = 100;
     zmq_setsockopt(self->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(self->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(self->router, ZMQ_SNDHWM, &sndhwm, sizeof sndhwm);
