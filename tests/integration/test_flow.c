@@ -114,6 +114,38 @@ s_take(uint64_t *next, const void *body, size_t size)
     (*next)++;
 }
 
+// A raw DEALER that says hello (batch:true) and then reads only when told, with small buffers.
+static void *
+s_raw_client(fx_t *fx, hop_enc_t *enc)
+{
+    void *sock = zmq_socket(fx->ctx, ZMQ_DEALER);
+    int small = 1, rcvbuf = 4096;
+    zmq_setsockopt(sock, ZMQ_RCVHWM, &small, sizeof small);
+    zmq_setsockopt(sock, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    assert_int_equal(zmq_connect(sock, harness_broker_endpoint(fx->broker)), 0);
+    hop_enc_begin(enc, HOP_CMD_HELLO);
+    hop_enc_uint(enc, "id", 1);
+    hop_enc_uint(enc, "version", 1);
+    hop_enc_uint(enc, "heartbeat", 60000);
+    hop_enc_bool(enc, "batch", true);
+    s_send(sock, enc);
+    assert_int_equal(s_reply(sock), HOP_CMD_HELLO_OK);
+    return sock;
+}
+
+// Receives one message within timeout_ms, decoded into w (frames in h and b, the caller's to
+// close). Fails the test, saying what it waited for, when none comes.
+static void
+s_recv_wire(void *sock, zmq_msg_t *h, zmq_msg_t *b, hop_wire_t *w, int timeout_ms,
+            const char *waiting_for, uint64_t at)
+{
+    zmq_msg_init(h);
+    zmq_msg_init(b);
+    if (!s_recv(sock, h, b, timeout_ms))
+        fail_msg("no message: waiting for %s %llu", waiting_for, (unsigned long long)at);
+    assert_int_equal(hop_wire_decode(w, zmq_msg_data(h), zmq_msg_size(h), NULL, 0), 0);
+}
+
 static void
 test_stalled_consumer_gets_everything_in_order_once(void **state)
 {
@@ -121,20 +153,9 @@ test_stalled_consumer_gets_everything_in_order_once(void **state)
     const char *ep = harness_broker_endpoint(fx->broker);
 
     // The consumer: a small receive buffer, and it will not read while the flood goes on.
-    fx->sub = zmq_socket(fx->ctx, ZMQ_DEALER);
-    int small = 1, rcvbuf = 4096;
-    zmq_setsockopt(fx->sub, ZMQ_RCVHWM, &small, sizeof small);
-    zmq_setsockopt(fx->sub, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    assert_int_equal(zmq_connect(fx->sub, ep), 0);
     hop_enc_t enc;
     hop_enc_init(&enc);
-    hop_enc_begin(&enc, HOP_CMD_HELLO);
-    hop_enc_uint(&enc, "id", 1);
-    hop_enc_uint(&enc, "version", 1);
-    hop_enc_uint(&enc, "heartbeat", 60000);
-    hop_enc_bool(&enc, "batch", true);
-    s_send(fx->sub, &enc);
-    assert_int_equal(s_reply(fx->sub), HOP_CMD_HELLO_OK);
+    fx->sub = s_raw_client(fx, &enc);
     hop_enc_begin(&enc, HOP_CMD_QUEUE_DECLARE);
     hop_enc_uint(&enc, "id", 2);
     hop_enc_cstr(&enc, "queue", "flow");
@@ -164,12 +185,8 @@ test_stalled_consumer_gets_everything_in_order_once(void **state)
     uint64_t next = 0;
     while (next < N_MESSAGES) {
         zmq_msg_t h, b;
-        zmq_msg_init(&h);
-        zmq_msg_init(&b);
-        if (!s_recv(fx->sub, &h, &b, 10000))
-            fail_msg("stalled at %llu of %d messages", (unsigned long long)next, N_MESSAGES);
         hop_wire_t w;
-        assert_int_equal(hop_wire_decode(&w, zmq_msg_data(&h), zmq_msg_size(&h), NULL, 0), 0);
+        s_recv_wire(fx->sub, &h, &b, &w, 10000, "message", next);
         if (w.cmd == HOP_CMD_DELIVER)
             s_take(&next, zmq_msg_data(&b), zmq_msg_size(&b));
         else if (w.cmd == HOP_CMD_BATCH) {
@@ -205,25 +222,6 @@ test_stalled_consumer_gets_everything_in_order_once(void **state)
     assert_int_equal(s_ready(admin, "flow"), 0);
     hop_client_destroy(&admin);
     hop_enc_fini(&enc);
-}
-
-// A raw DEALER that says hello (batch:true) and then reads only when told, with small buffers.
-static void *
-s_raw_client(fx_t *fx, hop_enc_t *enc)
-{
-    void *sock = zmq_socket(fx->ctx, ZMQ_DEALER);
-    int small = 1, rcvbuf = 4096;
-    zmq_setsockopt(sock, ZMQ_RCVHWM, &small, sizeof small);
-    zmq_setsockopt(sock, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    assert_int_equal(zmq_connect(sock, harness_broker_endpoint(fx->broker)), 0);
-    hop_enc_begin(enc, HOP_CMD_HELLO);
-    hop_enc_uint(enc, "id", 1);
-    hop_enc_uint(enc, "version", 1);
-    hop_enc_uint(enc, "heartbeat", 60000);
-    hop_enc_bool(enc, "batch", true);
-    s_send(sock, enc);
-    assert_int_equal(s_reply(sock), HOP_CMD_HELLO_OK);
-    return sock;
 }
 
 // Publishes n one-byte messages with seq from..from+n-1 to the queue "full" (max_length 1,
@@ -267,12 +265,8 @@ test_confirms_to_a_publisher_that_does_not_read_are_kept(void **state)
     uint64_t next = 1; // the next seq a confirm must cover
     while (next <= N_CONFIRMS) {
         zmq_msg_t h, b;
-        zmq_msg_init(&h);
-        zmq_msg_init(&b);
-        if (!s_recv(fx->sub, &h, &b, 5000))
-            fail_msg("no confirm for seq %llu of %d", (unsigned long long)next, N_CONFIRMS);
         hop_wire_t w;
-        assert_int_equal(hop_wire_decode(&w, zmq_msg_data(&h), zmq_msg_size(&h), NULL, 0), 0);
+        s_recv_wire(fx->sub, &h, &b, &w, 5000, "the confirm of seq", next);
         if (w.cmd == HOP_CMD_CONFIRM) {
             assert_true(w.seq >= next);               // in order, none twice
             assert_true(w.multiple || w.seq == next); // none skipped
