@@ -30,9 +30,10 @@
 // keeps asking (a publisher with confirms that never reads them) is closed beyond it, as a
 // slow consumer is in NATS, instead of growing the broker without end.
 #define BACKLOG_MAX 100000
-// While a consumer is stalled on a full pipe or a backlog waits, the loop looks again this
-// often (ms): ZeroMQ says nothing when a peer's pipe drains, and a tick (100 ms) is long
-// enough for a fast consumer to sit idle.
+// While a consumer is stalled on a full pipe or a backlog waits, the loop looks again after
+// this long (ms): ZeroMQ says nothing when a peer's pipe drains, and a tick (100 ms) is long
+// enough for a fast consumer to sit idle. The interval doubles, up to a tick, while retries
+// move nothing (a stopped subscriber must not cost a walk of every queue every 2 ms).
 #define RETRY_MS 2
 
 static volatile sig_atomic_t s_interrupted;
@@ -845,13 +846,18 @@ static void
 s_retry(hop_broker_t *self)
 {
     self->retry_soon = false; // set again by whatever stalls again
-    self->retry_at = self->now + RETRY_MS;
+    uint64_t delivered = self->delivered;
+    bool moved = false;
     size_t cursor = 0;
     void *value;
     while (hop_map_next(self->conns, &cursor, NULL, NULL, &value)) {
         hop_conn_t *conn = value;
-        if (conn->backlog_head && !conn->dead && hop_broker_drain_backlog(self, conn) < 0)
+        if (!conn->backlog_head || conn->dead)
+            continue;
+        size_t before = conn->backlog_count;
+        if (hop_broker_drain_backlog(self, conn) < 0)
             self->retry_soon = !conn->dead;
+        moved |= conn->backlog_count < before;
     }
     cursor = 0;
     while (hop_map_next(self->queues, &cursor, NULL, NULL, &value)) {
@@ -859,6 +865,11 @@ s_retry(hop_broker_t *self)
         if (!q->deleting && hop_deliver_unstall(self, q))
             hop_deliver_dispatch(self, q);
     }
+    moved |= self->delivered != delivered;
+    self->retry_ms = moved || !self->retry_ms       ? RETRY_MS
+                     : self->retry_ms * 2 < TICK_MS ? self->retry_ms * 2
+                                                    : TICK_MS;
+    self->retry_at = self->now + self->retry_ms;
 }
 
 // Liveness: close silent peers, keep quiet ones informed that we are alive.
@@ -928,8 +939,10 @@ hop_broker_run(hop_broker_t *self)
     while (!s_interrupted) {
         self->now = hop_now_ms();
         long wait = self->next_tick > self->now ? (long)(self->next_tick - self->now) : 0;
-        if (self->retry_soon && wait > RETRY_MS)
-            wait = RETRY_MS;
+        if (self->retry_soon) {
+            long retry = self->retry_at > self->now ? (long)(self->retry_at - self->now) : 0;
+            wait = retry < wait ? retry : wait;
+        }
         if (self->metrics)
             wait = hop_metrics_wait(self->metrics, wait);
         int rc = zmq_poll(items, n_items, wait);
@@ -954,6 +967,7 @@ hop_broker_run(hop_broker_t *self)
         }
         if (self->now >= self->next_tick) {
             self->retry_soon = false; // the tick retries everything
+            self->retry_ms = RETRY_MS;
             self->retry_at = self->now + RETRY_MS;
             s_tick(self);
             self->next_tick = self->now + TICK_MS;

@@ -68,6 +68,7 @@ struct hop_broker {
     // (broker.c) instead of waiting for the next tick.
     bool retry_soon;
     uint64_t retry_at;
+    uint64_t retry_ms;        // the interval in force (doubles while retries move nothing)
     bool has_dead;            // some connection is marked dead and waits to be closed
     bool busy;                // messages arrived since the last tick
     bool trimmed;             // the heap was trimmed since the broker was last busy
